@@ -1,0 +1,160 @@
+"""Command-line arguments: one dataclass per concern, parsed with `HfArgumentParser`.
+
+Both entry points share `ModelArguments`, `DataArguments` and `PromptArguments` with the stock
+`TrainingArguments`; fine-tuning adds `FinetuneArguments`, distillation `DistillArguments`.
+Language lists are comma-separated strings so that shell scripts can pass them as one word.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from alsace.errors import UserError
+
+
+def split_list(value: str | None) -> list[str] | None:
+    """'en,fr, de' -> ['en', 'fr', 'de']; None or '' -> None."""
+    if value is None or not value.strip():
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Hub id or local directory of the model / checkpoint."})
+    head: str = field(default="prompt", metadata={
+        "help": "prompt: cloze prompt on a masked LM (or first decoder step of a seq2seq LM), the "
+                "original's method; classification: AutoModelForSequenceClassification."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+
+    def __post_init__(self):
+        if self.head not in ("prompt", "classification"):
+            raise UserError(f"--head {self.head!r}: choose prompt or classification")
+
+
+@dataclass
+class DataArguments:
+    task: str = field(default="xnli", metadata={"help": "Task name from the registry (xnli, pawsx)."})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "Folder holding <task>/<split>/<lang>.jsonl. Unset: download from the Hugging Face Hub."})
+    languages: str | None = field(default=None, metadata={
+        "help": "Comma-separated languages to evaluate (default: all of the task's)."})
+    max_seq_length: int = field(default=512, metadata={
+        "help": "Maximum tokens per input (original: 512; XTREME: 128). Text fields are shortened, "
+                "never the template or the mask."})
+    eval_split: str = field(default="test", metadata={"help": "Split evaluated per language at the end."})
+    max_eval_samples: int | None = field(default=None, metadata={
+        "help": "Evaluate only the first N rows per language (quick checks; not for reported numbers)."})
+
+    def __post_init__(self):
+        if self.eval_split not in ("validation", "test"):
+            raise UserError(f"--eval_split {self.eval_split!r}: choose validation or test")
+        if self.max_seq_length < 8:
+            raise UserError(f"--max_seq_length {self.max_seq_length}: too small; use at least 64")
+
+
+@dataclass
+class PromptArguments:
+    prompt_language: str = field(default="en", metadata={
+        "help": "en: the English template and label words for every language (the original's "
+                "setting); native: per-language templates and label words where the task has them."})
+    num_placeholder_tokens: int | None = field(default=None, metadata={
+        "help": "Literal '歌' placeholder tokens before the question (original XNLI: 6, a leftover of "
+                "soft prompts). Default: the task's original value; 0 disables."})
+
+    def __post_init__(self):
+        if self.prompt_language not in ("en", "native"):
+            raise UserError(f"--prompt_language {self.prompt_language!r}: choose en or native")
+        if self.num_placeholder_tokens is not None and self.num_placeholder_tokens < 0:
+            raise UserError("--num_placeholder_tokens must be >= 0")
+
+
+@dataclass
+class FinetuneArguments:
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "Train on N English rows (k-shot). The original's few-shot takes the first N."})
+    train_sampling: str = field(default="first", metadata={
+        "help": "first: the first N rows (faithful); stratified: a seeded label-balanced sample of N."})
+    finetune_loss: str = field(default="full_vocab", metadata={
+        "help": "full_vocab: cross-entropy over the whole vocabulary at the mask (the original); "
+                "label_words: cross-entropy over the label words only."})
+    selection_language: str = field(default="en", metadata={
+        "help": "Dev language for model selection during fine-tuning (honest zero-shot: en; the "
+                "original selected on ar, which also overlaps the distillation pool)."})
+    max_selection_samples: int | None = field(default=None, metadata={
+        "help": "Use only the first N dev rows for model selection (quick checks)."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Allow writing into a non-empty output directory that is not a resumable run."})
+
+    def __post_init__(self):
+        if self.train_sampling not in ("first", "stratified"):
+            raise UserError(f"--train_sampling {self.train_sampling!r}: choose first or stratified")
+        if self.finetune_loss not in ("full_vocab", "label_words"):
+            raise UserError(f"--finetune_loss {self.finetune_loss!r}: choose full_vocab or label_words")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise UserError("--max_train_samples must be >= 1")
+
+
+@dataclass
+class DistillArguments:
+    pool_size: int | None = field(default=None, metadata={
+        "help": "Unlabeled parallel items (default: the task's, 500 for XNLI/PAWS-X): the first N "
+                "rows of each language's dev split, labels dropped."})
+    pool_file: str | None = field(default=None, metadata={
+        "help": "JSONL of parallel items {lang: {field: text}} replacing the dev-split pool."})
+    teacher_threshold: str = field(default="mean", metadata={
+        "help": "θ on the softmax-normalised scores: 'mean' (mean of the normalised scores), "
+                "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X) or a float."})
+    lang_rank: str | None = field(default=None, metadata={
+        "help": "Skip scoring and use a fixed ranking instead: comma-separated languages best first, "
+                "or 'original' for the original code's preset of the task. Needs --num_students."})
+    num_students: int | None = field(default=None, metadata={
+        "help": "With --lang_rank: the last N ranked languages are students (original XNLI: 8)."})
+    pair_languages: str | None = field(default=None, metadata={
+        "help": "Explicit comma-separated languages: train on all their pairs (overrides selection)."})
+    kl_direction: str = field(default="teacher_target", metadata={
+        "help": "teacher_target: KL(P_teacher || P_student), the paper; student_target: "
+                "KL(P_student || P_teacher), what the released code computes; symmetric: the mean."})
+    detach_teacher: bool = field(default=False, metadata={
+        "help": "Stop gradients through the higher-ranked side (the original lets both sides learn)."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of both sides."})
+    select_best_on_dev: bool = field(default=False, metadata={
+        "help": "Keep the checkpoint with the best dev accuracy (needs eval_strategy); default: "
+                "the last step, as the original."})
+    dev_language: str = field(default="en", metadata={
+        "help": "With --select_best_on_dev: the labelled dev language used for selection."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Allow writing into a non-empty output directory that is not a resumable run."})
+
+    def __post_init__(self):
+        if self.kl_direction not in ("teacher_target", "student_target", "symmetric"):
+            raise UserError(
+                f"--kl_direction {self.kl_direction!r}: choose teacher_target, student_target or symmetric")
+        if self.temperature <= 0:
+            raise UserError("--temperature must be > 0")
+        if self.teacher_threshold not in ("mean", "paper"):
+            try:
+                float(self.teacher_threshold)
+            except ValueError:
+                raise UserError(f"--teacher_threshold {self.teacher_threshold!r}: use mean, paper or a float") from None
+        if self.lang_rank is not None and self.num_students is None:
+            raise UserError("--lang_rank needs --num_students (how many of the last ranked are students)")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise UserError("--pool_size must be >= 1")
+
+
+def parse(dataclass_types, argv):
+    """Parse argv into the dataclasses; argparse errors become one-line `UserError`s."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except SystemExit as exit_:
+        if exit_.code == 0:  # --help
+            raise
+        raise UserError("invalid command line (see the message above, or --help)") from None
+    except ValueError as err:  # TrainingArguments' own validation
+        raise UserError(str(err).splitlines()[0]) from None

@@ -1,0 +1,197 @@
+"""Reading task data: local JSONL files (always) or the Hugging Face Hub (when reachable).
+
+Local layout: `<data_dir>/<task>/<split>/<lang>.jsonl`, split in `train, validation, test`, one JSON
+object per line with the task's text fields and an integer `label` (index into the task's label
+names); an optional `id` must then match across languages row by row. Every problem is reported as a
+`UserError` naming the file (and line) and the fix.
+
+The unlabeled parallel pool (teacher selection and distillation) is built here too: the first N rows
+of every language's dev split with the labels dropped (the original's choice), or a user file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from alsace.errors import UserError
+from alsace.tasks import Task
+
+logger = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
+
+
+def local_path(task: Task, data_dir: str | Path, split: str, lang: str) -> Path:
+    base = Path(task.data_dir) if task.data_dir else Path(data_dir) / task.name
+    return base / split / f"{lang}.jsonl"
+
+
+def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
+    """Read and validate one local file; returns normalised rows (text fields, label, optional id)."""
+    if not path.is_file():
+        raise UserError(
+            f"{path}: data file not found; export it with run_script/prepare_data.sh, "
+            "or point --data_dir at a folder holding <task>/<split>/<lang>.jsonl"
+        )
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{line_no}: invalid JSON ({err.msg}); fix or re-export the file") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{line_no}: expected a JSON object per line")
+            row = {}
+            for name in task.text_fields:
+                value = obj.get(name)
+                if not isinstance(value, str) or not value.strip():
+                    raise UserError(
+                        f"{path}:{line_no}: field {name!r} is missing or empty; every row needs "
+                        f"non-empty {', '.join(task.text_fields)}"
+                    )
+                row[name] = value
+            if need_labels:
+                label = obj.get("label")
+                if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < task.num_labels:
+                    raise UserError(
+                        f"{path}:{line_no}: label {label!r} is not an integer in 0..{task.num_labels - 1} "
+                        f"({', '.join(task.label_names)})"
+                    )
+                row["label"] = label
+            if "id" in obj:
+                row["id"] = str(obj["id"])
+            rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: the file has no rows")
+    return rows
+
+
+def load_hub(task: Task, split: str, lang: str, need_labels: bool = True) -> list[dict]:
+    """Download one language/split from the Hugging Face Hub and normalise it like a local file."""
+    if task.hub_id is None:
+        raise UserError(f"task {task.name} has no Hub source: pass --data_dir with local files")
+    import datasets
+
+    try:
+        raw = datasets.load_dataset(task.hub_id, lang, split=task.hub_split_names[split])
+    except Exception as err:  # the Hub raises many types for "offline"; all mean the same to the user
+        raise UserError(
+            f"could not load {task.hub_id} ({lang}, {split}) from the Hugging Face Hub "
+            f"({type(err).__name__}); without internet, export the data elsewhere with "
+            "run_script/prepare_data.sh and pass --data_dir"
+        ) from None
+    rows = []
+    for obj in raw:
+        row = {name: obj[name] for name in task.text_fields}
+        if need_labels:
+            if obj["label"] < 0:  # some Hub sets mark unlabeled rows with -1
+                continue
+            row["label"] = int(obj["label"])
+        if "id" in obj:
+            row["id"] = str(obj["id"])
+        rows.append(row)
+    return rows
+
+
+def load_split(
+    task: Task, split: str, lang: str, data_dir: str | None, need_labels: bool = True
+) -> list[dict]:
+    """Rows of one split of one language, from `data_dir` when given, else from the Hub."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    if lang not in task.languages:
+        raise UserError(f"language {lang!r} is not in task {task.name} ({', '.join(task.languages)})")
+    if data_dir is None and task.data_dir is None:
+        return load_hub(task, split, lang, need_labels)
+    return read_jsonl(local_path(task, data_dir or "", split, lang), task, need_labels)
+
+
+def first_n(rows: list[dict], n: int | None, seed: int | None = None, stratified: bool = False) -> list[dict]:
+    """The first `n` rows (the original's few-shot), or a seeded label-stratified sample of `n`."""
+    if n is None or n >= len(rows):
+        return rows
+    if not stratified:
+        return rows[:n]
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.array([r["label"] for r in rows])
+    classes = np.unique(labels)
+    # As equal a share per class as the data allows; leftovers filled from a shuffled remainder.
+    per_class = {c: rng.permutation(np.flatnonzero(labels == c)).tolist() for c in classes}
+    quota = n // len(classes)
+    chosen = [i for c in classes for i in per_class[c][:quota]]
+    rest = rng.permutation([i for c in classes for i in per_class[c][quota:]]).tolist()
+    chosen += rest[: n - len(chosen)]
+    return [rows[i] for i in sorted(chosen)]
+
+
+def load_pool(
+    task: Task, languages: list[str], data_dir: str | None, size: int, pool_file: str | None = None
+) -> dict[str, list[dict]]:
+    """The unlabeled parallel pool: `{lang: [text rows]}`, row i parallel across languages.
+
+    Default: the first `size` rows of every language's validation split, labels never read. With
+    `pool_file`: a JSONL file with one object per item, `{lang: {field: text, ...}, ...}`.
+    """
+    if pool_file is not None:
+        return _read_pool_file(Path(pool_file), task, languages, size)
+    pool = {}
+    for lang in languages:
+        rows = load_split(task, "validation", lang, data_dir, need_labels=False)
+        if len(rows) < size:
+            raise UserError(
+                f"--pool_size {size} is larger than the {task.name} {lang} validation split "
+                f"({len(rows)} rows): lower --pool_size"
+            )
+        pool[lang] = rows[:size]
+    check_parallel(pool, f"{task.name} validation pool")
+    return pool
+
+
+def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> dict[str, list[dict]]:
+    if not path.is_file():
+        raise UserError(f"--pool_file {path}: file not found")
+    pool = {lang: [] for lang in languages}
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+            for lang in languages:
+                texts = item.get(lang) if isinstance(item, dict) else None
+                if not isinstance(texts, dict) or any(
+                    not isinstance(texts.get(f), str) or not texts.get(f).strip() for f in task.text_fields
+                ):
+                    raise UserError(
+                        f"{path}:{line_no}: item lacks language {lang!r} with non-empty "
+                        f"{', '.join(task.text_fields)}; every item needs every language"
+                    )
+                pool[lang].append({f: texts[f] for f in task.text_fields})
+    if len(pool[languages[0]]) < size:
+        raise UserError(f"--pool_size {size} is larger than --pool_file {path} ({len(pool[languages[0]])} items)")
+    return {lang: rows[:size] for lang, rows in pool.items()}
+
+
+def check_parallel(per_language: dict[str, list[dict]], what: str) -> None:
+    """Fail unless every language has the same number of rows and, where rows carry ids, equal ids."""
+    counts = {lang: len(rows) for lang, rows in per_language.items()}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"{k}={v}" for k, v in counts.items())
+        raise UserError(f"{what}: languages are not row-aligned (row counts {shown}); use parallel files")
+    langs = list(per_language)
+    ref = per_language[langs[0]]
+    for lang in langs[1:]:
+        for i, (a, b) in enumerate(zip(ref, per_language[lang])):
+            if "id" in a and "id" in b and a["id"] != b["id"]:
+                raise UserError(
+                    f"{what}: row {i} has id {a['id']!r} in {langs[0]} but {b['id']!r} in {lang}; "
+                    "the files must be parallel row by row"
+                )

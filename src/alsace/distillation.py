@@ -1,0 +1,87 @@
+"""Cross-lingual self-distillation: language pairs, the pair dataset and the consistency loss."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+KL_DIRECTIONS = ("teacher_target", "student_target", "symmetric")
+
+
+def build_pairs(ranking: list[str], teachers: list[str], students: list[str]) -> list[tuple[str, str]]:
+    """Every teacher-teacher and teacher-student pair, never student-student.
+
+    `ranking` orders all languages best first; in each pair the higher-ranked language comes first.
+    The order is deterministic: pairs sorted by the rank of their first, then second, language.
+    7 teachers and 8 students give C(7, 2) + 7 * 8 = 21 + 56 = 77 pairs.
+    """
+    rank = {lang: i for i, lang in enumerate(ranking)}
+    teacher_set = set(teachers)
+    pairs = [
+        (a, b) for a, b in itertools.combinations(sorted(teachers + students, key=rank.__getitem__), 2)
+        if a in teacher_set or b in teacher_set
+    ]
+    return pairs
+
+
+def all_pairs(languages: list[str]) -> list[tuple[str, str]]:
+    """All 2-combinations of an explicit language list, in the order given."""
+    return list(itertools.combinations(languages, 2))
+
+
+def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: str = "teacher_target",
+                     detach_a: bool = False, temperature: float = 1.0) -> torch.Tensor:
+    """Batch-mean KL divergence between the class distributions of the two sides of each pair.
+
+    logits_a: `(B, C)` class logits of the higher-ranked (teacher) side; logits_b: `(B, C)` of the other.
+    - teacher_target: KL(P_a || P_b), the teacher's distribution is the target (the paper);
+    - student_target: KL(P_b || P_a), what the released code computes (`KLDivLoss(log P_a, log P_b)`);
+    - symmetric: the mean of the two.
+    With `detach_a`, no gradient flows into side a (a fixed teacher). Computed in float32, so bf16
+    logits give a finite float32 loss. An empty batch gives 0.
+    """
+    if direction not in KL_DIRECTIONS:
+        raise ValueError(f"unknown kl direction {direction!r}")
+    if logits_a.shape[0] == 0:
+        return logits_a.float().sum() * 0.0
+    if detach_a:
+        logits_a = logits_a.detach()
+    log_p_a = F.log_softmax(logits_a.float() / temperature, dim=-1)  # (B, C)
+    log_p_b = F.log_softmax(logits_b.float() / temperature, dim=-1)  # (B, C)
+
+    def kl(log_target, log_input):  # KL(target || input), batch mean
+        return F.kl_div(log_input, log_target, reduction="batchmean", log_target=True)
+
+    if direction == "teacher_target":
+        return kl(log_p_a, log_p_b)
+    if direction == "student_target":
+        return kl(log_p_b, log_p_a)
+    return 0.5 * (kl(log_p_a, log_p_b) + kl(log_p_b, log_p_a))
+
+
+class PairDataset(Dataset):
+    """Training examples `(x_a,i, x_b,i)` for every pair (a, b) and every pool item i.
+
+    Holds only indices into the tokenised pool (77 pairs x 500 items would otherwise copy every
+    sequence 14 times); the order is shuffled once with `seed`, and the Trainer's sampler reshuffles
+    each epoch. Features carry no labels: this stage never reads gold labels.
+    """
+
+    def __init__(self, pool_features: dict[str, list[dict]], pairs: list[tuple[str, str]], seed: int):
+        self.pool_features = pool_features
+        num_items = len(next(iter(pool_features.values())))
+        index = [(a, b, i) for a, b in pairs for i in range(num_items)]
+        perm = np.random.default_rng(seed).permutation(len(index))
+        self.index = [index[j] for j in perm]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict:
+        a, b, i = self.index[k]
+        strip = lambda f: {key: v for key, v in f.items() if key != "labels"}  # noqa: E731
+        return {"a": strip(self.pool_features[a][i]), "b": strip(self.pool_features[b][i])}

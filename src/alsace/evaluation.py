@@ -1,0 +1,85 @@
+"""Batched inference over many languages at once: length-sorted, `inference_mode`, exact-once.
+
+Evaluation and teacher selection both need class logits for every row of every language. All rows are
+pooled, sorted by length (so a batch holds similar lengths and little padding), scored with
+`class_logits`, and scattered back to their original order. Under data parallelism each rank scores
+every world_size-th batch and the results are all-gathered, so every row is counted exactly once
+(no distributed-sampler padding) and every rank ends with the same arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from alsace.metrics import accuracy
+from alsace.scoring import Collator, class_logits
+
+
+def predict_logits(model, features: list[dict], collator: Collator, batch_size: int,
+                   device, bf16: bool = False, desc: str = "scoring") -> np.ndarray:
+    """Class logits `(N, C)` float32 for `features`, in their original order."""
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rank, world = _rank_world()
+    mine = batches[rank::world]
+    was_training = model.training
+    model.eval()
+    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+                if bf16 else contextlib.nullcontext())
+    results = []
+    with torch.inference_mode(), autocast:
+        for idx in tqdm(mine, desc=desc, disable=rank != 0, leave=False):
+            batch = collator([_without_labels(features[i]) for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            results.append((idx, class_logits(model, batch).float().cpu().numpy()))
+    model.train(was_training)
+    if world > 1:
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, results)
+        results = [r for part in gathered for r in part]
+    num_classes = results[0][1].shape[1]
+    out = np.empty((len(features), num_classes), dtype=np.float32)
+    for idx, logits in results:
+        out[idx] = logits
+    return out
+
+
+def _without_labels(feature: dict) -> dict:
+    # Scoring never needs gold labels; dropping them here keeps selection provably label-free.
+    return {k: v for k, v in feature.items() if k != "labels"}
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def score_languages(model, features_by_lang: dict[str, list[dict]], collator: Collator,
+                    batch_size: int, device, bf16: bool = False, desc: str = "scoring") -> dict[str, np.ndarray]:
+    """Class logits per language from one length-sorted pass over all languages together."""
+    langs = list(features_by_lang)
+    pooled = [f for lang in langs for f in features_by_lang[lang]]
+    logits = predict_logits(model, pooled, collator, batch_size, device, bf16, desc)
+    out, start = {}, 0
+    for lang in langs:
+        n = len(features_by_lang[lang])
+        out[lang] = logits[start : start + n]
+        start += n
+    return out
+
+
+def evaluate_languages(model, features_by_lang: dict[str, list[dict]], collator: Collator,
+                       batch_size: int, device, bf16: bool = False) -> dict:
+    """Per-language accuracy: `{lang: {"accuracy", "n", "logits" (N, C), "labels" (N,)}}`."""
+    logits = score_languages(model, features_by_lang, collator, batch_size, device, bf16, desc="evaluating")
+    out = {}
+    for lang, lang_logits in logits.items():
+        labels = np.array([f["labels"] for f in features_by_lang[lang]], dtype=np.int64)
+        out[lang] = {"accuracy": accuracy(lang_logits, labels), "n": int(len(labels)),
+                     "logits": lang_logits, "labels": labels}
+    return out

@@ -1,0 +1,138 @@
+"""Writing run records: atomic files, results.json / results.md, predictions, environment.
+
+Every file is written to a temporary name and renamed into place, so a crash never leaves a
+half-written result. Only the main process writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from alsace.metrics import disparity, prediction_health
+
+
+def is_main_process() -> bool:
+    import torch
+
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text: str) -> None:
+    _atomic_write(path, lambda h: h.write(text.encode("utf-8")))
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def write_npy(path, array: np.ndarray) -> None:
+    _atomic_write(path, lambda h: np.save(h, array, allow_pickle=False))
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def environment() -> dict:
+    """Package versions, machine and git commit, for the run record."""
+    import datasets
+    import torch
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "cuda": torch.cuda.is_available(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": commit,
+    }
+
+
+def write_run_record(output_dir, args: dict) -> None:
+    """The resolved arguments and the environment of a run."""
+    write_json(Path(output_dir) / "run_args.json", args)
+    write_json(Path(output_dir) / "environment.json", environment())
+
+
+def build_results(task, split: str, model_name: str, evaluation: dict,
+                  teachers: list[str] | None = None, students: list[str] | None = None) -> dict:
+    """The results.json dictionary (DESIGN.md section 5) from `evaluate_languages` output."""
+    per_language = {
+        lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"])}
+        for lang, r in evaluation.items()
+    }
+    accs = {lang: r["accuracy"] for lang, r in evaluation.items()}
+    return {"task": task.name, "split": split, "model": model_name, "per_language": per_language,
+            **disparity(accs, task.source_language, teachers, students)}
+
+
+def results_markdown(results: dict, title: str) -> str:
+    """A per-language table plus the summary metrics."""
+    langs = list(results["per_language"])
+    lines = [f"# {title}", "", f"Task `{results['task']}`, split `{results['split']}`, model `{results['model']}`.", "",
+             "| language | accuracy | n | majority-class share | mean entropy |", "|---|---:|---:|---:|---:|"]
+    for lang in langs:
+        r = results["per_language"][lang]
+        lines.append(f"| {lang} | {100 * r['accuracy']:.2f} | {r['n']} | {100 * r['majority_share']:.1f} | "
+                     f"{r['mean_entropy']:.3f} |")
+    lines += ["", "| metric | value |", "|---|---:|"]
+    for key in ("average", "transfer_gap", "spread", "std", "teacher_average", "student_average"):
+        if results.get(key) is not None:
+            lines.append(f"| {key} | {100 * results[key]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def save_evaluation(output_dir, results: dict, evaluation: dict, split: str, title: str) -> None:
+    """results.json, results.md and per-language raw class logits and labels (.npy, no pickle)."""
+    output_dir = Path(output_dir)
+    for lang, r in evaluation.items():
+        write_npy(output_dir / "predictions" / f"{lang}_{split}_logits.npy", r["logits"])
+        write_npy(output_dir / "predictions" / f"{lang}_{split}_labels.npy", r["labels"])
+    write_json(output_dir / "results.json", results)
+    write_text(output_dir / "results.md", results_markdown(results, title))
+
+
+def table_for_terminal(results: dict) -> str:
+    """A compact one-screen version of the per-language table."""
+    langs = list(results["per_language"])
+    head = "  ".join(f"{lang:>6}" for lang in langs)
+    accs = "  ".join(f"{100 * results['per_language'][lang]['accuracy']:6.2f}" for lang in langs)
+    gap = results["transfer_gap"]
+    return (f"{head}\n{accs}\naverage {100 * results['average']:.2f}  "
+            f"transfer gap {100 * gap:.2f}" if gap is not None else f"{head}\n{accs}")

@@ -1,0 +1,114 @@
+"""Teacher language selection (ALSACE stage 1): a pure function over class probabilities.
+
+Given `probs` of shape `(T, N, C)` (languages x parallel items x classes):
+1. pseudo label per item by majority vote of the languages' argmax predictions; a tie between
+   classes goes to the tied class with the highest probability summed over languages (then the
+   lowest class index);
+2. confidence per language `s_t = mean_i probs[t, i, pseudo_i]`;
+3. normalised scores `ŝ = softmax(s)` over languages;
+4. teachers `ŝ_t >= θ`, students the rest; θ defaults to `mean(ŝ)` (= 1 / T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from alsace.errors import UserError
+
+
+@dataclass
+class Selection:
+    languages: list[str]
+    scores: list[float]  # s_t
+    normalized_scores: list[float]  # ŝ_t
+    threshold: float | None  # θ (None for a fixed ranking)
+    ranking: list[str]  # best first
+    teachers: list[str]  # in ranking order
+    students: list[str]  # in ranking order
+    agreement: dict[str, float]  # share of items where the language's argmax equals the pseudo label
+    num_items: int
+    method: str  # "scores" or "fixed_rank"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pseudo_labels(probs: np.ndarray) -> np.ndarray:
+    """Majority-vote pseudo labels `(N,)` from `probs` `(T, N, C)`; ties by summed probability."""
+    num_classes = probs.shape[-1]
+    votes = np.eye(num_classes, dtype=np.int64)[probs.argmax(-1)].sum(0)  # (N, C)
+    summed = probs.sum(0)  # (N, C)
+    tied = votes == votes.max(-1, keepdims=True)  # (N, C)
+    return np.where(tied, summed, -np.inf).argmax(-1)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    return z / z.sum()
+
+
+def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | None = None) -> Selection:
+    """Score languages by confidence in the pseudo labels and split them at θ (default mean(ŝ))."""
+    if probs.ndim != 3 or probs.shape[0] != len(languages):
+        raise ValueError(f"probs must be (languages, items, classes), got {probs.shape}")
+    labels = pseudo_labels(probs)  # (N,)
+    items = np.arange(probs.shape[1])
+    scores = probs[:, items, labels].mean(-1)  # (T,)
+    normalized = softmax(scores)
+    theta = float(normalized.mean()) if threshold is None else float(threshold)
+    order = np.argsort(-normalized, kind="stable")
+    ranking = [languages[i] for i in order]
+    teachers = [languages[i] for i in order if normalized[i] >= theta]
+    students = [languages[i] for i in order if normalized[i] < theta]
+    agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
+    if not teachers or not students:
+        which = "no teacher" if not teachers else "no student"
+        raise UserError(
+            f"--teacher_threshold {theta:.4f} leaves {which}: normalised scores range "
+            f"{normalized.min():.4f}..{normalized.max():.4f} over {len(languages)} languages; "
+            "pick θ inside that range or use the default (mean)"
+        )
+    return Selection(languages=list(languages), scores=scores.tolist(), normalized_scores=normalized.tolist(),
+                     threshold=theta, ranking=ranking, teachers=teachers, students=students,
+                     agreement=agreement, num_items=int(probs.shape[1]), method="scores")
+
+
+def fixed_rank(ranking: list[str], num_students: int, languages: list[str],
+               probs: np.ndarray | None = None) -> Selection:
+    """The original code's selection: a given ranking, the last `num_students` are students."""
+    missing = [lang for lang in languages if lang not in ranking]
+    extra = [lang for lang in ranking if lang not in languages]
+    if extra or missing:
+        raise UserError(
+            f"--lang_rank must list each language of the run once: "
+            f"{'unknown ' + ', '.join(extra) if extra else ''}{'; missing ' + ', '.join(missing) if missing else ''}"
+        )
+    if not 0 < num_students < len(ranking):
+        raise UserError(f"--num_students {num_students}: must be between 1 and {len(ranking) - 1}")
+    agreement, scores = {}, []
+    if probs is not None:  # still record the evidence, for comparison with the fixed choice
+        labels = pseudo_labels(probs)
+        agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
+        scores = probs[:, np.arange(probs.shape[1]), labels].mean(-1).tolist()
+    return Selection(languages=list(languages), scores=scores,
+                     normalized_scores=softmax(np.array(scores)).tolist() if scores else [],
+                     threshold=None, ranking=list(ranking), teachers=list(ranking[:-num_students]),
+                     students=list(ranking[-num_students:]), agreement=agreement,
+                     num_items=int(probs.shape[1]) if probs is not None else 0, method="fixed_rank")
+
+
+def selection_table(sel: Selection) -> str:
+    """Ranked table: language, score, normalised score, agreement, role."""
+    lines = [f"{'rank':>4}  {'lang':<6}{'s':>8}{'ŝ':>8}{'agree':>8}  role"]
+    for i, lang in enumerate(sel.ranking, start=1):
+        t = sel.languages.index(lang)
+        s = f"{sel.scores[t]:8.4f}" if sel.scores else f"{'-':>8}"
+        n = f"{sel.normalized_scores[t]:8.4f}" if sel.normalized_scores else f"{'-':>8}"
+        a = f"{sel.agreement[lang]:8.3f}" if sel.agreement else f"{'-':>8}"
+        role = "teacher" if lang in sel.teachers else "student"
+        lines.append(f"{i:>4}  {lang:<6}{s}{n}{a}  {role}")
+    if sel.threshold is not None:
+        lines.append(f"θ = {sel.threshold:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Tiny models built from a config, with a tokenizer trained locally: for tests and the offline demo.
+
+Nothing here is downloaded. `build_tiny_model` trains a tokenizer on the given corpus (Unigram,
+SentencePiece-style, for XLM-R/mT5 shapes; WordPiece for BERT), builds a randomly initialised model of
+the requested family and saves both with `save_pretrained` (safetensors), so every entry point can
+load the directory exactly as it would load a Hub checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPECIAL_XLMR = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+SPECIAL_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-roberta"):
+    """A fast tokenizer trained on `corpus`, wrapped as a transformers tokenizer."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if family == "bert":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_BERT))
+        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                       sep_token="[SEP]", mask_token="[MASK]")
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    specials = SPECIAL_XLMR if family != "t5" else ["<pad>", "</s>", "<unk>"]
+    tok.train_from_iterator(corpus, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                            unk_token="<unk>"))
+    if family == "t5":
+        eos = tok.token_to_id("</s>")
+        tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                           special_tokens=[("</s>", eos)])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    # Like XLM-R's, the mask token swallows the space before it.
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", cls_token="<s>", sep_token="</s>",
+                                   mask_token=AddedToken("<mask>", lstrip=True, special=True))
+
+
+def build_tiny_model(out_dir: str | Path, corpus: list[str], family: str = "xlm-roberta", vocab_size: int = 400,
+                     hidden_size: int = 32, num_layers: int = 2, num_heads: int = 2, max_positions: int = 256,
+                     seed: int = 0) -> Path:
+    """Train a tokenizer, build a random model of `family` (xlm-roberta, bert, t5), save both."""
+    import torch
+    from transformers import (BertConfig, BertForMaskedLM, T5Config, T5ForConditionalGeneration,
+                              XLMRobertaConfig, XLMRobertaForMaskedLM)
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(corpus, vocab_size, family)
+    size = dict(hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                intermediate_size=4 * hidden_size)
+    if family == "xlm-roberta":
+        config = XLMRobertaConfig(vocab_size=len(tokenizer), max_position_embeddings=max_positions + 2,
+                                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, **size)
+        model = XLMRobertaForMaskedLM(config)
+    elif family == "bert":
+        config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=max_positions,
+                            pad_token_id=tokenizer.pad_token_id, **size)
+        model = BertForMaskedLM(config)
+    elif family == "t5":
+        config = T5Config(vocab_size=len(tokenizer), d_model=hidden_size, d_kv=hidden_size // num_heads,
+                          d_ff=4 * hidden_size, num_layers=num_layers, num_heads=num_heads,
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                          decoder_start_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+        model = T5ForConditionalGeneration(config)
+    else:
+        raise ValueError(f"unknown family {family!r}")
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,85 @@
+"""Stage 0 of ALSACE: fine-tune a multilingual LM on English, then evaluate every language.
+
+    python src/finetune.py --model_name_or_path xlm-roberta-base --task xnli --data_dir data \
+        --output_dir outputs/xnli-ft --learning_rate 1e-6 ...
+
+Writes to --output_dir: the checkpoint (safetensors), results.json / results.md (per-language accuracy,
+average, transfer gap), predictions/<lang>_<split>_{logits,labels}.npy, run_args.json, environment.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from transformers import TrainingArguments, set_seed
+
+from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
+from alsace.data import first_n, load_split
+from alsace.errors import run_cli
+from alsace.pipeline import evaluate_and_save, prepare_output_dir, resolve_languages, setup_logging, split_features
+from alsace.reporting import is_main_process, write_run_record
+from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
+from alsace.tasks import get_task
+from alsace.trainer import AlsaceTrainer, compute_accuracy
+
+logger = logging.getLogger("alsace.finetune")
+
+
+def main(argv=None) -> dict:
+    model_args, data_args, prompt_args, ft_args, training_args = parse(
+        (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments), argv)
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+
+    task = get_task(data_args.task)
+    languages = resolve_languages(task, data_args.languages)
+    task.check_languages([ft_args.selection_language], "--selection_language")
+    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir)
+    num_placeholders = (task.num_placeholder_tokens if prompt_args.num_placeholder_tokens is None
+                        else prompt_args.num_placeholder_tokens)
+
+    tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
+                                                num_placeholders, model_args.trust_remote_code)
+    featurizer = Featurizer(tokenizer, task, model_args.head, data_args.max_seq_length, num_placeholders,
+                            prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder)
+    collator = Collator(tokenizer.pad_token_id)
+
+    # English training rows: all, the first N (the original's k-shot) or a stratified sample.
+    train_rows = load_split(task, "train", task.source_language, data_args.data_dir)
+    train_rows = first_n(train_rows, ft_args.max_train_samples, training_args.seed,
+                         stratified=ft_args.train_sampling == "stratified")
+    train_features = featurizer.encode(train_rows, task.source_language)
+    dev_features = None
+    if training_args.eval_strategy != "no":
+        dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
+                                      [ft_args.selection_language], ft_args.max_selection_samples)
+        dev_features = dev_features[ft_args.selection_language]
+    logger.info("training on %d %s rows; selecting on %s dev (%s rows)", len(train_features),
+                task.source_language, ft_args.selection_language, len(dev_features) if dev_features else 0)
+
+    trainer = AlsaceTrainer(
+        model=model, args=training_args, train_dataset=train_features, eval_dataset=dev_features,
+        data_collator=collator, processing_class=tokenizer, compute_metrics=compute_accuracy,
+        finetune_loss=ft_args.finetune_loss,
+    )
+    trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
+    if is_main_process():
+        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
+
+    eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
+                                   data_args.max_eval_samples)
+    results = evaluate_and_save(model, eval_features, collator, training_args, training_args.output_dir, task,
+                                data_args.eval_split, model_args.model_name_or_path,
+                                "English fine-tuning: per-language accuracy")
+    if is_main_process():
+        write_run_record(training_args.output_dir, {
+            "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args,
+            "finetune_args": ft_args, "training_args": training_args.to_dict(),
+            "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
+    return results
+
+
+if __name__ == "__main__":
+    run_cli(main)

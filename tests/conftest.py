@@ -1,0 +1,67 @@
+"""Shared fixtures: a small XNLI-shaped parallel dataset and a tiny XLM-R-shaped model, built offline."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from alsace.tasks import get_task
+from alsace.tiny import build_tiny_model
+
+LANGS = ("en", "fr", "de")
+WORDS = {
+    "en": ["cat", "dog", "sat", "ran", "the", "mat", "park", "a", "red", "big"],
+    "fr": ["chat", "chien", "assis", "couru", "le", "tapis", "parc", "un", "rouge", "grand"],
+    "de": ["Katze", "Hund", "saß", "lief", "die", "Matte", "Park", "ein", "rot", "groß"],
+}
+
+
+def sentence(rng: random.Random, lang: str, n: int) -> tuple[str, list[int]]:
+    idx = [rng.randrange(len(WORDS["en"])) for _ in range(n)]
+    return " ".join(WORDS[lang][i] for i in idx), idx
+
+
+def write_xnli_like(data_dir: Path, rows_per_split: dict[str, int], seed: int = 0) -> Path:
+    """XNLI-layout JSONL files for LANGS, row-parallel; label = a simple function of the word ids."""
+    rng = random.Random(seed)
+    for split, n in rows_per_split.items():
+        items = []
+        for i in range(n):
+            p_len, h_len = rng.randint(3, 12), rng.randint(2, 6)
+            p_idx = [rng.randrange(10) for _ in range(p_len)]
+            h_idx = [rng.randrange(10) for _ in range(h_len)]
+            label = (sum(h_idx) + len(p_idx)) % 3
+            items.append((p_idx, h_idx, label, f"{split}-{i}"))
+        for lang in LANGS:
+            path = data_dir / "xnli" / split / f"{lang}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                for p_idx, h_idx, label, ident in items:
+                    row = {"premise": " ".join(WORDS[lang][i] for i in p_idx),
+                           "hypothesis": " ".join(WORDS[lang][i] for i in h_idx),
+                           "label": label, "id": ident}
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return data_dir
+
+
+def corpus_for_tokenizer() -> list[str]:
+    task = get_task("xnli")
+    lines = [" ".join(words) for words in WORDS.values()] * 20
+    lines += [task.templates["en"]] * 20 + [" ".join(task.label_words["en"])] * 20
+    for lang in ("fr", "de"):
+        lines += [task.templates[lang]] * 5 + [" ".join(task.label_words[lang])] * 5
+    return lines
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return write_xnli_like(tmp_path_factory.mktemp("data"), {"train": 48, "validation": 24, "test": 30})
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_xlmr"), corpus_for_tokenizer(), "xlm-roberta",
+                            vocab_size=300)
