@@ -17,7 +17,8 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
 from alsace.errors import run_cli
-from alsace.pipeline import evaluate_and_save, prepare_output_dir, resolve_languages, setup_logging, split_features
+from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
+                             split_features)
 from alsace.reporting import is_main_process, write_run_record
 from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
 from alsace.tasks import get_task
@@ -70,9 +71,9 @@ def main(argv=None) -> dict:
 
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
                                    data_args.max_eval_samples)
-    results = evaluate_and_save(model, eval_features, collator, training_args, training_args.output_dir, task,
-                                data_args.eval_split, model_args.model_name_or_path,
-                                "English fine-tuning: per-language accuracy")
+    evaluation = evaluate(model, eval_features, collator, training_args)
+    results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,
+                           evaluation, "English fine-tuning: per-language accuracy")
     if is_main_process():
         write_run_record(training_args.output_dir, {
             "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args,

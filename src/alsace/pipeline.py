@@ -74,12 +74,15 @@ def split_features(task: Task, featurizer: Featurizer, data_dir: str | None, spl
     return out
 
 
-def evaluate_and_save(model, features: dict[str, list[dict]], collator: Collator, training_args,
-                      output_dir, task: Task, split: str, model_name: str, title: str,
-                      teachers=None, students=None) -> dict:
-    """Evaluate every language, write results.json / results.md / predictions, print the table."""
-    evaluation = evaluate_languages(model, features, collator, training_args.per_device_eval_batch_size,
-                                    training_args.device, bf16=training_args.bf16 or training_args.bf16_full_eval)
+def evaluate(model, features: dict[str, list[dict]], collator: Collator, training_args) -> dict:
+    """Every language's class logits, labels and accuracy (one length-sorted pass)."""
+    return evaluate_languages(model, features, collator, training_args.per_device_eval_batch_size,
+                              training_args.device, bf16=training_args.bf16 or training_args.bf16_full_eval)
+
+
+def save_results(output_dir, task: Task, split: str, model_name: str, evaluation: dict, title: str,
+                 teachers=None, students=None) -> dict:
+    """Write results.json / results.md / predictions (main process only) and print the table."""
     results = build_results(task, split, model_name, evaluation, teachers, students)
     if is_main_process():
         save_evaluation(output_dir, results, evaluation, split, title)

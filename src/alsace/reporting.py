@@ -136,3 +136,57 @@ def table_for_terminal(results: dict) -> str:
     gap = results["transfer_gap"]
     return (f"{head}\n{accs}\naverage {100 * results['average']:.2f}  "
             f"transfer gap {100 * gap:.2f}" if gap is not None else f"{head}\n{accs}")
+
+
+COLLAPSE_SHARE = 0.9  # a language predicting one class this often (and not before) has collapsed
+
+
+def compare(before: dict, after: dict, teachers: list[str], students: list[str]) -> dict:
+    """Before -> after per language and for the summary metrics, with collapse flags."""
+    per_language = {}
+    for lang, b in before["per_language"].items():
+        a = after["per_language"][lang]
+        collapsed = a["majority_share"] >= COLLAPSE_SHARE and b["majority_share"] < COLLAPSE_SHARE
+        per_language[lang] = {
+            "role": "teacher" if lang in teachers else "student" if lang in students else "-",
+            "before": b["accuracy"], "after": a["accuracy"], "delta": a["accuracy"] - b["accuracy"],
+            "majority_share_before": b["majority_share"], "majority_share_after": a["majority_share"],
+            "entropy_before": b["mean_entropy"], "entropy_after": a["mean_entropy"], "collapsed": collapsed,
+        }
+    summary = {}
+    for key in ("average", "transfer_gap", "spread", "std", "teacher_average", "student_average"):
+        if before.get(key) is not None and after.get(key) is not None:
+            summary[key] = {"before": before[key], "after": after[key], "delta": after[key] - before[key]}
+    collapsed = [lang for lang, r in per_language.items() if r["collapsed"]]
+    return {"task": after["task"], "split": after["split"], "per_language": per_language,
+            "summary": summary, "collapsed_languages": collapsed}
+
+
+def comparison_markdown(comp: dict) -> str:
+    lines = ["# Before -> after self-distillation", "",
+             f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
+    if comp["collapsed_languages"]:
+        lines += [f"**WARNING: predictions collapsed in {', '.join(comp['collapsed_languages'])}** (one class "
+                  f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows): a narrower gap from collapsed "
+                  "predictions is not a result. Lower the learning rate or pass --detach_teacher.", ""]
+    lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for lang, r in comp["per_language"].items():
+        lines.append(f"| {lang} | {r['role']} | {100 * r['before']:.2f} | {100 * r['after']:.2f} | "
+                     f"{100 * r['delta']:+.2f} | {100 * r['majority_share_before']:.0f} → "
+                     f"{100 * r['majority_share_after']:.0f} | {r['entropy_before']:.3f} → {r['entropy_after']:.3f} |")
+    lines += ["", "| metric | before | after | Δ |", "|---|---:|---:|---:|"]
+    for key, r in comp["summary"].items():
+        lines.append(f"| {key} | {100 * r['before']:.2f} | {100 * r['after']:.2f} | {100 * r['delta']:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_for_terminal(comp: dict) -> str:
+    lines = [f"{'lang':<6}{'role':<9}{'before':>8}{'after':>8}{'delta':>8}"]
+    for lang, r in comp["per_language"].items():
+        flag = "  COLLAPSED" if r["collapsed"] else ""
+        lines.append(f"{lang:<6}{r['role']:<9}{100 * r['before']:8.2f}{100 * r['after']:8.2f}"
+                     f"{100 * r['delta']:+8.2f}{flag}")
+    for key, r in comp["summary"].items():
+        lines.append(f"{key:<15}{100 * r['before']:8.2f}{100 * r['after']:8.2f}{100 * r['delta']:+8.2f}")
+    return "\n".join(lines)

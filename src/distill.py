@@ -1,0 +1,153 @@
+"""Stages 1-2 of ALSACE: teacher language selection and cross-lingual self-distillation.
+
+    python src/distill.py --model_name_or_path outputs/xnli-ft --task xnli --data_dir data \
+        --output_dir outputs/xnli-distill --learning_rate 3e-8 ...
+
+Starts from a fine-tuned checkpoint; evaluates every language (baseline/), scores languages on the
+unlabeled parallel pool and splits them into teachers and students (teacher_selection.json), trains on
+teacher-teacher and teacher-student pairs with the KL consistency loss (no gold labels), evaluates again
+(results.json) and writes the before -> after comparison (comparison.json / comparison.md).
+A rerun in the same directory resumes training and reuses the saved selection and baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainingArguments, set_seed
+
+from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
+from alsace.data import load_pool
+from alsace.distillation import PairDataset, all_pairs, build_pairs
+from alsace.errors import run_cli
+from alsace.evaluation import score_languages
+from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
+                             split_features)
+from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
+                              write_json, write_run_record, write_text)
+from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
+from alsace.selection import Selection, fixed_rank, select_teachers, selection_table
+from alsace.tasks import get_task
+from alsace.trainer import AlsaceTrainer, compute_accuracy
+
+logger = logging.getLogger("alsace.distill")
+
+
+def main(argv=None) -> dict:
+    model_args, data_args, prompt_args, d_args, training_args = parse(
+        (ModelArguments, DataArguments, PromptArguments, DistillArguments, TrainingArguments), argv)
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+
+    task = get_task(data_args.task)
+    languages = resolve_languages(task, data_args.languages)
+    output_dir = Path(training_args.output_dir)
+    resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir)
+    num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
+
+    tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
+                                                num_placeholders, model_args.trust_remote_code, check_task=True)
+    featurizer = Featurizer(tokenizer, task, model_args.head, data_args.max_seq_length, num_placeholders,
+                            prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder)
+    collator = Collator(tokenizer.pad_token_id)
+    eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
+                                   data_args.max_eval_samples)
+
+    # Stage 1: teacher selection on the unlabeled parallel pool (reused when resuming).
+    pool = load_pool(task, languages, data_args.data_dir, d_args.pool_size or task.pool_size, d_args.pool_file)
+    pool_features = {lang: featurizer.encode(rows, lang) for lang, rows in pool.items()}
+    selection_path = output_dir / "teacher_selection.json"
+    if resume_from and selection_path.is_file():
+        selection = Selection(**json.loads(selection_path.read_text("utf-8"))["selection"])
+        logger.info("reusing the saved teacher selection from %s", selection_path)
+    else:
+        selection = choose_teachers(model, pool_features, collator, training_args, task, languages, d_args)
+    pairs = (all_pairs(task.check_languages(split_list(d_args.pair_languages), "--pair_languages"))
+             if d_args.pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
+    if is_main_process():
+        write_json(selection_path, {"selection": selection.to_dict(), "pairs": pairs, "num_pairs": len(pairs)})
+    logger.info("teacher selection\n%s\n%d language pairs x %d items", selection_table(selection), len(pairs),
+                len(next(iter(pool_features.values()))))
+
+    # The starting checkpoint's evaluation (reused when resuming).
+    baseline_dir = output_dir / "baseline"
+    if resume_from and (baseline_dir / "results.json").is_file():
+        before = json.loads((baseline_dir / "results.json").read_text("utf-8"))
+    else:
+        before = save_results(baseline_dir, task, data_args.eval_split, model_args.model_name_or_path,
+                              evaluate(model, eval_features, collator, training_args),
+                              "Before self-distillation", selection.teachers, selection.students)
+
+    # Stage 2: self-distillation on parallel pairs; the loss never sees a gold label.
+    dev_features = None
+    if d_args.select_best_on_dev:
+        dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
+                                      [task.check_languages([d_args.dev_language], "--dev_language")[0]])
+        dev_features = dev_features[d_args.dev_language]
+        training_args.load_best_model_at_end = True
+        training_args.metric_for_best_model = "accuracy"
+    trainer = AlsaceTrainer(
+        model=model, args=training_args, train_dataset=PairDataset(pool_features, pairs, training_args.seed),
+        eval_dataset=dev_features, data_collator=collator, processing_class=tokenizer,
+        compute_metrics=compute_accuracy, kl_direction=d_args.kl_direction,
+        detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
+    )
+    trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model(training_args.output_dir)
+    if is_main_process():
+        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
+
+    # Stage 3: evaluate every language again and compare.
+    after = save_results(output_dir, task, data_args.eval_split, training_args.output_dir,
+                         evaluate(model, eval_features, collator, training_args),
+                         "After self-distillation", selection.teachers, selection.students)
+    comparison = compare(before, after, selection.teachers, selection.students)
+    if is_main_process():
+        write_json(output_dir / "comparison.json", comparison)
+        write_text(output_dir / "comparison.md", comparison_markdown(comparison))
+        write_run_record(output_dir, {
+            "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args,
+            "training_args": training_args.to_dict(),
+            "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
+    logger.info("before -> after\n%s", comparison_for_terminal(comparison))
+    if comparison["collapsed_languages"]:
+        logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "
+                       "a narrower gap from collapsed predictions is not a result (lower --learning_rate or "
+                       "pass --detach_teacher)", ", ".join(comparison["collapsed_languages"]))
+    return after
+
+
+def placeholder_count(model_path: str, task, flag: int | None) -> int:
+    """The flag if given, else what the checkpoint was fine-tuned with, else the task's default."""
+    if flag is not None:
+        return flag
+    info = Path(model_path) / CHECKPOINT_INFO
+    if info.is_file():
+        return int(json.loads(info.read_text("utf-8"))["num_placeholder_tokens"])
+    return task.num_placeholder_tokens
+
+
+def choose_teachers(model, pool_features, collator, training_args, task, languages, d_args) -> Selection:
+    """Score every language on the pool (one length-sorted pass) and split teachers from students."""
+    logits = score_languages(model, pool_features, collator, training_args.per_device_eval_batch_size,
+                             training_args.device, bf16=training_args.bf16, desc="selecting teachers")
+    probs = np.stack([_softmax(logits[lang]) for lang in languages])  # (T, N, C)
+    if d_args.lang_rank is not None:
+        ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)
+        return fixed_rank(ranking, d_args.num_students, languages, probs)
+    threshold = {"mean": None, "paper": task.paper_threshold}.get(d_args.teacher_threshold)
+    if d_args.teacher_threshold not in ("mean", "paper"):
+        threshold = float(d_args.teacher_threshold)
+    return select_teachers(probs, languages, threshold)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+if __name__ == "__main__":
+    run_cli(main)
