@@ -51,7 +51,8 @@ def main(argv=None) -> dict:
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
                                                 num_placeholders, model_args.trust_remote_code, check_task=True)
     featurizer = Featurizer(tokenizer, task, model_args.head, data_args.max_seq_length, num_placeholders,
-                            prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder)
+                            prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder,
+                            languages=tuple(dict.fromkeys([*languages, d_args.dev_language])))
     collator = Collator(tokenizer.pad_token_id)
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
                                    data_args.max_eval_samples)

@@ -43,7 +43,8 @@ def main(argv=None) -> dict:
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
                                                 num_placeholders, model_args.trust_remote_code)
     featurizer = Featurizer(tokenizer, task, model_args.head, data_args.max_seq_length, num_placeholders,
-                            prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder)
+                            prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder,
+                            languages=tuple(dict.fromkeys([task.source_language, ft_args.selection_language, *languages])))
     collator = Collator(tokenizer.pad_token_id)
 
     # English training rows: all, the first N (the original's k-shot) or a stratified sample.

@@ -126,6 +126,8 @@ def label_word_ids(tokenizer, words, context: str) -> list[int]:
         kept = [i for i, t in zip(pieces, tokens) if t not in ("▁", "Ġ", "")]
         if not kept:
             raise UserError(f"{context}: label word {word!r} has no sub-token in this tokenizer")
+        if kept[0] == tokenizer.unk_token_id:
+            raise UserError(f"{context}: label word {word!r} is unknown to this tokenizer; choose another word")
         ids.append(kept[0])
     if len(set(ids)) != len(ids):
         shown = ", ".join(f"{w!r}->{tokenizer.convert_ids_to_tokens(i)}" for w, i in zip(words, ids))

@@ -106,13 +106,14 @@ class Featurizer:
     num_placeholder_tokens: int
     prompt_language: str = "en"  # "en": English prompt for all (original); "native": per language
     is_seq2seq: bool = False
+    languages: tuple[str, ...] | None = None  # languages the run uses (default: all of the task's)
 
     def __post_init__(self):
         self._label_ids = {}
         if self.head == "prompt":
             if not self.is_seq2seq and self.tokenizer.mask_token is None:
                 raise UserError("--head prompt needs a tokenizer with a mask token; use --head classification")
-            for lang in self.task.languages:
+            for lang in self.languages or self.task.languages:
                 words = self.task.label_words[self.prompt_key(lang)]
                 context = f"task {self.task.name} label words ({self.prompt_key(lang)})"
                 self._label_ids[lang] = label_word_ids(self.tokenizer, words, context)

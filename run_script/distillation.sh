@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Stages 1-2 of ALSACE: teacher language selection, cross-lingual self-distillation, evaluation.
+# MODEL_DIR must be a checkpoint written by run_script/finetuning.sh. Every variable can be overridden from the
+# environment; extra flags after the script name go to src/distill.py. DRY_RUN=1 prints the command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_DIR=${MODEL_DIR:?set MODEL_DIR to a checkpoint written by run_script/finetuning.sh}
+TASK=${TASK:-xnli}                          # must match the checkpoint's task
+DATA_DIR=${DATA_DIR:-}                      # holds <task>/<split>/<lang>.jsonl; empty = download from the Hub
+HEAD=${HEAD:-prompt}                        # must match the checkpoint's head
+SEED=${SEED:-100}                           # original
+NUM_GPUS=${NUM_GPUS:-1}                     # >1 launches torchrun
+DEEPSPEED_CONFIG=${DEEPSPEED_CONFIG:-}      # the original used ZeRO-2: run_script/ds_zero2_bf16.json (optional install)
+LR=${LR:-3e-8}                              # original; larger rates collapse predictions (see README)
+BS=${BS:-40}                                # original: 40 language pairs per batch (80 sequences)
+EVAL_BS=${EVAL_BS:-64}
+REPORT_TO=${REPORT_TO:-none}                # none | tensorboard | wandb | all (integrations are optional installs)
+EPOCHS=${EPOCHS:-100}                       # original: 100 epochs over 77 pairs x 500 items
+MAX_STEPS=${MAX_STEPS:--1}                  # >0 overrides EPOCHS
+WARMUP=${WARMUP:-0.2}                       # original: 20% warmup ...
+SCHEDULER=${SCHEDULER:-constant_with_warmup} # ... then constant (the original's DeepSpeed WarmupLR)
+WEIGHT_DECAY=${WEIGHT_DECAY:-5e-4}          # original
+MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-512}       # original
+BF16=${BF16:-auto}                          # original trained in bf16; auto = where the GPU supports it
+POOL_SIZE=${POOL_SIZE:-}                    # unlabeled parallel items; empty = the task's default (500; XCOPA 100)
+TEACHER_THRESHOLD=${TEACHER_THRESHOLD:-mean} # mean | paper (0.06 XNLI, 0.2 PAWS-X) | a float
+LANG_RANK=${LANG_RANK:-}                    # fixed ranking instead of scoring: original | en,fr,... (needs NUM_STUDENTS)
+NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are students (original XNLI: 8)
+KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric
+DETACH_TEACHER=${DETACH_TEACHER:-false}     # true: no gradient through the teacher side (original: false)
+TEMPERATURE=${TEMPERATURE:-1.0}
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_${TASK}_$(basename "$MODEL_DIR")_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
+
+if [[ "$BF16" == auto ]]; then
+  BF16=$(python -c 'import torch; print(str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()).lower())')
+fi
+args=(
+  --model_name_or_path "$MODEL_DIR" --task "$TASK" --head "$HEAD" --output_dir "$OUTPUT_DIR" --seed "$SEED"
+  --learning_rate "$LR" --per_device_train_batch_size "$BS" --per_device_eval_batch_size "$EVAL_BS"
+  --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --warmup_steps "$WARMUP" --lr_scheduler_type "$SCHEDULER"
+  --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
+  --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
+  --temperature "$TEMPERATURE" --save_strategy steps --save_steps 500 --save_total_limit 2
+  --logging_steps 20 --report_to "$REPORT_TO"
+)
+[[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")
+[[ -n "$POOL_SIZE" ]] && args+=(--pool_size "$POOL_SIZE")
+[[ -n "$LANG_RANK" ]] && args+=(--lang_rank "$LANG_RANK" --num_students "${NUM_STUDENTS:?LANG_RANK needs NUM_STUDENTS}")
+[[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
+
+if [[ "$NUM_GPUS" -gt 1 ]]; then
+  launch=(torchrun --nproc_per_node "$NUM_GPUS" src/distill.py)
+else
+  launch=(python src/distill.py)
+fi
+if [[ -n "${DRY_RUN:-}" ]]; then
+  printf '%q ' "${launch[@]}" "${args[@]}" "$@"; echo
+  exit 0
+fi
+exec "${launch[@]}" "${args[@]}" "$@"

@@ -1,0 +1,78 @@
+"""Local data loading, its errors, few-shot sampling and the parallel pool."""
+
+import json
+
+import pytest
+
+from alsace.data import check_parallel, first_n, load_pool, load_split
+from alsace.errors import UserError
+from alsace.tasks import get_task
+
+XNLI = get_task("xnli")
+
+
+def write(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def row(label=0, premise="a b", hypothesis="c", **extra):
+    return json.dumps({"premise": premise, "hypothesis": hypothesis, "label": label, **extra})
+
+
+def test_loads_local_rows(data_dir):
+    rows = load_split(XNLI, "test", "fr", str(data_dir))
+    assert len(rows) == 30 and set(rows[0]) == {"premise", "hypothesis", "label", "id"}
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["{not json"], r"xnli/test/en.jsonl:1: invalid JSON"),
+    ([row(), row(label=3)], r"en.jsonl:2: label 3 is not an integer in 0..2"),
+    ([row(label="entailment")], r"label 'entailment' is not an integer"),
+    ([row(premise="  ")], r"en.jsonl:1: field 'premise' is missing or empty"),
+    ([json.dumps({"premise": "x", "label": 0})], r"field 'hypothesis' is missing or empty"),
+])
+def test_bad_files_name_file_and_line(tmp_path, lines, message):
+    write(tmp_path / "xnli" / "test" / "en.jsonl", lines)
+    with pytest.raises(UserError, match=message):
+        load_split(XNLI, "test", "en", str(tmp_path))
+
+
+def test_missing_file_points_to_export(tmp_path):
+    with pytest.raises(UserError, match=r"data file not found; export it with run_script/prepare_data.sh"):
+        load_split(XNLI, "test", "sw", str(tmp_path))
+
+
+def test_unknown_language():
+    with pytest.raises(UserError, match="language 'xx' is not in task xnli"):
+        load_split(XNLI, "test", "xx", "somewhere")
+
+
+def test_first_n_and_stratified():
+    rows = [{"label": i % 3, "i": i} for i in range(30)] + [{"label": 0, "i": 30 + i} for i in range(30)]
+    assert [r["i"] for r in first_n(rows, 4)] == [0, 1, 2, 3]
+    sample = first_n(rows, 9, seed=1, stratified=True)
+    assert sorted(r["label"] for r in sample) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert sample == first_n(rows, 9, seed=1, stratified=True)  # seeded
+    assert first_n(rows, None) is rows
+
+
+def test_pool_drops_labels_and_checks_alignment(data_dir, tmp_path):
+    pool = load_pool(XNLI, ["en", "fr"], str(data_dir), 10)
+    assert len(pool["en"]) == len(pool["fr"]) == 10 and "label" not in pool["en"][0]
+    with pytest.raises(UserError, match="--pool_size 25 is larger than the xnli en validation split"):
+        load_pool(XNLI, ["en", "fr"], str(data_dir), 25)
+    with pytest.raises(UserError, match="not row-aligned"):
+        check_parallel({"en": [{}] * 3, "fr": [{}] * 2}, "pool")
+    with pytest.raises(UserError, match="row 1 has id 'b' in en but 'c' in fr"):
+        check_parallel({"en": [{"id": "a"}, {"id": "b"}], "fr": [{"id": "a"}, {"id": "c"}]}, "pool")
+
+
+def test_pool_file(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    item = {lang: {"premise": f"p {lang}", "hypothesis": f"h {lang}"} for lang in ("en", "fr")}
+    write(path, [json.dumps(item)] * 3)
+    pool = load_pool(XNLI, ["en", "fr"], None, 2, str(path))
+    assert pool["fr"][1] == {"premise": "p fr", "hypothesis": "h fr"} and len(pool["en"]) == 2
+    with pytest.raises(UserError, match="lacks language 'de'"):
+        load_pool(XNLI, ["en", "de"], None, 2, str(path))

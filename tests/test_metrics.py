@@ -1,0 +1,26 @@
+"""Disparity metrics against hand computations."""
+
+import numpy as np
+import pytest
+
+from alsace.metrics import accuracy, disparity, prediction_health
+
+
+def test_disparity_by_hand():
+    accs = {"en": 0.90, "fr": 0.80, "sw": 0.60, "ur": 0.70}
+    d = disparity(accs, "en", teachers=["en", "fr"], students=["sw", "ur"])
+    assert d["average"] == pytest.approx(0.75)            # (0.9 + 0.8 + 0.6 + 0.7) / 4
+    assert d["transfer_gap"] == pytest.approx(0.20)       # 0.9 - (0.8 + 0.6 + 0.7) / 3
+    assert d["spread"] == pytest.approx(0.30)             # 0.9 - 0.6
+    assert d["std"] == pytest.approx(np.sqrt((0.15**2 + 0.05**2 + 0.15**2 + 0.05**2) / 4))
+    assert d["teacher_average"] == pytest.approx(0.85) and d["student_average"] == pytest.approx(0.65)
+
+
+def test_accuracy_and_health():
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert accuracy(logits, np.array([0, 1, 1, 0])) == pytest.approx(0.75)  # the all-zero row argmaxes to 0
+    health = prediction_health(logits)
+    assert health["majority_share"] == pytest.approx(0.75)
+    uniform = np.log(3)
+    assert 0 < health["mean_entropy"] < uniform
+    assert prediction_health(np.zeros((5, 3)))["mean_entropy"] == pytest.approx(uniform)

@@ -1,0 +1,61 @@
+"""Every run_script/*.sh command line parses with the entry point's own argument parser."""
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from transformers import TrainingArguments
+
+from alsace.arguments import (DataArguments, DistillArguments, FinetuneArguments, ModelArguments,
+                              PromptArguments, parse)
+
+ROOT = Path(__file__).resolve().parents[1]
+PARSERS = {
+    "src/finetune.py": (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments),
+    "src/distill.py": (ModelArguments, DataArguments, PromptArguments, DistillArguments, TrainingArguments),
+}
+CASES = [
+    ("finetuning.sh", {}),
+    ("finetuning.sh", {"PRESET": "xtreme", "DATA_DIR": "data", "HEAD": "classification"}),
+    ("finetuning.sh", {"NUM_GPUS": "4", "DEEPSPEED_CONFIG": "run_script/ds_zero2_bf16.json"}),
+    ("distillation.sh", {"MODEL_DIR": "outputs/ft"}),
+    ("distillation.sh", {"MODEL_DIR": "outputs/ft", "LANG_RANK": "original", "NUM_STUDENTS": "8",
+                         "KL_DIRECTION": "student_target", "DETACH_TEACHER": "true", "POOL_SIZE": "100"}),
+]
+
+
+def dry_run(script, env, *extra):
+    out = subprocess.run(["bash", str(ROOT / "run_script" / script), *extra], env={**os.environ, **env, "DRY_RUN": "1"},
+                         capture_output=True, text=True, check=True, timeout=60)
+    return shlex.split(out.stdout)
+
+
+@pytest.mark.parametrize("script, env", CASES)
+def test_script_command_line_parses(script, env, tmp_path):
+    words = dry_run(script, env)
+    entry = next(w for w in words if w.startswith("src/"))
+    argv = words[words.index(entry) + 1:]
+    if "--deepspeed" in argv:  # DeepSpeed is an optional install: check the flag exists, parse without it
+        i = argv.index("--deepspeed")
+        argv = argv[:i] + argv[i + 2:]
+        assert words[0] == "torchrun"
+    parsed = parse(PARSERS[entry], argv)
+    training_args = parsed[-1]
+    assert training_args.output_dir.startswith("outputs/")
+
+
+def test_environment_overrides_and_extra_flags_come_last():
+    words = dry_run("finetuning.sh", {"LR": "5e-6"}, "--seed", "7")
+    assert words[words.index("--learning_rate") + 1] == "5e-6"
+    assert words[-2:] == ["--seed", "7"]  # argparse keeps the last value, so "$@" wins
+    words = dry_run("distillation.sh", {"MODEL_DIR": "m"})
+    assert words[words.index("--learning_rate") + 1] == "3e-8"
+
+
+def test_distillation_needs_model_dir():
+    env = {k: v for k, v in os.environ.items() if k != "MODEL_DIR"}
+    out = subprocess.run(["bash", str(ROOT / "run_script" / "distillation.sh")], env={**env, "DRY_RUN": "1"},
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "MODEL_DIR" in out.stderr

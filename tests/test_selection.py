@@ -1,0 +1,60 @@
+"""Teacher selection against a hand-computed 3-language x 4-item x 3-class example."""
+
+import math
+
+import numpy as np
+import pytest
+
+from alsace.errors import UserError
+from alsace.selection import fixed_rank, pseudo_labels, select_teachers, selection_table
+from alsace.tasks import get_task
+
+LANGS = ["en", "fr", "de"]
+PROBS = np.array([
+    # item0            item1            item2            item3
+    [[.7, .2, .1], [.1, .8, .1], [.6, .3, .1], [.2, .2, .6]],   # en: argmax 0 1 0 2
+    [[.6, .3, .1], [.2, .7, .1], [.1, .5, .4], [.3, .3, .4]],   # fr: argmax 0 1 1 2
+    [[.2, .5, .3], [.3, .3, .4], [.2, .2, .6], [.5, .4, .1]],   # de: argmax 1 2 2 0
+])
+
+
+def test_pseudo_labels_majority_and_tie():
+    # item2 is a three-way tie (0, 1, 2): summed probabilities 0.9, 1.0, 1.1 -> class 2.
+    assert pseudo_labels(PROBS).tolist() == [0, 1, 2, 2]
+
+
+def test_scores_softmax_and_split_by_hand():
+    sel = select_teachers(PROBS, LANGS)
+    s = [(.7 + .8 + .1 + .6) / 4, (.6 + .7 + .4 + .4) / 4, (.2 + .3 + .6 + .1) / 4]  # 0.55, 0.525, 0.30
+    z = sum(math.exp(v) for v in s)
+    assert sel.scores == pytest.approx(s)
+    assert sel.normalized_scores == pytest.approx([math.exp(v) / z for v in s])
+    assert sel.threshold == pytest.approx(1 / 3)  # mean of a softmax over 3 languages
+    assert sel.ranking == ["en", "fr", "de"]
+    assert sel.teachers == ["en", "fr"] and sel.students == ["de"]
+    assert sel.agreement == pytest.approx({"en": 0.75, "fr": 0.75, "de": 0.25})
+    assert sel.num_items == 4 and "teacher" in selection_table(sel)
+
+
+def test_float_threshold():
+    sel = select_teachers(PROBS, LANGS, threshold=0.36)  # ŝ = 0.363, 0.354, 0.283
+    assert sel.teachers == ["en"] and sel.students == ["fr", "de"]
+
+
+@pytest.mark.parametrize("theta, which", [(0.5, "no teacher"), (0.1, "no student")])
+def test_threshold_leaving_an_empty_side_is_refused(theta, which):
+    with pytest.raises(UserError, match=which):
+        select_teachers(PROBS, LANGS, threshold=theta)
+
+
+def test_original_fixed_rank_presets():
+    xnli = get_task("xnli")
+    sel = fixed_rank(list(xnli.lang_rank), xnli.num_students, list(xnli.languages))
+    assert sel.teachers == ["en", "fr", "bg", "es", "de", "vi", "ru"]
+    assert sel.students == ["el", "zh", "th", "tr", "hi", "ar", "ur", "sw"]
+    pawsx = get_task("pawsx")
+    assert fixed_rank(list(pawsx.lang_rank), 5, list(pawsx.languages)).teachers == ["en", "es"]
+    with pytest.raises(UserError, match="unknown xx"):
+        fixed_rank(["en", "xx", "fr", "de"], 1, LANGS)
+    with pytest.raises(UserError, match="--num_students 3"):
+        fixed_rank(LANGS, 3, LANGS)
