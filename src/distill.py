@@ -22,7 +22,7 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
 from alsace.data import load_pool
 from alsace.distillation import PairDataset, all_pairs, build_pairs
-from alsace.errors import run_cli
+from alsace.errors import UserError, run_cli
 from alsace.evaluation import score_languages
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
                              split_features)
@@ -85,6 +85,9 @@ def main(argv=None) -> dict:
     # Stage 2: self-distillation on parallel pairs; the loss never sees a gold label.
     dev_features = None
     if d_args.select_best_on_dev:
+        if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
+            raise UserError("--select_best_on_dev needs --eval_strategy steps (or epoch) and the same "
+                            "--save_strategy, so that evaluated checkpoints are saved")
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
                                       [task.check_languages([d_args.dev_language], "--dev_language")[0]])
         dev_features = dev_features[d_args.dev_language]

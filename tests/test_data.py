@@ -76,3 +76,11 @@ def test_pool_file(tmp_path):
     assert pool["fr"][1] == {"premise": "p fr", "hypothesis": "h fr"} and len(pool["en"]) == 2
     with pytest.raises(UserError, match="lacks language 'de'"):
         load_pool(XNLI, ["en", "de"], None, 2, str(path))
+
+
+def test_unreachable_hub_says_so_and_points_to_local_files(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
+    with pytest.raises(UserError, match=r"could not load facebook/xnli .* from the Hugging Face Hub.*--data_dir"):
+        load_split(XNLI, "test", "en", None)

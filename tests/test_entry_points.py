@@ -114,3 +114,18 @@ def test_fixed_rank_and_explicit_pairs(finetuned, data_dir, tmp_path):
     sel = json.loads((tmp_path / "r" / "teacher_selection.json").read_text())
     assert sel["selection"]["teachers"] == ["de"] and sel["selection"]["method"] == "fixed_rank"
     assert sel["pairs"] == [["de", "en"], ["de", "fr"]]
+
+
+def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path):
+    model_dir, _ = finetuned
+    from alsace.errors import UserError
+
+    with pytest.raises(UserError, match="--select_best_on_dev needs --eval_strategy"):
+        distill.main(distill_args(model_dir, data_dir, tmp_path / "x", "--select_best_on_dev"))
+    out = tmp_path / "best"
+    args = distill_args(model_dir, data_dir, out, "--select_best_on_dev", "--eval_strategy", "steps",
+                        "--eval_steps", "2")
+    args[args.index("--save_strategy") + 1] = "steps"
+    distill.main(args + ["--save_steps", "2"])
+    state = json.loads(sorted(out.glob("checkpoint-*/trainer_state.json"))[-1].read_text())
+    assert state["best_metric"] is not None and state["best_model_checkpoint"] is not None

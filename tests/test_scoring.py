@@ -74,3 +74,15 @@ def test_missing_model_dir_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="directory not found"):
         load_tokenizer_and_model(str(tmp_path / "nope"), "prompt", XNLI, 6)
+
+
+def test_unreachable_hub_model_is_a_user_error(monkeypatch, tmp_path):
+    from alsace.errors import UserError
+
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once at import time
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(UserError, match="could not load it.*local directory"):
+        load_tokenizer_and_model("xlm-roberta-base", "prompt", XNLI, 6)
