@@ -49,13 +49,5 @@ args=(
 [[ -n "$LANG_RANK" ]] && args+=(--lang_rank "$LANG_RANK" --num_students "${NUM_STUDENTS:?LANG_RANK needs NUM_STUDENTS}")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
 
-if [[ "$NUM_GPUS" -gt 1 ]]; then
-  launch=(torchrun --nproc_per_node "$NUM_GPUS" src/distill.py)
-else
-  launch=(python src/distill.py)
-fi
-if [[ -n "${DRY_RUN:-}" ]]; then
-  printf '%q ' "${launch[@]}" "${args[@]}" "$@"; echo
-  exit 0
-fi
-exec "${launch[@]}" "${args[@]}" "$@"
+source run_script/launch.sh
+launch src/distill.py "${args[@]}" "$@"

@@ -55,13 +55,5 @@ args=(
 [[ -n "$TRAIN_SAMPLES" ]] && args+=(--max_train_samples "$TRAIN_SAMPLES")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
 
-if [[ "$NUM_GPUS" -gt 1 ]]; then
-  launch=(torchrun --nproc_per_node "$NUM_GPUS" src/finetune.py)
-else
-  launch=(python src/finetune.py)
-fi
-if [[ -n "${DRY_RUN:-}" ]]; then
-  printf '%q ' "${launch[@]}" "${args[@]}" "$@"; echo
-  exit 0
-fi
-exec "${launch[@]}" "${args[@]}" "$@"
+source run_script/launch.sh
+launch src/finetune.py "${args[@]}" "$@"
