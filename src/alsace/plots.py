@@ -107,8 +107,8 @@ def _accuracy_title(before: dict, after: dict | None, significance: dict | None,
         text += f"; transfer gap {100 * before['transfer_gap']:.2f} -> {100 * after['transfer_gap']:.2f}"
         gap = (significance or {}).get("transfer_gap")
         if gap:
-            text += (f" (Δ {100 * gap['delta']:+.2f}, {100 * significance['confidence']:.0f}% CI "
-                     f"[{100 * gap['ci_low']:+.2f}, {100 * gap['ci_high']:+.2f}], p {format_p(gap['p_value'])})")
+            text += (f"\ngap Δ {100 * gap['delta']:+.2f} points, {100 * significance['confidence']:.0f}% CI "
+                     f"[{100 * gap['ci_low']:+.2f}, {100 * gap['ci_high']:+.2f}], p {format_p(gap['p_value'])}")
     return f"{head}\n{text}"
 
 
@@ -146,10 +146,11 @@ def _delta_panel(ax, langs: list[str], before: dict, after: dict, significance: 
     ax.set_ylim(low - 0.05 * (high - low), high + 0.25 * (high - low))
     if any(have_ci):
         conf = f"{100 * significance['confidence']:.0f}%"
-        handles = [Patch(color=UP_COLOR, label=f"{conf} CI above 0"), Patch(color=DOWN_COLOR, label=f"{conf} CI below 0"),
+        handles = [Patch(color=UP_COLOR, label=f"{conf} CI above 0"),
+                   Patch(color=DOWN_COLOR, label=f"{conf} CI below 0"),
                    Patch(color=FLAT_COLOR, label=f"{conf} CI contains 0")]
-        ax.legend(handles=handles, fontsize=8, ncol=3, loc="lower left", title="paired bootstrap, whiskers = CI",
-                  title_fontsize=8, framealpha=0.9)
+        ax.figure.legend(handles=handles, fontsize=8, ncol=3, loc="outside lower center", frameon=False,
+                         title="Δ coloured by the paired-bootstrap CI (whiskers)", title_fontsize=8)
 
 
 def _delta_color(delta: float, stats: dict | None) -> str:
