@@ -26,11 +26,14 @@ from alsace.errors import UserError, run_cli
 from alsace.evaluation import score_languages
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
                              split_features)
+from alsace.plots import plot_run
 from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
                               write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
 from alsace.selection import Selection, fixed_rank, select_teachers, selection_table
+from alsace.significance import significance_between_runs
 from alsace.tasks import get_task
+from alsace.tracking import LanguageDevMetrics
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.distill")
@@ -99,6 +102,10 @@ def main(argv=None) -> dict:
         compute_metrics=compute_accuracy, kl_direction=d_args.kl_direction,
         detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
     )
+    if dev_features is not None:  # every language's dev accuracy as scalars at each evaluation
+        trainer.add_callback(LanguageDevMetrics(
+            split_features(task, featurizer, data_args.data_dir, "validation", languages, data_args.max_eval_samples),
+            collator, task.source_language, trainer.log))
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
@@ -110,12 +117,16 @@ def main(argv=None) -> dict:
                          "After self-distillation", selection.teachers, selection.students)
     comparison = compare(before, after, selection.teachers, selection.students)
     if is_main_process():
+        # Paired bootstrap on the saved per-row predictions of the same test rows, before vs after.
+        comparison["significance"] = significance_between_runs(baseline_dir, output_dir, data_args.eval_split,
+                                                               languages, task.source_language)
         write_json(output_dir / "comparison.json", comparison)
         write_text(output_dir / "comparison.md", comparison_markdown(comparison))
         write_run_record(output_dir, {
             "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args,
             "training_args": training_args.to_dict(),
             "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
+        plot_run(output_dir, task.source_language)
     logger.info("before -> after\n%s", comparison_for_terminal(comparison))
     if comparison["collapsed_languages"]:
         logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "

@@ -19,9 +19,11 @@ from alsace.data import first_n, load_split
 from alsace.errors import run_cli
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
                              split_features)
+from alsace.plots import plot_run
 from alsace.reporting import is_main_process, write_run_record
 from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
 from alsace.tasks import get_task
+from alsace.tracking import LanguageDevMetrics
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.finetune")
@@ -65,6 +67,11 @@ def main(argv=None) -> dict:
         data_collator=collator, processing_class=tokenizer, compute_metrics=compute_accuracy,
         finetune_loss=ft_args.finetune_loss,
     )
+    if dev_features is not None:  # every language's dev accuracy as scalars at each evaluation
+        trainer.add_callback(LanguageDevMetrics(
+            split_features(task, featurizer, data_args.data_dir, "validation", languages,
+                           ft_args.max_selection_samples),
+            collator, task.source_language, trainer.log))
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
     if is_main_process():
@@ -80,6 +87,7 @@ def main(argv=None) -> dict:
             "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args,
             "finetune_args": ft_args, "training_args": training_args.to_dict(),
             "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
+        plot_run(training_args.output_dir, task.source_language)
     return results
 
 

@@ -144,6 +144,23 @@ class DistillArguments:
             raise UserError("--pool_size must be >= 1")
 
 
+@dataclass
+class AggregateArguments:
+    run_dirs: list[str] = field(default_factory=list, metadata={
+        "help": "Finished run directories of one configuration, one per seed (all fine-tuning or all "
+                "distillation runs)."})
+    output_dir: str = field(default="", metadata={"help": "Where aggregate.json and aggregate.md are written."})
+    ignore_fields: str | None = field(default=None, metadata={
+        "help": "Comma-separated run_args fields to leave out of the same-configuration check, for "
+                "differences that do not change the numbers (e.g. data_dir after moving the data)."})
+
+    def __post_init__(self):
+        if not self.run_dirs:
+            raise UserError("--run_dirs: give the run directories to aggregate, e.g. outputs/ms/seed-*/distill")
+        if not self.output_dir:
+            raise UserError("--output_dir: say where aggregate.json and aggregate.md go")
+
+
 def parse(dataclass_types, argv):
     """Parse argv into the dataclasses; argparse errors become one-line `UserError`s."""
     from transformers import HfArgumentParser

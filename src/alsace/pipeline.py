@@ -12,11 +12,14 @@ from alsace.evaluation import evaluate_languages
 from alsace.reporting import build_results, is_main_process, save_evaluation, table_for_terminal
 from alsace.scoring import Collator, Featurizer
 from alsace.tasks import Task
+from alsace.tracking import check_report_to
 
 logger = logging.getLogger("alsace")
 
 
 def setup_logging(training_args) -> None:
+    """Log format and level (rank 0 informs, the others warn); a missing --report_to package fails here."""
+    check_report_to(training_args.report_to)
     level = logging.INFO if is_main_process() else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level)
     import transformers

@@ -43,6 +43,10 @@ def write_text(path, text: str) -> None:
     _atomic_write(path, lambda h: h.write(text.encode("utf-8")))
 
 
+def write_bytes(path, data: bytes) -> None:
+    _atomic_write(path, lambda h: h.write(data))
+
+
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
 
@@ -163,22 +167,43 @@ def compare(before: dict, after: dict, teachers: list[str], students: list[str])
 
 
 def comparison_markdown(comp: dict) -> str:
+    """The before -> after tables; with `comp["significance"]` (see `alsace.significance`), CI and p columns."""
+    sig = comp.get("significance")
     lines = ["# Before -> after self-distillation", "",
              f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
     if comp["collapsed_languages"]:
         lines += [f"**WARNING: predictions collapsed in {', '.join(comp['collapsed_languages'])}** (one class "
                   f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows): a narrower gap from collapsed "
                   "predictions is not a result. Lower the learning rate or pass --detach_teacher.", ""]
-    lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    ci_head = f" {100 * sig['confidence']:.0f}% CI of Δ | p |" if sig else ""
+    lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |"
+              + (ci_head + " p (Holm) |" if sig else ""),
+              "|---|---|---:|---:|---:|---:|---:|" + ("---:|" * 3 if sig else "")]
     for lang, r in comp["per_language"].items():
         lines.append(f"| {lang} | {r['role']} | {100 * r['before']:.2f} | {100 * r['after']:.2f} | "
                      f"{100 * r['delta']:+.2f} | {100 * r['majority_share_before']:.0f} → "
-                     f"{100 * r['majority_share_after']:.0f} | {r['entropy_before']:.3f} → {r['entropy_after']:.3f} |")
-    lines += ["", "| metric | before | after | Δ |", "|---|---:|---:|---:|"]
+                     f"{100 * r['majority_share_after']:.0f} | {r['entropy_before']:.3f} → {r['entropy_after']:.3f} |"
+                     + (_significance_cells(sig["per_language"][lang], holm=True) if sig else ""))
+    lines += ["", "| metric | before | after | Δ |" + ci_head, "|---|---:|---:|---:|" + ("---:|" * 2 if sig else "")]
     for key, r in comp["summary"].items():
-        lines.append(f"| {key} | {100 * r['before']:.2f} | {100 * r['after']:.2f} | {100 * r['delta']:+.2f} |")
+        cells = ""
+        if sig:
+            cells = _significance_cells(sig[key]) if sig.get(key) else " | |"
+        lines.append(f"| {key} | {100 * r['before']:.2f} | {100 * r['after']:.2f} | {100 * r['delta']:+.2f} |" + cells)
+    if sig:
+        lines += ["", f"CI and p: {sig['method']} over the same test rows ({sig['num_samples']} resamples, "
+                      f"seed {sig['seed']}, {sig['resampling']}); p tests 'no change'; Holm adjusts for testing "
+                      "every language."]
     return "\n".join(lines) + "\n"
+
+
+def _significance_cells(s: dict, holm: bool = False) -> str:
+    cells = f" [{100 * s['ci_low']:+.2f}, {100 * s['ci_high']:+.2f}] | {format_p(s['p_value'])} |"
+    return cells + (f" {format_p(s['p_holm'])} |" if holm else "")
+
+
+def format_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def comparison_for_terminal(comp: dict) -> str:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Fine-tuning then self-distillation for several seeds, then mean ± std over the seeds.
+#
+#   SEEDS="13 21 42" MODEL_DIR=xlm-roberta-base TASK=xnli DATA_DIR=data bash run_script/multiseed.sh
+#
+# Every seed runs run_script/finetuning.sh (OUTPUT_DIR=$OUTPUT_ROOT/seed-$SEED/finetune) and then
+# run_script/distillation.sh from that checkpoint (MODEL_DIR=.../finetune, OUTPUT_DIR=.../distill);
+# all other settings come from the environment exactly as for those scripts (TASK, DATA_DIR, HEAD,
+# learning rates, ...), and extra flags ("$@") go to both stages, so pass only flags both accept.
+# A stage whose results already exist is skipped, so rerunning after an interruption continues.
+# Finally src/aggregate.py writes $OUTPUT_ROOT/aggregate.{md,json}; it refuses runs whose settings
+# differ in anything but the seed.
+set -euo pipefail
+
+SEEDS=${SEEDS:-"13 21 42"}
+OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/multiseed-${TASK:-xnli}}
+DISTILL=${DISTILL:-1}          # 0: fine-tune only and aggregate the fine-tuning runs
+PYTHON=${PYTHON:-python}
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$SCRIPT_DIR")
+
+run_dirs=()
+for seed in $SEEDS; do
+    finetune_dir=$OUTPUT_ROOT/seed-$seed/finetune
+    distill_dir=$OUTPUT_ROOT/seed-$seed/distill
+    if [[ -f $finetune_dir/results.json ]]; then
+        echo "multiseed: $finetune_dir is finished, skipping fine-tuning for seed $seed"
+    else
+        SEED=$seed OUTPUT_DIR=$finetune_dir bash "$SCRIPT_DIR/finetuning.sh" "$@"
+    fi
+    if [[ $DISTILL == 1 ]]; then
+        if [[ -f $distill_dir/comparison.json ]]; then
+            echo "multiseed: $distill_dir is finished, skipping distillation for seed $seed"
+        else
+            SEED=$seed MODEL_DIR=$finetune_dir OUTPUT_DIR=$distill_dir bash "$SCRIPT_DIR/distillation.sh" "$@"
+        fi
+        run_dirs+=("$distill_dir")
+    else
+        run_dirs+=("$finetune_dir")
+    fi
+done
+
+"$PYTHON" "$REPO_DIR/src/aggregate.py" --run_dirs "${run_dirs[@]}" --output_dir "$OUTPUT_ROOT"

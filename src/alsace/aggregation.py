@@ -1,0 +1,194 @@
+"""Mean ± std over runs that differ only in their seed (fine-tuning or distillation run directories).
+
+Runs are compared on their `run_args.json`, flattened to `section.field` keys. Fields that name a run
+rather than change its numbers (seed, output_dir, run_name, logging and saving cadence, ...) are
+ignored; every other difference is refused, naming the field and the runs. A distillation run's
+starting checkpoint is compared through its own `run_args.json` (as `init.*`), so runs distilled from
+per-seed fine-tuned checkpoints aggregate, but not runs distilled from differently fine-tuned ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from alsace.errors import UserError
+
+# Fields (leaf names, in any section) that identify or log a run but do not change its numbers.
+IGNORED_FIELDS = frozenset({
+    "seed", "data_seed", "output_dir", "run_name", "logging_dir", "overwrite_output_dir", "resume_from_checkpoint",
+    "report_to", "project", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id",
+    "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision",
+    "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter", "log_level",
+    "log_level_replica", "log_on_each_node", "disable_tqdm", "save_strategy", "save_steps", "save_total_limit",
+    "save_on_each_node", "save_only_model", "dataloader_num_workers", "dataloader_pin_memory",
+    "dataloader_persistent_workers", "dataloader_prefetch_factor", "dataloader_multiprocessing_context",
+    "local_rank", "ddp_timeout", "ddp_backend", "skip_memory_metrics", "per_device_eval_batch_size",
+    "eval_accumulation_steps", "use_cpu",
+})
+SUMMARY_KEYS = ("average", "transfer_gap", "spread", "teacher_average", "student_average")
+MAX_INIT_DEPTH = 3  # distill <- finetune <- (a pretrained model); deeper chains are compared by path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; pass finished run directories (results.json, run_args.json)") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err.msg}); the run did not finish writing it") from None
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    """{'a': {'b': 1}} -> {'a.b': '1'}; leaves as canonical JSON so lists and dicts compare by value."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def run_config(run_dir, ignore: frozenset[str] = frozenset(), depth: int = 0) -> dict[str, str]:
+    """The settings of a run that must match across seeds: flattened run_args minus ignored fields."""
+    args = _read_json(Path(run_dir) / "run_args.json")
+    config = {k: v for k, v in flatten(args).items()
+              if k.rsplit(".", 1)[-1] not in IGNORED_FIELDS | ignore and k not in ignore}
+    init = args.get("model_args", {}).get("model_name_or_path")
+    if init and depth < MAX_INIT_DEPTH and (Path(init) / "run_args.json").is_file():
+        # A run's own checkpoint path differs per seed; what it was trained with must not.
+        config.pop("model_args.model_name_or_path", None)
+        config.update({f"init.{k}": v for k, v in run_config(init, ignore, depth + 1).items()})
+    return config
+
+
+def load_run(run_dir, ignore: frozenset[str] = frozenset()) -> dict:
+    """Everything aggregation needs from one run directory."""
+    run_dir = Path(run_dir)
+    comparison_path = run_dir / "comparison.json"
+    args = _read_json(run_dir / "run_args.json")
+    return {"dir": str(run_dir), "results": _read_json(run_dir / "results.json"),
+            "comparison": _read_json(comparison_path) if comparison_path.is_file() else None,
+            "seed": args.get("training_args", {}).get("seed"), "config": run_config(run_dir, ignore)}
+
+
+def check_compatible(runs: list[dict], max_listed: int = 4) -> None:
+    """Refuse runs of different kinds, tasks, languages, seeds reused, or any differing setting."""
+    if len({r["comparison"] is None for r in runs}) > 1:
+        kinds = ", ".join(f"{r['dir']} ({'fine-tuning' if r['comparison'] is None else 'distillation'})" for r in runs)
+        raise UserError(f"refusing to mix fine-tuning and distillation runs: {kinds}")
+    for key in ("task", "split"):
+        values = {r["results"][key] for r in runs}
+        if len(values) > 1:
+            listed = _by_run(runs, lambda r: r["results"][key])
+            raise UserError(f"refusing to aggregate runs of different {key}s: {listed}")
+    if len({tuple(r["results"]["per_language"]) for r in runs}) > 1:
+        raise UserError("refusing to aggregate runs evaluated on different languages: "
+                        + _by_run(runs, lambda r: ",".join(r["results"]["per_language"])))
+    seeds = [r["seed"] for r in runs]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1}, key=str)
+    if repeated:
+        raise UserError(f"seed {repeated[0]} appears in several runs ({_by_run(runs, lambda r: r['seed'])}): "
+                        "the same run twice would understate the spread; pass each seed once")
+    keys = sorted(set().union(*(r["config"] for r in runs)))
+    differing = [k for k in keys if len({r["config"].get(k, "<absent>") for r in runs}) > 1]
+    if differing:
+        listed = "; ".join(f"{k} ({_by_run(runs, lambda r, k=k: r['config'].get(k, '<absent>'))})"
+                           for k in differing[:max_listed])
+        more = f"; and {len(differing) - max_listed} more" if len(differing) > max_listed else ""
+        raise UserError(f"refusing to aggregate runs whose settings differ: {listed}{more}. "
+                        "Aggregate only seeds of one configuration, or pass --ignore_fields "
+                        f"{','.join(d.rsplit('.', 1)[-1] for d in differing[:max_listed])} if the difference "
+                        "does not change the numbers")
+
+
+def _by_run(runs: list[dict], value) -> str:
+    return ", ".join(f"{r['dir']}: {value(r)}" for r in runs)
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation (ddof=1; None for one run) of `values`, plus the values."""
+    array = np.array(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else None,
+            "values": [float(v) for v in array]}
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Mean ± std per language and for the summary metrics; before / after / Δ for distillation runs."""
+    first = runs[0]["results"]
+    langs = list(first["per_language"])
+    distill = runs[0]["comparison"] is not None
+    out = {"task": first["task"], "split": first["split"], "kind": "distillation" if distill else "fine-tuning",
+           "num_runs": len(runs), "seeds": [r["seed"] for r in runs], "run_dirs": [r["dir"] for r in runs]}
+    if not distill:
+        out["per_language"] = {lang: mean_std([r["results"]["per_language"][lang]["accuracy"] for r in runs])
+                               for lang in langs}
+        out["summary"] = {key: mean_std([r["results"][key] for r in runs])
+                          for key in SUMMARY_KEYS if all(r["results"].get(key) is not None for r in runs)}
+        return out
+    out["per_language"] = {lang: {**_before_after([r["comparison"]["per_language"][lang] for r in runs]),
+                                  "roles": _roles([r["comparison"]["per_language"][lang]["role"] for r in runs]),
+                                  **_significant([_sig(r, lang) for r in runs])}
+                           for lang in langs}
+    out["summary"] = {key: {**_before_after([r["comparison"]["summary"][key] for r in runs]),
+                            **_significant([_sig(r, key) for r in runs])}
+                      for key in SUMMARY_KEYS if all(key in r["comparison"]["summary"] for r in runs)}
+    return out
+
+
+def _before_after(entries: list[dict]) -> dict:
+    return {side: mean_std([e[side] for e in entries]) for side in ("before", "after", "delta")}
+
+
+def _roles(roles: list[str]) -> dict[str, int]:
+    return {role: roles.count(role) for role in sorted(set(roles))}
+
+
+def _sig(run: dict, key: str) -> dict | None:
+    sig = run["comparison"].get("significance")
+    if not sig:
+        return None
+    return sig["per_language"].get(key) if key in sig["per_language"] else sig.get(key)
+
+
+def _significant(stats: list[dict | None]) -> dict:
+    """How many runs' own bootstrap CI lay above / below 0 (absent when the runs have no test)."""
+    if any(s is None for s in stats):
+        return {}
+    return {"runs_ci_above_0": sum(s["ci_low"] > 0 for s in stats),
+            "runs_ci_below_0": sum(s["ci_high"] < 0 for s in stats)}
+
+
+def _pm(stats: dict, signed: bool = False) -> str:
+    mean = f"{100 * stats['mean']:+.2f}" if signed else f"{100 * stats['mean']:.2f}"
+    return mean + (f" ± {100 * stats['std']:.2f}" if stats["std"] is not None else " ± n/a")
+
+
+def aggregate_markdown(agg: dict) -> str:
+    """Tables of mean ± std (in points) over the runs."""
+    seeds = ", ".join(str(s) for s in agg["seeds"])
+    lines = [f"# Mean ± std over {agg['num_runs']} runs ({agg['kind']})", "",
+             f"Task `{agg['task']}`, split `{agg['split']}`, seeds {seeds}. Accuracy in %, std over runs (ddof=1).", ""]
+    if agg["kind"] == "fine-tuning":
+        lines += ["| language | accuracy |", "|---|---:|"]
+        lines += [f"| {lang} | {_pm(s)} |" for lang, s in agg["per_language"].items()]
+        lines += ["", "| metric | value |", "|---|---:|"]
+        lines += [f"| {key} | {_pm(s)} |" for key, s in agg["summary"].items()]
+        return "\n".join(lines) + "\n"
+    has_sig = any("runs_ci_above_0" in r for r in agg["per_language"].values())
+    sig_head = (" runs with CI > 0 / < 0 |", "---:|") if has_sig else ("", "")
+    lines += ["| language | roles | before | after | Δ |" + sig_head[0], "|---|---|---:|---:|---:|" + sig_head[1]]
+    for lang, r in agg["per_language"].items():
+        roles = ", ".join(f"{role} {n}/{agg['num_runs']}" for role, n in r["roles"].items())
+        lines.append(f"| {lang} | {roles} | {_pm(r['before'])} | {_pm(r['after'])} | {_pm(r['delta'], True)} |"
+                     + (f" {r['runs_ci_above_0']} / {r['runs_ci_below_0']} |" if has_sig else ""))
+    lines += ["", "| metric | before | after | Δ |" + sig_head[0], "|---|---:|---:|---:|" + sig_head[1]]
+    for key, r in agg["summary"].items():
+        cells = f" {r['runs_ci_above_0']} / {r['runs_ci_below_0']} |" if "runs_ci_above_0" in r else (
+            " |" if has_sig else "")
+        lines.append(f"| {key} | {_pm(r['before'])} | {_pm(r['after'])} | {_pm(r['delta'], True)} |" + cells)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,133 @@
+"""Paired bootstrap for before -> after accuracy changes measured on the same test rows.
+
+Both models are scored on identical rows, so a language's accuracy change is the mean over rows of
+`d_i = correct_after_i - correct_before_i` (each -1, 0 or +1). A bootstrap replicate resamples the N
+rows with replacement; all that changes between replicates is how often each distinct value of `d`
+is drawn. The replicates are therefore drawn exactly as multinomial counts over the distinct values:
+a `(B, K)` array with K <= 3 instead of `(B, N)` row indices, which makes 10,000 replicates for
+15 languages x 5,010 rows take milliseconds.
+
+The average and the transfer gap are linear in the per-language accuracies, so their changes are also
+means over items of one per-item value. When every language has the same number of rows (the
+row-parallel XNLI / PAWS-X test sets), items are resampled jointly across languages, which keeps the
+correlation between translations of the same item; otherwise each language is resampled on its own.
+
+Reported per quantity: the observed change, a percentile confidence interval, and a two-sided p-value
+for "no change": the share of replicates at least as far from the observed change as the observed
+change is from zero (the shifted-bootstrap test), with +1 smoothing so it is never exactly 0. Across
+languages the p-values are also Holm-adjusted, since 15 languages are 15 tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alsace.errors import UserError
+
+NUM_SAMPLES = 10_000
+CONFIDENCE = 0.95
+
+
+def bootstrap_means(values: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """`num_samples` bootstrap replicates `(B,)` of `values.mean()` for `values` `(N,)`.
+
+    Exact resampling with replacement, drawn as multinomial counts of the distinct values.
+    """
+    distinct, counts = np.unique(values, return_counts=True)  # (K,), (K,)
+    draws = rng.multinomial(len(values), counts / len(values), size=num_samples)  # (B, K)
+    return draws @ distinct.astype(np.float64) / len(values)
+
+
+def summarize(observed: float, replicates: np.ndarray, confidence: float = CONFIDENCE) -> dict:
+    """Observed change, percentile CI and two-sided shifted-bootstrap p-value for `replicates` `(B,)`."""
+    alpha = 1.0 - confidence
+    low, high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
+    # A tiny tolerance so that float noise in replicates never counts against an exact 0 change.
+    extreme = np.abs(replicates - observed) >= abs(observed) - 1e-12
+    p_value = (1 + int(extreme.sum())) / (len(replicates) + 1)
+    return {"delta": float(observed), "ci_low": float(low), "ci_high": float(high), "p_value": float(p_value)}
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values `(M,)` (family-wise error over the M tests)."""
+    p_values = np.asarray(p_values, dtype=np.float64)
+    m = len(p_values)
+    order = np.argsort(p_values, kind="stable")
+    scaled = (m - np.arange(m)) * p_values[order]  # smallest p times m, next times m-1, ...
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def paired_significance(correct_before: dict[str, np.ndarray], correct_after: dict[str, np.ndarray],
+                        source_language: str = "en", num_samples: int = NUM_SAMPLES, seed: int = 0,
+                        confidence: float = CONFIDENCE) -> dict:
+    """Paired bootstrap of each language's accuracy change and of the average and transfer gap.
+
+    `correct_before[lang]`, `correct_after[lang]`: `(N_lang,)` booleans, row i of both is the same test
+    row. Changes are fractions (0.01 = one accuracy point).
+    """
+    langs = list(correct_before)
+    if list(correct_after) != langs:
+        raise ValueError(f"languages differ: {langs} vs {list(correct_after)}")
+    rng = np.random.default_rng(seed)
+    diffs = {lang: correct_after[lang].astype(np.int8) - correct_before[lang].astype(np.int8) for lang in langs}
+
+    per_language, replicates = {}, {}
+    for lang in langs:
+        replicates[lang] = bootstrap_means(diffs[lang], num_samples, rng)  # (B,)
+        per_language[lang] = {**summarize(diffs[lang].mean(), replicates[lang], confidence), "n": len(diffs[lang])}
+    for lang, p in zip(langs, holm(np.array([r["p_value"] for r in per_language.values()]))):
+        per_language[lang]["p_holm"] = float(p)
+
+    others = [lang for lang in langs if lang != source_language]
+    parallel = len({len(d) for d in diffs.values()}) == 1
+    if parallel:
+        d = np.stack([diffs[lang] for lang in langs]).astype(np.float64)  # (L, N)
+        avg_items = d.mean(0)  # (N,) each item's contribution to the average change
+        average = summarize(avg_items.mean(), bootstrap_means(avg_items, num_samples, rng), confidence)
+    else:
+        reps = np.stack([replicates[lang] for lang in langs], 1)  # (B, L), languages resampled independently
+        average = summarize(np.mean([diffs[lang].mean() for lang in langs]), reps.mean(1), confidence)
+
+    gap = None
+    if source_language in langs and others:
+        if parallel:
+            gap_items = d[langs.index(source_language)] - d[[langs.index(o) for o in others]].mean(0)  # (N,)
+            gap = summarize(gap_items.mean(), bootstrap_means(gap_items, num_samples, rng), confidence)
+        else:
+            observed = diffs[source_language].mean() - np.mean([diffs[o].mean() for o in others])
+            gap_reps = replicates[source_language] - np.stack([replicates[o] for o in others], 1).mean(1)
+            gap = summarize(observed, gap_reps, confidence)
+
+    return {"method": "paired bootstrap", "num_samples": num_samples, "seed": seed, "confidence": confidence,
+            "resampling": "items jointly across languages" if parallel else "rows within each language",
+            "per_language": per_language, "average": average, "transfer_gap": gap}
+
+
+def load_correct(run_dir, split: str, languages: list[str]) -> tuple[dict, dict]:
+    """Per-language `(N,)` correctness and labels from `predictions/<lang>_<split>_{logits,labels}.npy`."""
+    correct, labels = {}, {}
+    for lang in languages:
+        base = Path(run_dir) / "predictions" / f"{lang}_{split}"
+        try:
+            logits = np.load(f"{base}_logits.npy", allow_pickle=False)  # (N, C)
+            labels[lang] = np.load(f"{base}_labels.npy", allow_pickle=False)  # (N,)
+        except FileNotFoundError as err:
+            raise UserError(f"{err.filename}: missing per-example predictions; rerun the evaluation") from None
+        correct[lang] = logits.argmax(-1) == labels[lang]
+    return correct, labels
+
+
+def significance_between_runs(before_dir, after_dir, split: str, languages: list[str], source_language: str,
+                              num_samples: int = NUM_SAMPLES, seed: int = 0) -> dict:
+    """`paired_significance` from two run directories' saved predictions, checking they share rows."""
+    correct_before, labels_before = load_correct(before_dir, split, languages)
+    correct_after, labels_after = load_correct(after_dir, split, languages)
+    for lang in languages:
+        if not np.array_equal(labels_before[lang], labels_after[lang]):
+            raise UserError(f"{before_dir} and {after_dir}: {lang} {split} predictions are not on the same rows "
+                            "(labels differ); a paired test needs both models scored on identical rows")
+    return paired_significance(correct_before, correct_after, source_language, num_samples, seed)

@@ -1,0 +1,70 @@
+"""Experiment tracking: `--report_to` checks and per-language dev metrics during training.
+
+`--report_to` is the stock TrainingArguments flag and passes straight to the Trainer (tensorboard,
+wandb, mlflow, ...). Its default in transformers 5 is "none", so nothing has to be installed; asking
+for an integration that is not installed is caught before any model is loaded, as a one-line error.
+
+`LanguageDevMetrics` adds, at every evaluation during training, each language's dev accuracy and
+their average and transfer gap as scalars (`eval/<lang>_accuracy`, `eval/average_accuracy`,
+`eval/transfer_gap` in TensorBoard / W&B, and in trainer_state.json's log history).
+"""
+
+from __future__ import annotations
+
+from transformers import TrainerCallback
+
+from alsace.errors import UserError
+from alsace.evaluation import evaluate_languages
+from alsace.metrics import disparity
+
+# report_to names whose pip package differs from the name.
+_PACKAGES = {"azure_ml": "azureml-core", "comet_ml": "comet-ml", "neptune": "neptune"}
+
+
+def check_report_to(report_to: list[str] | None) -> None:
+    """Fail early, in one line, when `--report_to` names an integration whose package is missing."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    available = set(get_available_reporting_integrations())
+    # flyte has no availability probe in transformers; azure_ml is hidden when mlflow is installed.
+    missing = [name for name in report_to or []
+               if name in INTEGRATION_TO_CALLBACK and name not in available and name not in ("flyte", "azure_ml")]
+    if missing:
+        packages = " ".join(_PACKAGES.get(name, name) for name in missing)
+        raise UserError(f"--report_to {','.join(missing)}: not installed; pip install {packages}, "
+                        "or pass --report_to none")
+
+
+class LanguageDevMetrics(TrainerCallback):
+    """After each Trainer evaluation, score every language's dev rows and log them as scalars.
+
+    `log` is the trainer's `log` method, so the values reach every `--report_to` integration at the
+    current step. They are also added to the evaluation's metrics, where `--metric_for_best_model`
+    can use them (e.g. `ar_accuracy` or `average_accuracy`).
+    """
+
+    def __init__(self, features_by_lang: dict[str, list[dict]], collator, source_language: str, log):
+        self.features_by_lang = features_by_lang
+        self.collator = collator
+        self.source_language = source_language
+        self.log = log
+
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+        # Every rank scores its share of the batches (exactly once); only rank 0's reporters write.
+        evaluation = evaluate_languages(model, self.features_by_lang, self.collator, args.per_device_eval_batch_size,
+                                        args.device, bf16=args.bf16 or args.bf16_full_eval)
+        scalars = language_scalars({lang: r["accuracy"] for lang, r in evaluation.items()}, self.source_language)
+        if metrics is not None:
+            metrics.update(scalars)
+        self.log(scalars)
+
+
+def language_scalars(accuracies: dict[str, float], source_language: str) -> dict[str, float]:
+    """`{eval_<lang>_accuracy, eval_average_accuracy, eval_transfer_gap}` from per-language accuracies."""
+    summary = disparity(accuracies, source_language)
+    scalars = {f"eval_{lang}_accuracy": acc for lang, acc in accuracies.items()}
+    scalars["eval_average_accuracy"] = summary["average"]
+    if summary["transfer_gap"] is not None:
+        scalars["eval_transfer_gap"] = summary["transfer_gap"]
+    return scalars
