@@ -22,7 +22,7 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
 from alsace.data import load_pool
 from alsace.distillation import PairDataset, all_pairs, build_pairs
-from alsace.errors import run_cli
+from alsace.errors import UserError, run_cli
 from alsace.evaluation import score_languages
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
                              split_features)
@@ -138,6 +138,8 @@ def choose_teachers(model, pool_features, collator, training_args, task, languag
     if d_args.lang_rank is not None:
         ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)
         return fixed_rank(ranking, d_args.num_students, languages, probs)
+    if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
+        raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
     threshold = {"mean": None, "paper": task.paper_threshold}.get(d_args.teacher_threshold)
     if d_args.teacher_threshold not in ("mean", "paper"):
         threshold = float(d_args.teacher_threshold)
