@@ -43,6 +43,24 @@ def write_xcopa_like(data_dir: Path, rows_per_split: dict[str, int], seed: int =
     return data_dir
 
 
+PAWSX_LANGS = ("en", "de", "fr")
+
+
+def write_pawsx_like(data_dir: Path, rows_per_split: dict[str, int], seed: int = 0) -> Path:
+    """`<data_dir>/pawsx/<split>/<lang>.jsonl`, row-parallel; label 1 when the sentences share words."""
+    for split, n in rows_per_split.items():
+        for lang in PAWSX_LANGS:
+            rng = random.Random(f"{seed}-{split}")
+            rows = []
+            for _ in range(n):
+                s1 = _text(rng, lang, rng.randint(3, 8))
+                same = rng.random() < 0.5
+                s2 = " ".join(reversed(s1.split())) if same else _text(rng, lang, rng.randint(3, 8))
+                rows.append({"sentence1": s1, "sentence2": s2, "label": int(same)})
+            _write(data_dir / "pawsx" / split / f"{lang}.jsonl", rows)
+    return data_dir
+
+
 GEO_CANDIDATES = {  # per "concept": the candidates in each language (parallel, same order)
     "en": [["cat", "dog"], ["red", "big", "mat"], ["park", "the", "sat", "ran"]],
     "fr": [["chat", "chien"], ["rouge", "grand", "tapis"], ["parc", "le", "assis", "couru"]],

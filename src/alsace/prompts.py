@@ -117,14 +117,18 @@ def _keep_tokens(tokenizer, text: str, n_keep: int) -> str:
 
 
 def word_pieces(tokenizer, word: str) -> list[int]:
-    """Sub-token ids of `word` tokenised on its own, without a bare word-boundary piece.
+    """Sub-token ids of `word` tokenised on its own, without a leading bare word-boundary piece.
 
-    A bare boundary piece (SentencePiece's `▁`, byte-BPE's `Ġ`) carries no information about the word
-    (XLM-R splits many CJK words into `▁` + the word), so it is dropped; special tokens are never added.
+    A bare boundary piece (SentencePiece's `▁`, byte-BPE's `Ġ`) at the start carries no information about
+    the word (XLM-R splits many CJK words into `▁` + the word), so it is dropped; one inside a multi-word
+    answer marks a real word boundary and stays. Special tokens are never added.
     """
     pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
     tokens = tokenizer.convert_ids_to_tokens(pieces)
-    return [i for i, t in zip(pieces, tokens) if t not in ("▁", "Ġ", "")]
+    start = 0
+    while start < len(tokens) and tokens[start] in ("▁", "Ġ", ""):
+        start += 1
+    return pieces[start:]
 
 
 def label_word_ids(tokenizer, words, context: str) -> list[int]:

@@ -415,6 +415,7 @@ def _load_masked_lm(path: str, config, kwargs):
     """
     from transformers import AutoModelForMaskedLM
 
+    kwargs = {**kwargs, "config": config}
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except ValueError as err:
