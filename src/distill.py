@@ -44,6 +44,8 @@ def main(argv=None) -> dict:
 
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
+    if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
+        raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
     output_dir = Path(training_args.output_dir)
     resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir)
     num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
@@ -138,8 +140,6 @@ def choose_teachers(model, pool_features, collator, training_args, task, languag
     if d_args.lang_rank is not None:
         ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)
         return fixed_rank(ranking, d_args.num_students, languages, probs)
-    if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
-        raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
     threshold = {"mean": None, "paper": task.paper_threshold}.get(d_args.teacher_threshold)
     if d_args.teacher_threshold not in ("mean", "paper"):
         threshold = float(d_args.teacher_threshold)

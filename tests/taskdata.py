@@ -7,6 +7,7 @@ the language.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -122,3 +123,16 @@ def tiny_model(family: str, tmp_path_factory) -> Path:
         _TINY[family] = build_tiny_model(tmp_path_factory.mktemp(f"tiny_{family}"), corpus(), family,
                                          vocab_size=200)
     return _TINY[family]
+
+
+@contextlib.contextmanager
+def one_cpu_thread():
+    """Tiny models on shared CPU cores: one torch thread avoids oversubscription stalls (30x here)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -18,13 +18,19 @@ from alsace.scoring import (NO_CANDIDATE, Collator, Featurizer, _load_masked_lm,
                             load_tokenizer_and_model, mlm_head_parts)
 from alsace.tasks import Task, get_task
 from conftest import WORDS
-from taskdata import tiny_model
+from taskdata import one_cpu_thread, tiny_model
 
 MLM_FAMILIES = ("xlm-roberta", "bert", "deberta-v2")
 XCOPA_ROW = {"premise": "the cat sat", "question": "cause", "choice1": "a dog ran", "choice2": "the red mat",
              "label": 1}
 XNLI_ROWS = [{"premise": "the cat sat on the mat", "hypothesis": "a dog ran", "label": 0},
              {"premise": "big red park", "hypothesis": "the cat", "label": 2}]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_cpu_thread():
+    with one_cpu_thread():
+        yield
 
 
 def load(family, tmp_path_factory, task_name: str, head: str = "prompt"):

@@ -132,7 +132,8 @@ def _check_files(data_dir: Path, langs: list[str]) -> list[str]:
         return [f"data_dir {data_dir} is not a directory"]
     needed = [data_dir / "train" / f"{langs[0]}.jsonl"]
     needed += [data_dir / split / f"{lang}.jsonl" for split in ("validation", "test") for lang in langs]
-    return [f"missing file {p}" for p in needed if not p.is_file()]
+    missing = [str(p.relative_to(data_dir)) for p in needed if not p.is_file()]
+    return [f"missing file(s) in {data_dir}: {', '.join(missing)}"] if missing else []
 
 
 def _unique_strings(value, minimum: int) -> bool:
