@@ -121,11 +121,11 @@ def _candidate_scores(model, batch):
     present = (pieces >= 0).any(-1)  # (B, K)
     valid = pieces[present] >= 0  # (N, P), N = present candidates
     if model.config.is_encoder_decoder:
-        hidden_logits = _seq2seq_piece_logits(model, batch, present, valid)  # (M, V), M = valid pieces
+        piece_logits = _seq2seq_piece_logits(model, batch, present, valid)  # (M, V), M = valid pieces
     else:
-        hidden_logits = _mlm_piece_logits(model, batch, present, valid)  # (M, V)
+        piece_logits = _mlm_piece_logits(model, batch, present, valid)  # (M, V)
     targets = pieces[present][valid]  # (M,)
-    logp = hidden_logits.float().log_softmax(-1).gather(1, targets[:, None]).squeeze(1)  # (M,)
+    logp = piece_logits.float().log_softmax(-1).gather(1, targets[:, None]).squeeze(1)  # (M,)
     per_piece = torch.zeros(valid.shape, dtype=logp.dtype, device=logp.device).masked_scatter(valid, logp)
     mean = per_piece.sum(-1) / valid.sum(-1)  # (N,)
     scores = torch.full(present.shape, NO_CANDIDATE, dtype=mean.dtype, device=mean.device)
