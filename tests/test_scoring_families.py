@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForMaskedLM, AutoModelForSeq2SeqLM, DebertaV2Config, DebertaV2ForMaskedLM
+from transformers import AutoModelForMaskedLM, DebertaV2Config, DebertaV2ForMaskedLM
 
 from alsace.errors import UserError
 from alsace.prompts import word_pieces

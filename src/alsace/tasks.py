@@ -153,10 +153,9 @@ def _build_registry() -> dict[str, Task]:
         choice_fields=("choice1", "choice2"),
         choice_context="{premise} What was the {question}?",
     )
-    geomlama_langs = ("en", "zh", "hi", "fa", "sw")
     geomlama = Task(
         name="geomlama",
-        languages=geomlama_langs,
+        languages=("en", "zh", "hi", "fa", "sw"),
         text_fields=("prompt",),
         # Candidates are per row (2 to 9 in the released data); class k is the row's k-th candidate.
         label_names=tuple(f"candidate_{k}" for k in range(1, 10)),
