@@ -47,6 +47,8 @@ def main(argv=None) -> dict:
 
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
+    if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
+        raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
     output_dir = Path(training_args.output_dir)
     resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir)
     num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)

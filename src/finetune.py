@@ -5,6 +5,7 @@
 
 Writes to --output_dir: the checkpoint (safetensors), results.json / results.md (per-language accuracy,
 average, transfer gap), predictions/<lang>_<split>_{logits,labels}.npy, run_args.json, environment.json.
+With --skip_training (zero-shot probing, e.g. GeoMLAMA) the model is evaluated and saved unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from transformers import TrainingArguments, set_seed
 
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
-from alsace.errors import run_cli
+from alsace.errors import UserError, run_cli
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
                              split_features)
 from alsace.plots import plot_run
@@ -38,6 +39,8 @@ def main(argv=None) -> dict:
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
     task.check_languages([ft_args.selection_language], "--selection_language")
+    if not task.has_train and not ft_args.skip_training:
+        raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
     resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir)
     num_placeholders = (task.num_placeholder_tokens if prompt_args.num_placeholder_tokens is None
                         else prompt_args.num_placeholder_tokens)
@@ -49,18 +52,16 @@ def main(argv=None) -> dict:
                             languages=tuple(dict.fromkeys([task.source_language, ft_args.selection_language, *languages])))
     collator = Collator(tokenizer.pad_token_id)
 
-    # English training rows: all, the first N (the original's k-shot) or a stratified sample.
-    train_rows = load_split(task, "train", task.source_language, data_args.data_dir)
-    train_rows = first_n(train_rows, ft_args.max_train_samples, training_args.seed,
-                         stratified=ft_args.train_sampling == "stratified")
-    train_features = featurizer.encode(train_rows, task.source_language)
+    train_features = None if ft_args.skip_training else training_features(task, featurizer, data_args, ft_args,
+                                                                          training_args.seed)
     dev_features = None
     if training_args.eval_strategy != "no":
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
                                       [ft_args.selection_language], ft_args.max_selection_samples)
         dev_features = dev_features[ft_args.selection_language]
-    logger.info("training on %d %s rows; selecting on %s dev (%s rows)", len(train_features),
-                task.source_language, ft_args.selection_language, len(dev_features) if dev_features else 0)
+    if train_features is not None:
+        logger.info("training on %d %s rows; selecting on %s dev (%s rows)", len(train_features),
+                    task.source_language, ft_args.selection_language, len(dev_features) if dev_features else 0)
 
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=train_features, eval_dataset=dev_features,
@@ -72,7 +73,8 @@ def main(argv=None) -> dict:
             split_features(task, featurizer, data_args.data_dir, "validation", languages,
                            ft_args.max_selection_samples),
             collator, task.source_language, trainer.log))
-    trainer.train(resume_from_checkpoint=resume_from)
+    if train_features is not None:
+        trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
     if is_main_process():
         write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
@@ -81,7 +83,8 @@ def main(argv=None) -> dict:
                                    data_args.max_eval_samples)
     evaluation = evaluate(model, eval_features, collator, training_args)
     results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,
-                           evaluation, "English fine-tuning: per-language accuracy")
+                           evaluation, "Zero-shot evaluation (--skip_training): per-language accuracy"
+                           if ft_args.skip_training else "English fine-tuning: per-language accuracy")
     if is_main_process():
         write_run_record(training_args.output_dir, {
             "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args,
@@ -89,6 +92,14 @@ def main(argv=None) -> dict:
             "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
         plot_run(training_args.output_dir, task.source_language)
     return results
+
+
+def training_features(task, featurizer, data_args, ft_args, seed: int) -> list[dict]:
+    """English training rows: all, the first N (the original's k-shot) or a stratified sample."""
+    train_rows = load_split(task, "train", task.source_language, data_args.data_dir)
+    train_rows = first_n(train_rows, ft_args.max_train_samples, seed,
+                         stratified=ft_args.train_sampling == "stratified")
+    return featurizer.encode(train_rows, task.source_language)
 
 
 if __name__ == "__main__":

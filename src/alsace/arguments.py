@@ -35,7 +35,9 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    task: str = field(default="xnli", metadata={"help": "Task name from the registry (xnli, pawsx)."})
+    task: str = field(default="xnli", metadata={
+        "help": "Task name from the registry (xnli, pawsx, xcopa, geomlama), or the path of a task file "
+                "(*.json) describing your own parallel classification dataset (see docs)."})
     data_dir: str | None = field(default=None, metadata={
         "help": "Folder holding <task>/<split>/<lang>.jsonl. Unset: download from the Hugging Face Hub."})
     languages: str | None = field(default=None, metadata={
@@ -84,6 +86,9 @@ class FinetuneArguments:
                 "original selected on ar, which also overlaps the distillation pool)."})
     max_selection_samples: int | None = field(default=None, metadata={
         "help": "Use only the first N dev rows for model selection (quick checks)."})
+    skip_training: bool = field(default=False, metadata={
+        "help": "Evaluate the model as it is, without training (zero-shot probing such as GeoMLAMA, which "
+                "has no training data); the unchanged model is still saved, so distill.py can start from it."})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Allow writing into a non-empty output directory that is not a resumable run."})
 
@@ -99,13 +104,14 @@ class FinetuneArguments:
 @dataclass
 class DistillArguments:
     pool_size: int | None = field(default=None, metadata={
-        "help": "Unlabeled parallel items (default: the task's, 500 for XNLI/PAWS-X): the first N "
-                "rows of each language's dev split, labels dropped."})
+        "help": "Unlabeled parallel items (default: the task's: 500 for XNLI/PAWS-X, 100 = all of "
+                "XCOPA's dev split, every GeoMLAMA prompt): the first N rows of each language's dev split "
+                "(GeoMLAMA: its only split), labels dropped."})
     pool_file: str | None = field(default=None, metadata={
         "help": "JSONL of parallel items {lang: {field: text}} replacing the dev-split pool."})
     teacher_threshold: str = field(default="mean", metadata={
         "help": "θ on the softmax-normalised scores: 'mean' (mean of the normalised scores), "
-                "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X) or a float."})
+                "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X, 0.2 XCOPA) or a float."})
     lang_rank: str | None = field(default=None, metadata={
         "help": "Skip scoring and use a fixed ranking instead: comma-separated languages best first, "
                 "or 'original' for the original code's preset of the task. Needs --num_students."})

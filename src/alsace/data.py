@@ -54,12 +54,16 @@ def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
                         f"non-empty {', '.join(task.text_fields)}"
                     )
                 row[name] = value
+            num_classes = task.num_labels
+            if task.candidate_field:
+                row[task.candidate_field] = _candidates(obj, task, f"{path}:{line_no}")
+                num_classes = len(row[task.candidate_field])
             if need_labels:
                 label = obj.get("label")
-                if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < task.num_labels:
+                if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
                     raise UserError(
-                        f"{path}:{line_no}: label {label!r} is not an integer in 0..{task.num_labels - 1} "
-                        f"({', '.join(task.label_names)})"
+                        f"{path}:{line_no}: label {label!r} is not an integer in 0..{num_classes - 1} "
+                        f"({', '.join(task.label_names[:num_classes])})"
                     )
                 row["label"] = label
             if "id" in obj:
@@ -70,17 +74,28 @@ def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
     return rows
 
 
+def _candidates(obj: dict, task: Task, where: str) -> list[str]:
+    """A probing row's candidate answers, checked, and its prompt's single mask slot."""
+    candidates = obj.get(task.candidate_field)
+    if (not isinstance(candidates, list) or not 2 <= len(candidates) <= task.num_labels
+            or not all(isinstance(c, str) and c.strip() for c in candidates)):
+        raise UserError(f"{where}: {task.candidate_field!r} must be a list of 2..{task.num_labels} non-empty strings")
+    for name in task.text_fields:
+        if obj[name].count(task.mask_slot) != 1:
+            raise UserError(f"{where}: field {name!r} must contain the mask slot {task.mask_slot!r} exactly once")
+    return candidates
+
+
 def load_hub(task: Task, split: str, lang: str, need_labels: bool = True) -> list[dict]:
     """Download one language/split from the Hugging Face Hub and normalise it like a local file."""
-    if task.hub_id is None:
-        raise UserError(f"task {task.name} has no Hub source: pass --data_dir with local files")
+    hub_id, config, hub_split = task.hub_source(lang, split)
     import datasets
 
     try:
-        raw = datasets.load_dataset(task.hub_id, lang, split=task.hub_split_names[split])
+        raw = datasets.load_dataset(hub_id, config, split=hub_split)
     except Exception as err:  # the Hub raises many types for "offline"; all mean the same to the user
         raise UserError(
-            f"could not load {task.hub_id} ({lang}, {split}) from the Hugging Face Hub "
+            f"could not load {hub_id} ({config}, {hub_split}) from the Hugging Face Hub "
             f"({type(err).__name__}); without internet, export the data elsewhere with "
             "run_script/prepare_data.sh and pass --data_dir"
         ) from None
@@ -135,21 +150,22 @@ def load_pool(
 ) -> dict[str, list[dict]]:
     """The unlabeled parallel pool: `{lang: [text rows]}`, row i parallel across languages.
 
-    Default: the first `size` rows of every language's validation split, labels never read. With
-    `pool_file`: a JSONL file with one object per item, `{lang: {field: text, ...}, ...}`.
+    Default: the first `size` rows (all when `size` is None) of every language's `task.pool_split`
+    (validation; GeoMLAMA: test), labels never read. With `pool_file`: a JSONL file with one object per
+    item, `{lang: {field: text, ...}, ...}`.
     """
     if pool_file is not None:
         return _read_pool_file(Path(pool_file), task, languages, size)
     pool = {}
     for lang in languages:
-        rows = load_split(task, "validation", lang, data_dir, need_labels=False)
-        if len(rows) < size:
+        rows = load_split(task, task.pool_split, lang, data_dir, need_labels=False)
+        if size is not None and len(rows) < size:
             raise UserError(
-                f"--pool_size {size} is larger than the {task.name} {lang} validation split "
+                f"--pool_size {size} is larger than the {task.name} {lang} {task.pool_split} split "
                 f"({len(rows)} rows): lower --pool_size"
             )
         pool[lang] = rows[:size]
-    check_parallel(pool, f"{task.name} validation pool")
+    check_parallel(pool, f"{task.name} {task.pool_split} pool")
     return pool
 
 
@@ -174,9 +190,13 @@ def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> 
                         f"{path}:{line_no}: item lacks language {lang!r} with non-empty "
                         f"{', '.join(task.text_fields)}; every item needs every language"
                     )
-                pool[lang].append({f: texts[f] for f in task.text_fields})
-    if len(pool[languages[0]]) < size:
+                row = {f: texts[f] for f in task.text_fields}
+                if task.candidate_field:
+                    row[task.candidate_field] = _candidates(texts, task, f"{path}:{line_no} ({lang})")
+                pool[lang].append(row)
+    if size is not None and len(pool[languages[0]]) < size:
         raise UserError(f"--pool_size {size} is larger than --pool_file {path} ({len(pool[languages[0]])} items)")
+    check_parallel(pool, f"--pool_file {path}")
     return {lang: rows[:size] for lang, rows in pool.items()}
 
 
@@ -194,4 +214,10 @@ def check_parallel(per_language: dict[str, list[dict]], what: str) -> None:
                 raise UserError(
                     f"{what}: row {i} has id {a['id']!r} in {langs[0]} but {b['id']!r} in {lang}; "
                     "the files must be parallel row by row"
+                )
+            # Probing rows: class k is candidate k in every language, so the counts must agree.
+            if len(a.get("candidates", ())) != len(b.get("candidates", ())):
+                raise UserError(
+                    f"{what}: row {i} has {len(a['candidates'])} candidates in {langs[0]} but "
+                    f"{len(b['candidates'])} in {lang}; candidates must be parallel across languages"
                 )

@@ -22,7 +22,7 @@ from alsace.scoring import Collator, class_logits
 def predict_logits(model, features: list[dict], collator: Collator, batch_size: int,
                    device, bf16: bool = False, desc: str = "scoring") -> np.ndarray:
     """Class logits `(N, C)` float32 for `features`, in their original order."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    order = sorted(range(len(features)), key=lambda i: _num_tokens(features[i]["input_ids"]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rank, world = _rank_world()
     mine = batches[rank::world]
@@ -46,6 +46,11 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
     for idx, logits in results:
         out[idx] = logits
     return out
+
+
+def _num_tokens(ids: list) -> int:
+    # Multiple-choice and candidate features hold one sequence per class: sort by their total length.
+    return sum(len(x) for x in ids) if ids and isinstance(ids[0], list) else len(ids)
 
 
 def _without_labels(feature: dict) -> dict:

@@ -59,14 +59,17 @@ def encode_prompt(
     max_length: int,
     num_placeholder_tokens: int,
     use_mask: bool = True,
+    mask_token: str | None = None,
 ) -> Encoded:
     """Tokenise one prompted example, shortening only the text fields when it is too long.
 
     When the rendered prompt fits, the ids are exactly `tokenizer(rendered)` (faithful). Otherwise the
     fields are cut at token boundaries, longest first, and the prompt is re-rendered and re-tokenised
-    until it fits (a cut can shift a boundary by a piece, hence the loop).
+    until it fits (a cut can shift a boundary by a piece, hence the loop). `{mask}` becomes the
+    tokenizer's mask token, `mask_token` when given (e.g. T5's `<extra_id_0>`), or nothing without
+    `use_mask` (seq2seq classification prompts).
     """
-    mask = tokenizer.mask_token if use_mask else ""
+    mask = (mask_token or tokenizer.mask_token) if use_mask else ""
     placeholders = PLACEHOLDER_TOKEN * num_placeholder_tokens
     texts = dict(texts)
     for _ in range(8):
@@ -97,7 +100,7 @@ def encode_prompt(
                 texts[name] = _keep_tokens(tokenizer, texts[name], counts[name] - n_drop)
     else:
         raise UserError(f"could not fit an example into --max_seq_length {max_length}: raise it")
-    mask_pos = ids.index(tokenizer.mask_token_id) if use_mask else -1
+    mask_pos = ids.index(tokenizer.convert_tokens_to_ids(mask)) if use_mask else -1
     return Encoded(input_ids=ids, mask_pos=mask_pos)
 
 
@@ -113,17 +116,26 @@ def _keep_tokens(tokenizer, text: str, n_keep: int) -> str:
     return text[: offsets[n_keep - 1][1]]
 
 
-def label_word_ids(tokenizer, words, context: str) -> list[int]:
-    """First sub-token id of each label word; refuse when two labels share it.
+def word_pieces(tokenizer, word: str) -> list[int]:
+    """Sub-token ids of `word` tokenised on its own, without a leading bare word-boundary piece.
 
-    A bare word-boundary piece (SentencePiece's `▁`, byte-BPE's `Ġ`) carries no information about the
-    word, so it is skipped, as is any special token the tokenizer adds.
+    A bare boundary piece (SentencePiece's `▁`, byte-BPE's `Ġ`) at the start carries no information about
+    the word (XLM-R splits many CJK words into `▁` + the word), so it is dropped; one inside a multi-word
+    answer marks a real word boundary and stays. Special tokens are never added.
     """
+    pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+    tokens = tokenizer.convert_ids_to_tokens(pieces)
+    start = 0
+    while start < len(tokens) and tokens[start] in ("▁", "Ġ", ""):
+        start += 1
+    return pieces[start:]
+
+
+def label_word_ids(tokenizer, words, context: str) -> list[int]:
+    """First sub-token id of each label word (see `word_pieces`); refuse when two labels share it."""
     ids = []
     for word in words:
-        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
-        tokens = tokenizer.convert_ids_to_tokens(pieces)
-        kept = [i for i, t in zip(pieces, tokens) if t not in ("▁", "Ġ", "")]
+        kept = word_pieces(tokenizer, word)
         if not kept:
             raise UserError(f"{context}: label word {word!r} has no sub-token in this tokenizer")
         if kept[0] == tokenizer.unk_token_id:

@@ -5,6 +5,13 @@ its label names, where it lives on the Hugging Face Hub, its prompt (one templat
 English one used everywhere by default, as in the original) and its per-task presets (pool size,
 the paper's teacher threshold, the original code's fixed language ranking).
 
+Three shapes of task share the one scoring function (`alsace.scoring.class_logits`):
+- classification (XNLI, PAWS-X, task files): fixed classes, one label word per class;
+- multiple choice (XCOPA): one text field per class (`choice_fields`); the prompt head still reads a
+  label word per class (`1` / `2`), the classification head becomes `AutoModelForMultipleChoice`;
+- candidate probing (GeoMLAMA): each row lists its own candidate answers (`candidate_field`) and a
+  prompt with a mask slot; class logit k = mean log-probability of candidate k's pieces.
+
 Prompt templates are plain strings with `{field}` slots for the text fields, `{placeholders}` for the
 original's `歌` tokens and `{mask}` for the answer position; see `alsace.prompts`.
 """
@@ -24,12 +31,20 @@ class Task:
     languages: tuple[str, ...]  # languages[0] is the training (source) language
     text_fields: tuple[str, ...]
     label_names: tuple[str, ...]
-    templates: dict[str, str]  # language -> prompt template; "en" always present
+    templates: dict[str, str]  # language -> prompt template; the source language's always present
     label_words: dict[str, tuple[str, ...]]  # language -> one verbalizer word per label
     hub_id: str | None = None
     hub_split_names: dict[str, str] = field(default_factory=dict)  # our split -> Hub split
+    # Languages stored elsewhere on the Hub (XCOPA's English is SuperGLUE COPA): lang -> (id, config, splits).
+    hub_sources: dict[str, tuple[str, str | None, dict[str, str]]] = field(default_factory=dict)
     num_placeholder_tokens: int = 0  # the original's default count of `歌` placeholders
-    pool_size: int = 500  # unlabeled parallel items for selection and distillation
+    pool_size: int | None = 500  # unlabeled parallel items for selection and distillation (None: all rows)
+    pool_split: str = "validation"  # the split the default pool is read from
+    has_train: bool = True  # False: zero-shot probing, finetune.py needs --skip_training
+    choice_fields: tuple[str, ...] = ()  # multiple choice: the field holding each class's answer
+    choice_context: str | None = None  # multiple-choice head: template of the text shared by all choices
+    candidate_field: str | None = None  # probing: the row field listing the row's candidate answers
+    mask_slot: str = "<mask>"  # probing: the marker in the row's prompt where the answer goes
     paper_threshold: float | None = None  # θ quoted in the paper (informational preset)
     lang_rank: tuple[str, ...] = ()  # the original code's fixed ranking (preset for --lang_rank)
     num_students: int | None = None  # the original code's student count for that ranking
@@ -42,6 +57,16 @@ class Task:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    def hub_source(self, lang: str, split: str) -> tuple[str, str | None, str]:
+        """(Hub id, config name, Hub split) holding `split` of `lang`."""
+        hub_id, config, splits = self.hub_sources.get(lang, (self.hub_id, lang, self.hub_split_names))
+        if hub_id is None:
+            raise UserError(f"task {self.name} has no Hub source: pass --data_dir with local files")
+        if split not in splits:
+            raise UserError(f"task {self.name} has no {split} split for {lang} on the Hub ({hub_id}); "
+                            "use local files for it")
+        return hub_id, config, splits[split]
 
     def check_languages(self, languages, flag: str) -> list[str]:
         """Validate a user-given language list against the task; return it as a list."""
@@ -107,14 +132,53 @@ def _build_registry() -> dict[str, Task]:
         lang_rank=("en", "es", "fr", "de", "zh", "ko", "ja"),
         num_students=5,
     )
-    return {task.name: task for task in (xnli, pawsx)}
+    xcopa = Task(
+        name="xcopa",
+        languages=("en", "et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh"),
+        text_fields=("premise", "question", "choice1", "choice2"),
+        label_names=("choice1", "choice2"),
+        # Our design (the original has no XCOPA): premise, the asked relation (`question` is the English
+        # word "cause" or "effect" in every language of the data) and both numbered choices; the answer
+        # at the mask is the choice's number, a verbalizer that is one short token in every tokenizer.
+        templates={"en": "{premise} What was the {question}? Option 1: {choice1} Option 2: {choice2} "
+                         "Answer: option {mask}."},
+        label_words={"en": ("1", "2")},
+        hub_id="cambridgeltl/xcopa",
+        hub_split_names={"validation": "validation", "test": "test"},
+        # English is SuperGLUE COPA; its test labels are hidden, so its validation doubles as the test.
+        hub_sources={"en": ("aps/super_glue", "copa",
+                            {"train": "train", "validation": "validation", "test": "validation"})},
+        pool_size=100,  # the whole dev split: XCOPA has only 100 dev rows per language
+        paper_threshold=0.2,
+        choice_fields=("choice1", "choice2"),
+        choice_context="{premise} What was the {question}?",
+    )
+    geomlama = Task(
+        name="geomlama",
+        languages=("en", "zh", "hi", "fa", "sw"),
+        text_fields=("prompt",),
+        # Candidates are per row (2 to 9 in the released data); class k is the row's k-th candidate.
+        label_names=tuple(f"candidate_{k}" for k in range(1, 10)),
+        templates={},
+        label_words={},
+        pool_split="test",  # probing data has a single split
+        pool_size=None,  # every prompt
+        has_train=False,
+        candidate_field="candidates",
+    )
+    return {task.name: task for task in (xnli, pawsx, xcopa, geomlama)}
 
 
 TASKS: dict[str, Task] = _build_registry()
 
 
 def get_task(name: str) -> Task:
-    """Look a task up by name (`xnli`, `pawsx`, ...)."""
+    """Look a task up by name (`xnli`, `pawsx`, `xcopa`, `geomlama`) or load a task file (`*.json`)."""
+    if name.endswith(".json"):
+        from alsace.task_file import load_task_file
+
+        return load_task_file(name)
     if name not in TASKS:
-        raise UserError(f"--task {name!r}: unknown task; choose one of {', '.join(sorted(TASKS))}")
+        raise UserError(f"--task {name!r}: unknown task; choose one of {', '.join(sorted(TASKS))} "
+                        "or pass the path of a task file (*.json)")
     return TASKS[name]
