@@ -65,3 +65,11 @@ def data_dir(tmp_path_factory) -> Path:
 def tiny_mlm(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_xlmr"), corpus_for_tokenizer(), "xlm-roberta",
                             vocab_size=300)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models on 2 shared cores: one torch thread avoids oversubscription stalls."""
+    import torch
+
+    torch.set_num_threads(1)
