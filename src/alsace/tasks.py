@@ -11,6 +11,7 @@ original's `歌` tokens and `{mask}` for the answer position; see `alsace.prompt
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -113,8 +114,15 @@ def _build_registry() -> dict[str, Task]:
 TASKS: dict[str, Task] = _build_registry()
 
 
+# Tasks defined beside their own code, built on first use: name -> (module, function returning a Task).
+EXTRA_TASKS = {"demo": ("alsace.demo_data", "demo_task")}
+
+
 def get_task(name: str) -> Task:
     """Look a task up by name (`xnli`, `pawsx`, ...)."""
+    if name not in TASKS and name in EXTRA_TASKS:
+        module, builder = EXTRA_TASKS[name]
+        return getattr(importlib.import_module(module), builder)()
     if name not in TASKS:
-        raise UserError(f"--task {name!r}: unknown task; choose one of {', '.join(sorted(TASKS))}")
+        raise UserError(f"--task {name!r}: unknown task; choose one of {', '.join(sorted([*TASKS, *EXTRA_TASKS]))}")
     return TASKS[name]

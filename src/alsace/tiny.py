@@ -14,8 +14,13 @@ SPECIAL_XLMR = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 SPECIAL_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-roberta"):
-    """A fast tokenizer trained on `corpus`, wrapped as a transformers tokenizer."""
+def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-roberta", algorithm: str = "unigram"):
+    """A fast tokenizer trained on `corpus`, wrapped as a transformers tokenizer.
+
+    `algorithm` (xlm-roberta / t5 families): "unigram", SentencePiece-style like the real models, or
+    "bpe", whose merges keep every frequent word whole; on a corpus of a few hundred distinct words
+    Unigram training splits even the most frequent words into pieces.
+    """
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -30,13 +35,19 @@ def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-rober
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
         return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                        sep_token="[SEP]", mask_token="[MASK]")
-    tok = Tokenizer(models.Unigram())
+    if algorithm not in ("unigram", "bpe"):
+        raise ValueError(f"unknown tokenizer algorithm {algorithm!r}")
+    specials = SPECIAL_XLMR if family != "t5" else ["<pad>", "</s>", "<unk>"]
+    if algorithm == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials)
+    else:
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>")
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    specials = SPECIAL_XLMR if family != "t5" else ["<pad>", "</s>", "<unk>"]
-    tok.train_from_iterator(corpus, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                            unk_token="<unk>"))
+    tok.train_from_iterator(corpus, trainer)
     if family == "t5":
         eos = tok.token_to_id("</s>")
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
@@ -53,14 +64,14 @@ def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-rober
 
 def build_tiny_model(out_dir: str | Path, corpus: list[str], family: str = "xlm-roberta", vocab_size: int = 400,
                      hidden_size: int = 32, num_layers: int = 2, num_heads: int = 2, max_positions: int = 256,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, tokenizer_algorithm: str = "unigram") -> Path:
     """Train a tokenizer, build a random model of `family` (xlm-roberta, bert, t5), save both."""
     import torch
     from transformers import (BertConfig, BertForMaskedLM, T5Config, T5ForConditionalGeneration,
                               XLMRobertaConfig, XLMRobertaForMaskedLM)
 
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(corpus, vocab_size, family)
+    tokenizer = train_tokenizer(corpus, vocab_size, family, tokenizer_algorithm)
     size = dict(hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
                 intermediate_size=4 * hidden_size)
     if family == "xlm-roberta":
