@@ -22,6 +22,7 @@ THREADS=${THREADS:-1}  # torch threads per process: a model this small is fastes
 TRAIN_SIZE=${TRAIN_SIZE:-2000}
 VALIDATION_SIZE=${VALIDATION_SIZE:-500}
 TEST_SIZE=${TEST_SIZE:-1000}
+CORPUS_SIZE=${CORPUS_SIZE:-2000}  # unlabeled sentences per language for the tokenizer
 HIDDEN_SIZE=${HIDDEN_SIZE:-64}
 NUM_LAYERS=${NUM_LAYERS:-2}
 NUM_HEADS=${NUM_HEADS:-4}
@@ -53,7 +54,7 @@ COMMON=(--task demo --data_dir "$DATA_DIR" --seed "$SEED" --max_seq_length "$MAX
 
 echo "== 1/4 synthetic data and a tiny model"
 python "$SRC/demo.py" prepare --data_dir "$DATA_DIR" --output_dir "$OUTPUT_DIR" --seed "$SEED" \
-    --train_size "$TRAIN_SIZE" --validation_size "$VALIDATION_SIZE" --test_size "$TEST_SIZE" \
+    --train_size "$TRAIN_SIZE" --validation_size "$VALIDATION_SIZE" --test_size "$TEST_SIZE" --corpus_size "$CORPUS_SIZE" \
     --hidden_size "$HIDDEN_SIZE" --num_layers "$NUM_LAYERS" --num_heads "$NUM_HEADS"
 
 echo "== 2/4 English fine-tuning (src/finetune.py)"
