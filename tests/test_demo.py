@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,9 +96,11 @@ def record_demo_commands(tmp_path: Path, env: dict) -> list[list[str]]:
                     "open(os.environ['RECORD'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
     stub.chmod(0o755)
     record = tmp_path / "commands.jsonl"
-    full_env = {**os.environ, **env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record)}
-    subprocess.run(["bash", str(ROOT / "run_script" / "demo.sh")], env=full_env, check=True,
-                   capture_output=True, timeout=60)
+    script = ROOT / "run_script" / "demo.sh"
+    knobs = set(re.findall(r"^([A-Z_]+)=\$\{\1:-", script.read_text(), flags=re.M))
+    inherited = {k: v for k, v in os.environ.items() if k not in knobs}  # the caller's knobs must not leak in
+    full_env = {**inherited, **env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record)}
+    subprocess.run(["bash", str(script)], env=full_env, check=True, capture_output=True, timeout=60)
     return [json.loads(line) for line in record.read_text().splitlines()]
 
 
