@@ -28,8 +28,9 @@ NUM_LAYERS=${NUM_LAYERS:-2}
 NUM_HEADS=${NUM_HEADS:-4}
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
 EVAL_BATCH_SIZE=${EVAL_BATCH_SIZE:-256}
-# English fine-tuning. The label-word loss: a randomly initialised model has no language-model prior for
-# the faithful whole-vocabulary loss to keep, and that loss needs about three times the steps here.
+# English fine-tuning. The label-word loss: the faithful whole-vocabulary loss needs about three times the
+# steps on this randomly initialised model, and the model it gives collapses under self-distillation
+# (measured in docs/README_demo.md).
 FT_STEPS=${FT_STEPS:-300}
 FT_LR=${FT_LR:-1e-3}
 FT_BATCH_SIZE=${FT_BATCH_SIZE:-32}

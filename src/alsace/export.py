@@ -170,7 +170,7 @@ def write_rows(path: Path, rows: list[dict]) -> dict:
     from alsace.reporting import write_text
 
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return {"rows": len(rows), "sha256": sha256_of(path)}
+    return {"rows": len(rows), "bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
 
 def export_task(task: str, data_dir: str | Path, client, splits=("train", "validation", "test"),
