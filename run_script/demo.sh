@@ -73,5 +73,5 @@ python "$SRC/distill.py" "${COMMON[@]}" \
     --pool_size "$POOL_SIZE" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER" $DISTILL_EXTRA "$@"
 
 echo "== 4/4 summary"
-python "$SRC/demo.py" report --data_dir "$DATA_DIR" --output_dir "$OUTPUT_DIR" --wall_time_s $((SECONDS - START))
+python "$SRC/demo.py" report --output_dir "$OUTPUT_DIR" --wall_time_s $((SECONDS - START))
 echo "demo finished in $((SECONDS - START)) s; everything is in $OUTPUT_DIR/ (summary.md, finetune/, distill/)"

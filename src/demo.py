@@ -2,7 +2,7 @@
 
     python src/demo.py prepare --data_dir data --output_dir outputs/demo    # data + tiny model
     python src/finetune.py ... ; python src/distill.py ...                   # the real pipeline
-    python src/demo.py report --data_dir data --output_dir outputs/demo     # the three tables
+    python src/demo.py report --output_dir outputs/demo                      # the three tables
 
 `prepare` writes the synthetic parallel task to <data_dir>/demo/ (see alsace.demo_data), trains a
 tokenizer on an unlabeled corpus of every demo language, builds a small randomly initialised XLM-R
@@ -49,7 +49,6 @@ class PrepareArguments:
 
 @dataclass
 class ReportArguments:
-    data_dir: str = field(default="data", metadata={"help": "Where prepare wrote the demo data."})
     output_dir: str = field(default="outputs/demo", metadata={
         "help": "Holds model/, languages.json, finetune/ and distill/ (as run_script/demo.sh lays them out)."})
     wall_time_s: float | None = field(default=None, metadata={"help": "The demo's wall time, recorded in summary.md."})
