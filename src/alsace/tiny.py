@@ -21,8 +21,13 @@ T5_SENTINELS = [f"<extra_id_{i}>" for i in range(3)]  # mT5 has 100; the tests n
 FAMILIES = ("xlm-roberta", "bert", "deberta-v2", "t5")
 
 
-def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-roberta"):
-    """A fast tokenizer trained on `corpus`, wrapped as a transformers tokenizer."""
+def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-roberta", algorithm: str = "unigram"):
+    """A fast tokenizer trained on `corpus`, wrapped as a transformers tokenizer.
+
+    `algorithm` (xlm-roberta / t5 families): "unigram", SentencePiece-style like the real models, or
+    "bpe", whose merges keep every frequent word whole; on a corpus of a few hundred distinct words
+    Unigram training splits even the most frequent words into pieces.
+    """
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -39,14 +44,20 @@ def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-rober
         return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                        sep_token="[SEP]", mask_token="[MASK]",
                                        model_input_names=["input_ids", "token_type_ids", "attention_mask"])
-    tok = Tokenizer(models.Unigram())
+    if algorithm not in ("unigram", "bpe"):
+        raise ValueError(f"unknown tokenizer algorithm {algorithm!r}")
+    specials = {"t5": SPECIAL_T5 + T5_SENTINELS, "deberta-v2": SPECIAL_BERT}.get(family, SPECIAL_XLMR)
+    unk = "[UNK]" if family == "deberta-v2" else "<unk>"
+    if algorithm == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=unk))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials)
+    else:
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token=unk)
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    specials = {"t5": SPECIAL_T5 + T5_SENTINELS, "deberta-v2": SPECIAL_BERT}.get(family, SPECIAL_XLMR)
-    unk = "[UNK]" if family == "deberta-v2" else "<unk>"
-    tok.train_from_iterator(corpus, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                            unk_token=unk))
+    tok.train_from_iterator(corpus, trainer)
     if family == "t5":
         eos = tok.token_to_id("</s>")
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
@@ -70,14 +81,14 @@ def train_tokenizer(corpus: list[str], vocab_size: int, family: str = "xlm-rober
 
 def build_tiny_model(out_dir: str | Path, corpus: list[str], family: str = "xlm-roberta", vocab_size: int = 400,
                      hidden_size: int = 32, num_layers: int = 2, num_heads: int = 2, max_positions: int = 256,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, tokenizer_algorithm: str = "unigram") -> Path:
     """Train a tokenizer, build a random model of `family` (see `FAMILIES`), save both."""
     import torch
     from transformers import (BertConfig, BertForMaskedLM, DebertaV2Config, DebertaV2ForMaskedLM, T5Config,
                               T5ForConditionalGeneration, XLMRobertaConfig, XLMRobertaForMaskedLM)
 
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(corpus, vocab_size, family)
+    tokenizer = train_tokenizer(corpus, vocab_size, family, tokenizer_algorithm)
     size = dict(hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
                 intermediate_size=4 * hidden_size)
     if family == "xlm-roberta":
