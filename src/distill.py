@@ -25,7 +25,7 @@ from alsace.distillation import PairDataset, all_pairs, build_pairs
 from alsace.errors import run_cli
 from alsace.evaluation import score_languages
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
-                             split_features)
+                             split_features, stop_cleanly, train)
 from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
                               write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
@@ -64,7 +64,8 @@ def main(argv=None) -> dict:
         selection = Selection(**json.loads(selection_path.read_text("utf-8"))["selection"])
         logger.info("reusing the saved teacher selection from %s", selection_path)
     else:
-        selection = choose_teachers(model, pool_features, collator, training_args, task, languages, d_args)
+        with stop_cleanly(training_args, "teacher selection"):
+            selection = choose_teachers(model, pool_features, collator, training_args, task, languages, d_args)
     pairs = (all_pairs(task.check_languages(split_list(d_args.pair_languages), "--pair_languages"))
              if d_args.pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
     if is_main_process():
@@ -95,7 +96,7 @@ def main(argv=None) -> dict:
         compute_metrics=compute_accuracy, kl_direction=d_args.kl_direction,
         detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
     )
-    trainer.train(resume_from_checkpoint=resume_from)
+    train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
         write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
@@ -113,7 +114,7 @@ def main(argv=None) -> dict:
             "training_args": training_args.to_dict(),
             "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
     logger.info("before -> after\n%s", comparison_for_terminal(comparison))
-    if comparison["collapsed_languages"]:
+    if comparison["collapsed_languages"] and is_main_process():
         logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "
                        "a narrower gap from collapsed predictions is not a result (lower --learning_rate or "
                        "pass --detach_teacher)", ", ".join(comparison["collapsed_languages"]))

@@ -18,7 +18,7 @@ from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, P
 from alsace.data import first_n, load_split
 from alsace.errors import run_cli
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
-                             split_features)
+                             split_features, train)
 from alsace.reporting import is_main_process, write_run_record
 from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
 from alsace.tasks import get_task
@@ -56,6 +56,9 @@ def main(argv=None) -> dict:
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
                                       [ft_args.selection_language], ft_args.max_selection_samples)
         dev_features = dev_features[ft_args.selection_language]
+    # Read every evaluation file now: a bad test file must fail before hours of training, not after.
+    eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
+                                   data_args.max_eval_samples)
     logger.info("training on %d %s rows; selecting on %s dev (%s rows)", len(train_features),
                 task.source_language, ft_args.selection_language, len(dev_features) if dev_features else 0)
 
@@ -64,13 +67,11 @@ def main(argv=None) -> dict:
         data_collator=collator, processing_class=tokenizer, compute_metrics=compute_accuracy,
         finetune_loss=ft_args.finetune_loss,
     )
-    trainer.train(resume_from_checkpoint=resume_from)
+    train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
     if is_main_process():
         write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
 
-    eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
-                                   data_args.max_eval_samples)
     evaluation = evaluate(model, eval_features, collator, training_args)
     results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,
                            evaluation, "English fine-tuning: per-language accuracy")

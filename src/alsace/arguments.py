@@ -145,16 +145,32 @@ class DistillArguments:
 
 
 def parse(dataclass_types, argv):
-    """Parse argv into the dataclasses; argparse errors become one-line `UserError`s."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(dataclass_types)
+    """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`."""
+    parser = _parser(dataclass_types)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return parser.parse_args_into_dataclasses(args=argv)
-    except SystemExit as exit_:
-        if exit_.code == 0:  # --help
-            raise
-        raise UserError("invalid command line (see the message above, or --help)") from None
+        *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as err:  # TrainingArguments' own validation
-        raise UserError(str(err).splitlines()[0]) from None
+        raise UserError(str(err).strip().splitlines()[0]) from None
+    except ImportError as err:  # a flag whose optional package is missing (--deepspeed)
+        if "deepspeed" in str(err).lower():
+            raise UserError("--deepspeed needs the optional DeepSpeed package: pip install deepspeed "
+                            "(GPU machines only), or run without --deepspeed") from None
+        raise UserError(f"a flag needs a package that is not installed: {str(err).splitlines()[0]}") from None
+    if unknown:
+        flags = " ".join(a for a in unknown if a.startswith("-")) or " ".join(unknown)
+        raise UserError(f"unknown flag(s) {flags}: check the spelling; --help lists every flag")
+    return parsed
+
+
+def _parser(dataclass_types):
+    from transformers import HfArgumentParser
+
+    class OneLineParser(HfArgumentParser):
+        """Reports a bad flag value in one line, not the usage text of hundreds of flags plus the error."""
+
+        def error(self, message):
+            raise UserError(f"{message}; --help lists every flag")
+
+    # No abbreviations: `--learning_rat` must fail, not silently mean `--learning_rate`.
+    return OneLineParser(dataclass_types, allow_abbrev=False)
