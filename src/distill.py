@@ -24,8 +24,8 @@ from alsace.data import load_pool
 from alsace.distillation import PairDataset, all_pairs, build_pairs
 from alsace.errors import run_cli
 from alsace.evaluation import score_languages
-from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
-                             split_features, stop_cleanly, train)
+from alsace.pipeline import (broadcast_from_main, evaluate, prepare_output_dir, resolve_languages, save_results,
+                             setup_logging, split_features, stop_cleanly, train)
 from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
                               write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
@@ -66,6 +66,9 @@ def main(argv=None) -> dict:
     else:
         with stop_cleanly(training_args, "teacher selection"):
             selection = choose_teachers(model, pool_features, collator, training_args, task, languages, d_args)
+    # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
+    # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
+    selection = broadcast_from_main(selection)
     pairs = (all_pairs(task.check_languages(split_list(d_args.pair_languages), "--pair_languages"))
              if d_args.pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
     if is_main_process():

@@ -27,6 +27,7 @@ from alsace.errors import UserError
 from alsace.tiny import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
 RESULT_FILES = ("results.json", "results.md", "comparison.json", "teacher_selection.json", "run_args.json")
 
 
@@ -180,7 +181,8 @@ ROWS = [
             c.rows("test", "de"), 0, hypothesis="")))),
         r"test/de.jsonl:1: field 'hypothesis' is missing or empty"),
     Row("misaligned parallel pool", "distill",
-        lambda c: c.argv("distill", data_dir=str(c.data_with("validation", "fr", rows=c.rows("validation", "fr")[::-1]))),
+        lambda c: c.argv("distill", data_dir=str(c.data_with("validation", "fr",
+                                                             rows=c.rows("validation", "fr")[::-1]))),
         r"validation pool: row 0 has id 'validation-0' in en but 'validation-23' in fr"),
     Row("pool larger than the split", "distill", lambda c: c.argv("distill", pool_size="1000"),
         r"--pool_size 1000 is larger than the xnli en validation split \(24 rows\)"),
@@ -272,14 +274,15 @@ def _assert_clean_failure(proc: subprocess.CompletedProcess, expected: str) -> N
 @pytest.mark.parametrize("entry,name,build,expected", SUBPROCESS_ROWS, ids=[r[1] for r in SUBPROCESS_ROWS])
 def test_bad_input_command_exits_2_without_traceback(entry, name, build, expected, ctx, tmp_path):
     argv = build(ctx)
-    proc = subprocess.run([sys.executable, str(REPO / "src" / f"{entry}.py"), *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(REPO / "src" / f"{entry}.py"), *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     _assert_clean_failure(proc, expected)
     assert not [p for p in tmp_path.rglob("*") if p.name in RESULT_FILES]
 
 
 SCRIPT_ROWS = [
-    ("finetuning.sh", "misspelt flag through the script", {}, ["--learning_rat", "1"], "unknown flag(s) --learning_rat"),
+    ("finetuning.sh", "misspelt flag through the script", {}, ["--learning_rat", "1"],
+     "unknown flag(s) --learning_rat"),
     ("distillation.sh", "DEEPSPEED_CONFIG without the package",
      {"DEEPSPEED_CONFIG": str(REPO / "run_script" / "ds_zero2_bf16.json")}, [], "--deepspeed needs"),
 ]

@@ -7,6 +7,7 @@ Language lists are comma-separated strings so that shell scripts can pass them a
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass, field
 
@@ -148,14 +149,15 @@ def parse(dataclass_types, argv):
     """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`."""
     parser = _parser(dataclass_types)
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
+    if any(a.split("=")[0] == "--deepspeed" for a in argv) and importlib.util.find_spec("deepspeed") is None:
+        raise UserError("--deepspeed needs the optional DeepSpeed package: pip install deepspeed "
+                        "(GPU machines), or run without --deepspeed")
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as err:  # TrainingArguments' own validation
         raise UserError(str(err).strip().splitlines()[0]) from None
-    except ImportError as err:  # a flag whose optional package is missing (--deepspeed)
-        if "deepspeed" in str(err).lower():
-            raise UserError("--deepspeed needs the optional DeepSpeed package: pip install deepspeed "
-                            "(GPU machines only), or run without --deepspeed") from None
+    except ImportError as err:  # another flag whose optional package is missing
         raise UserError(f"a flag needs a package that is not installed: {str(err).splitlines()[0]}") from None
     if unknown:
         flags = " ".join(a for a in unknown if a.startswith("-")) or " ".join(unknown)

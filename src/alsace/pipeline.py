@@ -88,7 +88,8 @@ def _remove_previous_run(path: Path) -> None:
         else:
             item.unlink()
     if stale:
-        logger.warning("--overwrite_output_dir: removed the previous run's %s", ", ".join(sorted(p.name for p in stale)))
+        names = ", ".join(sorted(p.name for p in stale))
+        logger.warning("--overwrite_output_dir: removed the previous run's %s", names)
 
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
