@@ -45,7 +45,8 @@ def main(argv=None) -> dict:
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
     output_dir = Path(training_args.output_dir)
-    resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir)
+    resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
+                                     training_args.resume_from_checkpoint)
     num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
 
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,

@@ -36,7 +36,8 @@ def main(argv=None) -> dict:
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
     task.check_languages([ft_args.selection_language], "--selection_language")
-    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir)
+    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir,
+                                     training_args.resume_from_checkpoint)
     num_placeholders = (task.num_placeholder_tokens if prompt_args.num_placeholder_tokens is None
                         else prompt_args.num_placeholder_tokens)
 

@@ -28,8 +28,10 @@ def setup_logging(training_args) -> None:
     transformers.utils.logging.set_verbosity_warning()
 
 
-def prepare_output_dir(output_dir: str, overwrite: bool) -> str | None:
+def prepare_output_dir(output_dir: str, overwrite: bool, requested: str | None = None) -> str | None:
     """Return the checkpoint to resume from, or None for a fresh run.
+
+    `requested` (`--resume_from_checkpoint`) names the checkpoint explicitly; otherwise:
 
     A directory with a complete `checkpoint-*` folder and no final results is an interrupted run:
     resume it. Any other non-empty directory is refused unless `--overwrite_output_dir`, which also
@@ -41,7 +43,8 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> str | None:
     outcome = None
     if is_main_process():
         try:
-            outcome = ("ok", _inspect_output_dir(Path(output_dir), overwrite))
+            outcome = ("ok", _requested_checkpoint(requested) if requested else
+                       _inspect_output_dir(Path(output_dir), overwrite))
         except UserError as err:
             outcome = ("error", str(err))
     status, value = broadcast_from_main(outcome)
@@ -75,6 +78,14 @@ def _inspect_output_dir(path: Path, overwrite: bool) -> str | None:
     )
 
 
+def _requested_checkpoint(requested: str) -> str:
+    match = CHECKPOINT_NAME.fullmatch(Path(requested).name)
+    if not match or not _is_complete(Path(requested), int(match.group(1))):
+        raise UserError(f"--resume_from_checkpoint {requested}: not a complete checkpoint-N folder; omit the "
+                        "flag to resume the last complete checkpoint of --output_dir automatically")
+    return requested
+
+
 # What a previous run left that --overwrite_output_dir must not mix with the new run's files.
 RUN_OUTPUTS = ("results.json", "results.md", "comparison.json", "comparison.md", "teacher_selection.json",
                "run_args.json", "environment.json", "predictions", "baseline")
@@ -104,14 +115,17 @@ def last_complete_checkpoint(path: Path) -> str | None:
     found = sorted(((int(m.group(1)), p) for p in Path(path).iterdir()
                     if (m := CHECKPOINT_NAME.fullmatch(p.name)) and p.is_dir()), reverse=True)
     for step, checkpoint in found:
-        try:
-            state = json.loads((checkpoint / "trainer_state.json").read_text("utf-8"))
-            if state.get("global_step") == step:
-                return str(checkpoint)
-        except (OSError, ValueError):
-            pass
+        if _is_complete(checkpoint, step):
+            return str(checkpoint)
         logger.warning("skipping %s: incomplete (the run was stopped while saving it)", checkpoint)
     return None
+
+
+def _is_complete(checkpoint: Path, step: int) -> bool:
+    try:
+        return json.loads((checkpoint / "trainer_state.json").read_text("utf-8")).get("global_step") == step
+    except (OSError, ValueError):
+        return False
 
 
 def broadcast_from_main(obj):
