@@ -24,8 +24,8 @@ from alsace.data import load_pool
 from alsace.distillation import PairDataset, all_pairs, build_pairs
 from alsace.errors import UserError, run_cli
 from alsace.evaluation import score_languages
-from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
-                             split_features)
+from alsace.pipeline import (broadcast_from_main, evaluate, prepare_output_dir, resolve_languages, save_results,
+                             setup_logging, split_features, stop_cleanly, train)
 from alsace.plots import plot_run
 from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
                               write_json, write_run_record, write_text)
@@ -50,7 +50,8 @@ def main(argv=None) -> dict:
     if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
         raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
     output_dir = Path(training_args.output_dir)
-    resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir)
+    resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
+                                     training_args.resume_from_checkpoint)
     num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
 
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
@@ -70,7 +71,11 @@ def main(argv=None) -> dict:
         selection = Selection(**json.loads(selection_path.read_text("utf-8"))["selection"])
         logger.info("reusing the saved teacher selection from %s", selection_path)
     else:
-        selection = choose_teachers(model, pool_features, collator, training_args, task, languages, d_args)
+        with stop_cleanly(training_args, "teacher selection"):
+            selection = choose_teachers(model, pool_features, collator, training_args, task, languages, d_args)
+    # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
+    # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
+    selection = broadcast_from_main(selection)
     pairs = (all_pairs(task.check_languages(split_list(d_args.pair_languages), "--pair_languages"))
              if d_args.pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
     if is_main_process():
@@ -108,7 +113,7 @@ def main(argv=None) -> dict:
         trainer.add_callback(LanguageDevMetrics(
             split_features(task, featurizer, data_args.data_dir, "validation", languages, data_args.max_eval_samples),
             collator, task.source_language, trainer.log))
-    trainer.train(resume_from_checkpoint=resume_from)
+    train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
         write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
@@ -130,7 +135,7 @@ def main(argv=None) -> dict:
             "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
         plot_run(output_dir, task.source_language)
     logger.info("before -> after\n%s", comparison_for_terminal(comparison))
-    if comparison["collapsed_languages"]:
+    if comparison["collapsed_languages"] and is_main_process():
         logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "
                        "a narrower gap from collapsed predictions is not a result (lower --learning_rate or "
                        "pass --detach_teacher)", ", ".join(comparison["collapsed_languages"]))

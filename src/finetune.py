@@ -19,7 +19,7 @@ from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, P
 from alsace.data import first_n, load_split
 from alsace.errors import UserError, run_cli
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
-                             split_features)
+                             split_features, train)
 from alsace.plots import plot_run
 from alsace.reporting import is_main_process, write_run_record
 from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
@@ -41,7 +41,8 @@ def main(argv=None) -> dict:
     task.check_languages([ft_args.selection_language], "--selection_language")
     if not task.has_train and not ft_args.skip_training:
         raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
-    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir)
+    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir,
+                                     training_args.resume_from_checkpoint)
     num_placeholders = (task.num_placeholder_tokens if prompt_args.num_placeholder_tokens is None
                         else prompt_args.num_placeholder_tokens)
 
@@ -59,6 +60,9 @@ def main(argv=None) -> dict:
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
                                       [ft_args.selection_language], ft_args.max_selection_samples)
         dev_features = dev_features[ft_args.selection_language]
+    # Read every evaluation file now: a bad test file must fail before hours of training, not after.
+    eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
+                                   data_args.max_eval_samples)
     if train_features is not None:
         logger.info("training on %d %s rows; selecting on %s dev (%s rows)", len(train_features),
                     task.source_language, ft_args.selection_language, len(dev_features) if dev_features else 0)
@@ -74,13 +78,11 @@ def main(argv=None) -> dict:
                            ft_args.max_selection_samples),
             collator, task.source_language, trainer.log))
     if train_features is not None:
-        trainer.train(resume_from_checkpoint=resume_from)
+        train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
     if is_main_process():
         write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
 
-    eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
-                                   data_args.max_eval_samples)
     evaluation = evaluate(model, eval_features, collator, training_args)
     results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,
                            evaluation, "Zero-shot evaluation (--skip_training): per-language accuracy"

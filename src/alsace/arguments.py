@@ -7,6 +7,7 @@ Language lists are comma-separated strings so that shell scripts can pass them a
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass, field
 
@@ -168,16 +169,33 @@ class AggregateArguments:
 
 
 def parse(dataclass_types, argv):
-    """Parse argv into the dataclasses; argparse errors become one-line `UserError`s."""
+    """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`."""
+    parser = _parser(dataclass_types)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
+    if any(a.split("=")[0] == "--deepspeed" for a in argv) and importlib.util.find_spec("deepspeed") is None:
+        raise UserError("--deepspeed needs the optional DeepSpeed package: pip install deepspeed "
+                        "(GPU machines), or run without --deepspeed")
+    try:
+        *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:  # TrainingArguments' own validation
+        raise UserError(str(err).strip().splitlines()[0]) from None
+    except ImportError as err:  # another flag whose optional package is missing
+        raise UserError(f"a flag needs a package that is not installed: {str(err).splitlines()[0]}") from None
+    if unknown:
+        flags = " ".join(a for a in unknown if a.startswith("-")) or " ".join(unknown)
+        raise UserError(f"unknown flag(s) {flags}: check the spelling; --help lists every flag")
+    return parsed
+
+
+def _parser(dataclass_types):
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(dataclass_types)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return parser.parse_args_into_dataclasses(args=argv)
-    except SystemExit as exit_:
-        if exit_.code == 0:  # --help
-            raise
-        raise UserError("invalid command line (see the message above, or --help)") from None
-    except ValueError as err:  # TrainingArguments' own validation
-        raise UserError(str(err).splitlines()[0]) from None
+    class OneLineParser(HfArgumentParser):
+        """Reports a bad flag value in one line, not the usage text of hundreds of flags plus the error."""
+
+        def error(self, message):
+            raise UserError(f"{message}; --help lists every flag")
+
+    # No abbreviations: `--learning_rat` must fail, not silently mean `--learning_rate`.
+    return OneLineParser(dataclass_types, allow_abbrev=False)

@@ -11,6 +11,7 @@ of every language's dev split with the labels dropped (the original's choice), o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -35,7 +36,7 @@ def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
             "or point --data_dir at a folder holding <task>/<split>/<lang>.jsonl"
         )
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path) as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -84,6 +85,20 @@ def _candidates(obj: dict, task: Task, where: str) -> list[str]:
         if obj[name].count(task.mask_slot) != 1:
             raise UserError(f"{where}: field {name!r} must contain the mask slot {task.mask_slot!r} exactly once")
     return candidates
+
+
+@contextlib.contextmanager
+def open_text(path: Path):
+    """Open a UTF-8 text file; an unreadable or non-UTF-8 file becomes a one-line `UserError`."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror}); check the file and its permissions") from None
+    with handle:
+        try:
+            yield handle
+        except UnicodeDecodeError:  # raised while the caller iterates over lines
+            raise UserError(f"{path}: not UTF-8 text; re-export the file as UTF-8") from None
 
 
 def load_hub(task: Task, split: str, lang: str, need_labels: bool = True) -> list[dict]:
@@ -173,7 +188,7 @@ def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> 
     if not path.is_file():
         raise UserError(f"--pool_file {path}: file not found")
     pool = {lang: [] for lang in languages}
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path) as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -27,6 +27,7 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
     rank, world = _rank_world()
     mine = batches[rank::world]
     was_training = model.training
+    model.to(device)  # distillation scores the pool before the Trainer has placed the model
     model.eval()
     autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
                 if bf16 else contextlib.nullcontext())

@@ -7,18 +7,32 @@ go through `class_logits`; the loss differs:
 - pairs: the consistency KL between the stacked halves of one forward pass.
 The returned outputs carry `logits` = class logits, so the stock evaluation loop and
 `compute_metrics` work unchanged.
+
+Scale-out: `class_logits` runs the encoder and only the label-word rows of the LM head, which is not
+the model's own `forward`. Three small hooks keep that correct under the Trainer's wrappers:
+- scoring always uses the unwrapped model (DDP and DeepSpeed wrappers hide `config`);
+- under DDP, whose gradient hooks only arm inside the wrapper's `forward`, the gradients are averaged
+  across ranks after the last micro-batch of every optimizer step (DeepSpeed reduces in its own
+  `backward`, so it needs nothing);
+- accelerate applies bf16/fp16 autocast by wrapping `model.forward`; the loss runs under the same
+  autocast explicitly, so `--bf16` also covers the prompt head.
+Checkpoints keep the training arguments as JSON (`training_args.json`), not the pickled
+`training_args.bin` the stock Trainer writes.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer
 
 from alsace.distillation import consistency_loss
+from alsace.reporting import write_text
 from alsace.scoring import class_logits
 
 
@@ -37,16 +51,39 @@ class AlsaceTrainer(Trainer):
         self.temperature = temperature
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        model = self.accelerator.unwrap_model(model)  # DDP / DeepSpeed wrappers hide `config`
         if "num_pairs" in inputs:
             loss, logits = self._pair_loss(model, inputs)
         else:
             loss, logits = self._supervised_loss(model, inputs)
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"non-finite loss ({loss.item()}) at step {self.state.global_step}: lower --learning_rate, "
-                "or use bf16 instead of fp16 (overflow); the last saved checkpoint is kept"
+                f"non-finite loss ({loss.item()}) at optimizer step {self.state.global_step + 1}; likely causes: "
+                "a learning rate too high for this model (lower --learning_rate), fp16 overflow (use --bf16), "
+                "gradient clipping off (--max_grad_norm 0)"
             )
         return (loss, {"logits": logits}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # `compute_loss` bypasses the DDP wrapper's forward, so DDP's own all-reduce never fires:
+        # average the accumulated gradients once per optimizer step, before clipping and the update.
+        if isinstance(model, DistributedDataParallel) and self.accelerator.sync_gradients:
+            average_gradients(model.module)
+        return loss
+
+    def autocast_smart_context_manager(self, cache_enabled=True):
+        # accelerate autocasts by wrapping `model.forward`, which the prompt head never calls.
+        return self.accelerator.autocast()
+
+    def _save(self, output_dir=None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:  # the stock Trainer pickles the arguments; keep them as JSON instead
+            output_dir = output_dir or self.args.output_dir
+            pickled = os.path.join(output_dir, "training_args.bin")
+            if os.path.exists(pickled):
+                os.remove(pickled)
+            write_text(os.path.join(output_dir, "training_args.json"), self.args.to_json_string())
 
     def _supervised_loss(self, model, inputs):
         labels = inputs["labels"]  # (B,)
@@ -62,6 +99,17 @@ class AlsaceTrainer(Trainer):
         logits = class_logits(model, inputs)  # (2B, C): both sides in one forward pass
         loss = consistency_loss(logits[:n], logits[n:], self.kl_direction, self.detach_teacher, self.temperature)
         return loss, logits[:n]
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """Mean of every parameter gradient across ranks, in place (what DDP's reducer computes)."""
+    world = torch.distributed.get_world_size()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    handles = [torch.distributed.all_reduce(g, async_op=True) for g in grads]
+    for handle in handles:
+        handle.wait()
+    for grad in grads:
+        grad.div_(world)
 
 
 def compute_accuracy(eval_pred) -> dict:

@@ -1,0 +1,137 @@
+"""Data parallelism on CPU: two processes (torchrun, gloo) must train and evaluate like one.
+
+With dropout off, 2 ranks x 4 rows per step see the same 8 rows per step as 1 process x 8 rows
+(accelerate deals batch i of the shared shuffled order to rank i % 2), so the fine-tuned weights must
+agree up to float rounding; they would not if gradients were not averaged across ranks. Evaluation
+must count every row exactly once and give bit-identical logits to a single-process evaluation of
+the same checkpoint, and distillation must select the same teachers as one process would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import finetune
+from alsace.data import load_pool
+from alsace.evaluation import evaluate_languages, score_languages
+from alsace.pipeline import split_features
+from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model
+from alsace.selection import select_teachers
+from alsace.tasks import get_task
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+LANGS = ["en", "fr", "de"]
+
+
+def torchrun(script: str, argv: list[str]) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "src" / script), *argv]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def no_dropout_mlm(tiny_mlm, tmp_path_factory) -> Path:
+    copy = tmp_path_factory.mktemp("tiny_no_dropout") / "model"
+    shutil.copytree(tiny_mlm, copy)
+    config = json.loads((copy / "config.json").read_text("utf-8"))
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (copy / "config.json").write_text(json.dumps(config), "utf-8")
+    return copy
+
+
+def _rows(data_dir: Path, split: str, lang: str) -> int:
+    return len((data_dir / "xnli" / split / f"{lang}.jsonl").read_text("utf-8").splitlines())
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def test_two_processes_train_evaluate_and_select_like_one(tmp_path, data_dir, no_dropout_mlm):
+    common = ["--model_name_or_path", str(no_dropout_mlm), "--task", "xnli", "--data_dir", str(data_dir),
+              "--languages", ",".join(LANGS), "--max_steps", "4", "--learning_rate", "1e-3", "--report_to", "none",
+              "--max_seq_length", "128", "--use_cpu", "--save_strategy", "no", "--seed", "3"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    finetune.main(common + ["--output_dir", str(single), "--per_device_train_batch_size", "8"])
+    torchrun("finetune.py", common + ["--output_dir", str(ddp), "--per_device_train_batch_size", "4"])
+
+    # Gradients averaged across ranks: the same weights as one process on the same 8 rows per step.
+    start = load_file(no_dropout_mlm / "model.safetensors")
+    one, two = load_file(single / "model.safetensors"), load_file(ddp / "model.safetensors")
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
+    moved = max((one[k] - start[k]).abs().max().item() for k in start if one[k].shape == start[k].shape)
+    assert moved > 1e-4  # training really changed the weights, so the agreement above means something
+    assert not (ddp / "training_args.bin").exists() and (ddp / "training_args.json").is_file()
+
+    # Every test row counted exactly once per language, in its original order.
+    results = json.loads((ddp / "results.json").read_text("utf-8"))
+    for lang in LANGS:
+        n = _rows(data_dir, "test", lang)
+        assert results["per_language"][lang]["n"] == n
+        assert np.load(ddp / "predictions" / f"{lang}_test_logits.npy", allow_pickle=False).shape == (n, 3)
+        labels = np.load(ddp / "predictions" / f"{lang}_test_labels.npy", allow_pickle=False)
+        gold = [json.loads(line)["label"] for line in (data_dir / "xnli" / "test" / f"{lang}.jsonl").open()]
+        assert labels.tolist() == gold
+
+    # One process evaluating the same checkpoint: identical logits, hence identical metrics.
+    task = get_task("xnli")
+    tokenizer, model = load_tokenizer_and_model(str(ddp), "prompt", task, 6)
+    featurizer = Featurizer(tokenizer, task, "prompt", 128, 6)
+    collator = Collator(tokenizer.pad_token_id)
+    # (One thread here, as torchrun gives each rank: the same summation order, so bit-identical logits.)
+    evaluation = evaluate_languages(model, split_features(task, featurizer, str(data_dir), "test", LANGS),
+                                    collator, 8, "cpu")
+    pool = load_pool(task, LANGS, str(data_dir), 16)
+    pool_logits = score_languages(model, {lang: featurizer.encode(rows, lang) for lang, rows in pool.items()},
+                                  collator, 8, "cpu")
+    for lang in LANGS:
+        saved = np.load(ddp / "predictions" / f"{lang}_test_logits.npy", allow_pickle=False)
+        assert np.array_equal(saved, evaluation[lang]["logits"])
+        assert results["per_language"][lang]["accuracy"] == evaluation[lang]["accuracy"]
+
+    # Distillation on 2 ranks: completes, reuses exactly-once evaluation, selects as one process does.
+    distilled = tmp_path / "distilled"
+    torchrun("distill.py", ["--model_name_or_path", str(ddp), "--task", "xnli", "--data_dir", str(data_dir),
+                            "--languages", ",".join(LANGS), "--output_dir", str(distilled), "--max_steps", "2",
+                            "--per_device_train_batch_size", "4", "--learning_rate", "1e-4", "--report_to", "none",
+                            "--max_seq_length", "128", "--use_cpu", "--pool_size", "16", "--save_strategy", "no"])
+    baseline = json.loads((distilled / "baseline" / "results.json").read_text("utf-8"))
+    after = json.loads((distilled / "results.json").read_text("utf-8"))
+    for lang in LANGS:
+        assert baseline["per_language"][lang]["accuracy"] == results["per_language"][lang]["accuracy"]
+        assert after["per_language"][lang]["n"] == _rows(data_dir, "test", lang)
+    saved = json.loads((distilled / "teacher_selection.json").read_text("utf-8"))["selection"]
+    expected = select_teachers(np.stack([_softmax(pool_logits[lang]) for lang in LANGS]), LANGS)
+    assert saved["scores"] == pytest.approx(expected.scores, abs=1e-6)
+    assert (saved["teachers"], saved["students"]) == (expected.teachers, expected.students)
+    assert saved["num_items"] == 16
+
+
+def test_loss_runs_under_the_mixed_precision_autocast(tmp_path, tiny_mlm):
+    """accelerate autocasts by wrapping `model.forward`, which the prompt head bypasses: the
+    trainer's loss context must switch bf16 autocast on itself."""
+    from transformers import AutoModelForMaskedLM, TrainingArguments
+
+    from alsace.trainer import AlsaceTrainer
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_mlm)
+    plain = AlsaceTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                                              report_to="none"))
+    with plain.compute_loss_context_manager():
+        assert not torch.is_autocast_enabled("cpu")
+    mixed = AlsaceTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, bf16=True,
+                                                              report_to="none"))
+    with mixed.compute_loss_context_manager():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
