@@ -24,3 +24,13 @@ def test_accuracy_and_health():
     uniform = np.log(3)
     assert 0 < health["mean_entropy"] < uniform
     assert prediction_health(np.zeros((5, 3)))["mean_entropy"] == pytest.approx(uniform)
+
+
+def test_collapse_flags():
+    from alsace.reporting import is_collapsed
+
+    assert is_collapsed(0.35, 0.95)        # one class for 95% of rows
+    assert is_collapsed(0.30, 0.70)        # partial collapse: share up 40 points
+    assert not is_collapsed(0.42, 0.27)    # predictions spread out
+    assert not is_collapsed(0.92, 0.95)    # was already one-class before: not caused by distillation
+    assert not is_collapsed(0.30, 0.45)

@@ -145,7 +145,14 @@ def table_for_terminal(results: dict) -> str:
             f"transfer gap {100 * gap:.2f}" if gap is not None else f"{head}\n{accs}")
 
 
-COLLAPSE_SHARE = 0.9  # a language predicting one class this often (and not before) has collapsed
+COLLAPSE_SHARE = 0.9  # a language predicting one class this often (and not before) has collapsed ...
+COLLAPSE_RISE = 0.2  # ... and one whose majority-class share rose this much is collapsing
+
+
+def is_collapsed(share_before: float, share_after: float) -> bool:
+    """Collapse flag from the majority-class shares before and after distillation."""
+    full = share_after >= COLLAPSE_SHARE and share_before < COLLAPSE_SHARE
+    return full or share_after - share_before >= COLLAPSE_RISE
 
 
 def compare(before: dict, after: dict, teachers: list[str], students: list[str]) -> dict:
@@ -153,7 +160,7 @@ def compare(before: dict, after: dict, teachers: list[str], students: list[str])
     per_language = {}
     for lang, b in before["per_language"].items():
         a = after["per_language"][lang]
-        collapsed = a["majority_share"] >= COLLAPSE_SHARE and b["majority_share"] < COLLAPSE_SHARE
+        collapsed = is_collapsed(b["majority_share"], a["majority_share"])
         per_language[lang] = {
             "role": "teacher" if lang in teachers else "student" if lang in students else "-",
             "before": b["accuracy"], "after": a["accuracy"], "delta": a["accuracy"] - b["accuracy"],
@@ -176,7 +183,8 @@ def comparison_markdown(comp: dict) -> str:
              f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
     if comp["collapsed_languages"]:
         lines += [f"**WARNING: predictions collapsed in {', '.join(comp['collapsed_languages'])}** (one class "
-                  f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows): a narrower gap from collapsed "
+                  f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows, or its share up by >= "
+                  f"{100 * COLLAPSE_RISE:.0f} points): a narrower gap from collapsed "
                   "predictions is not a result. Lower the learning rate or pass --detach_teacher.", ""]
     ci_head = f" {100 * sig['confidence']:.0f}% CI of Δ | p |" if sig else ""
     lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |"
