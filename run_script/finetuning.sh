@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODEL_DIR=${MODEL_DIR:-xlm-roberta-large}   # Hub id or local dir; the paper's distillation started from XLM-R large
-TASK=${TASK:-xnli}                          # xnli | pawsx (see src/alsace/tasks.py)
+TASK=${TASK:-xnli}                          # xnli | pawsx | xcopa | geomlama (+ --skip_training) | path/to/task.json
 DATA_DIR=${DATA_DIR:-}                      # holds <task>/<split>/<lang>.jsonl; empty = download from the Hub
 HEAD=${HEAD:-prompt}                        # prompt (cloze, the original) | classification
 PRESET=${PRESET:-original}                  # original: the authors' settings | xtreme: full-data XTREME-style baseline
