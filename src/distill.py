@@ -24,8 +24,9 @@ from alsace.data import load_pool
 from alsace.distillation import PairDataset, all_pairs, build_pairs
 from alsace.errors import UserError, run_cli
 from alsace.evaluation import score_languages
-from alsace.pipeline import (broadcast_from_main, evaluate, prepare_output_dir, resolve_languages, save_results,
-                             setup_logging, split_features, stop_cleanly, train)
+from alsace.features import encode_cached
+from alsace.pipeline import (broadcast_from_main, eval_bf16, evaluate, prepare_output_dir, resolve_languages,
+                             save_results, setup_logging, split_features, stop_cleanly, train)
 from alsace.plots import plot_run
 from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
                               write_json, write_run_record, write_text)
@@ -60,12 +61,14 @@ def main(argv=None) -> dict:
                             prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder,
                             languages=tuple(dict.fromkeys([*languages, d_args.dev_language])))
     collator = Collator(tokenizer.pad_token_id)
+    cache = {"cache_dir": data_args.cache_dir, "overwrite_cache": data_args.overwrite_cache}  # tokenised once
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
-                                   data_args.max_eval_samples)
+                                   data_args.max_eval_samples, **cache)
 
     # Stage 1: teacher selection on the unlabeled parallel pool (reused when resuming).
     pool = load_pool(task, languages, data_args.data_dir, d_args.pool_size or task.pool_size, d_args.pool_file)
-    pool_features = {lang: featurizer.encode(rows, lang) for lang, rows in pool.items()}
+    pool_features = {lang: encode_cached(featurizer, rows, lang, **cache).to_list()  # indexed per pair item
+                     for lang, rows in pool.items()}
     selection_path = output_dir / "teacher_selection.json"
     if resume_from and selection_path.is_file():
         selection = Selection(**json.loads(selection_path.read_text("utf-8"))["selection"])
@@ -99,7 +102,7 @@ def main(argv=None) -> dict:
             raise UserError("--select_best_on_dev needs --eval_strategy steps (or epoch) and the same "
                             "--save_strategy, so that evaluated checkpoints are saved")
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
-                                      [task.check_languages([d_args.dev_language], "--dev_language")[0]])
+                                      [task.check_languages([d_args.dev_language], "--dev_language")[0]], **cache)
         dev_features = dev_features[d_args.dev_language]
         training_args.load_best_model_at_end = True
         training_args.metric_for_best_model = "accuracy"
@@ -111,7 +114,8 @@ def main(argv=None) -> dict:
     )
     if dev_features is not None:  # every language's dev accuracy as scalars at each evaluation
         trainer.add_callback(LanguageDevMetrics(
-            split_features(task, featurizer, data_args.data_dir, "validation", languages, data_args.max_eval_samples),
+            split_features(task, featurizer, data_args.data_dir, "validation", languages, data_args.max_eval_samples,
+                           **cache),
             collator, task.source_language, trainer.log))
     train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
@@ -155,7 +159,7 @@ def placeholder_count(model_path: str, task, flag: int | None) -> int:
 def choose_teachers(model, pool_features, collator, training_args, task, languages, d_args) -> Selection:
     """Score every language on the pool (one length-sorted pass) and split teachers from students."""
     logits = score_languages(model, pool_features, collator, training_args.per_device_eval_batch_size,
-                             training_args.device, bf16=training_args.bf16, desc="selecting teachers")
+                             training_args.device, bf16=eval_bf16(training_args), desc="selecting teachers")
     probs = np.stack([_softmax(logits[lang]) for lang in languages])  # (T, N, C)
     if d_args.lang_rank is not None:
         ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)

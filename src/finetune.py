@@ -18,6 +18,7 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
 from alsace.errors import UserError, run_cli
+from alsace.features import encode_cached
 from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
                              split_features, train)
 from alsace.plots import plot_run
@@ -52,17 +53,18 @@ def main(argv=None) -> dict:
                             prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder,
                             languages=tuple(dict.fromkeys([task.source_language, ft_args.selection_language, *languages])))
     collator = Collator(tokenizer.pad_token_id)
+    cache = {"cache_dir": data_args.cache_dir, "overwrite_cache": data_args.overwrite_cache}  # tokenised once
 
     train_features = None if ft_args.skip_training else training_features(task, featurizer, data_args, ft_args,
                                                                           training_args.seed)
     dev_features = None
     if training_args.eval_strategy != "no":
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
-                                      [ft_args.selection_language], ft_args.max_selection_samples)
+                                      [ft_args.selection_language], ft_args.max_selection_samples, **cache)
         dev_features = dev_features[ft_args.selection_language]
     # Read every evaluation file now: a bad test file must fail before hours of training, not after.
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
-                                   data_args.max_eval_samples)
+                                   data_args.max_eval_samples, **cache)
     if train_features is not None:
         logger.info("training on %d %s rows; selecting on %s dev (%s rows)", len(train_features),
                     task.source_language, ft_args.selection_language, len(dev_features) if dev_features else 0)
@@ -75,7 +77,7 @@ def main(argv=None) -> dict:
     if dev_features is not None:  # every language's dev accuracy as scalars at each evaluation
         trainer.add_callback(LanguageDevMetrics(
             split_features(task, featurizer, data_args.data_dir, "validation", languages,
-                           ft_args.max_selection_samples),
+                           ft_args.max_selection_samples, **cache),
             collator, task.source_language, trainer.log))
     if train_features is not None:
         train(trainer, resume_from)
@@ -96,12 +98,15 @@ def main(argv=None) -> dict:
     return results
 
 
-def training_features(task, featurizer, data_args, ft_args, seed: int) -> list[dict]:
-    """English training rows: all, the first N (the original's k-shot) or a stratified sample."""
+def training_features(task, featurizer, data_args, ft_args, seed: int):
+    """English training rows: all, the first N (the original's k-shot) or a stratified sample.
+
+    Tokenised once and cached (`alsace.features`); a memory-mapped `datasets.Dataset`.
+    """
     train_rows = load_split(task, "train", task.source_language, data_args.data_dir)
     train_rows = first_n(train_rows, ft_args.max_train_samples, seed,
                          stratified=ft_args.train_sampling == "stratified")
-    return featurizer.encode(train_rows, task.source_language)
+    return encode_cached(featurizer, train_rows, task.source_language, data_args.cache_dir, data_args.overwrite_cache)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ class DataArguments:
     eval_split: str = field(default="test", metadata={"help": "Split evaluated per language at the end."})
     max_eval_samples: int | None = field(default=None, metadata={
         "help": "Evaluate only the first N rows per language (quick checks; not for reported numbers)."})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "Folder for cached tokenised features (default: the Hugging Face datasets cache, "
+                "HF_DATASETS_CACHE/alsace_features). Keyed by tokenizer, task, prompt settings and data."})
+    overwrite_cache: bool = field(default=False, metadata={
+        "help": "Tokenise again and replace the cached features."})
 
     def __post_init__(self):
         if self.eval_split not in ("validation", "test"):

@@ -13,6 +13,7 @@ from pathlib import Path
 from alsace.data import load_split
 from alsace.errors import UserError
 from alsace.evaluation import evaluate_languages
+from alsace.features import encode_cached
 from alsace.reporting import build_results, is_main_process, save_evaluation, table_for_terminal
 from alsace.scoring import Collator, Featurizer
 from alsace.tasks import Task
@@ -186,20 +187,33 @@ def resolve_languages(task: Task, languages: str | None) -> list[str]:
 
 
 def split_features(task: Task, featurizer: Featurizer, data_dir: str | None, split: str,
-                   languages: list[str], max_rows: int | None = None) -> dict[str, list[dict]]:
-    """Tokenised rows of one split for each language (read and tokenised once per run)."""
+                   languages: list[str], max_rows: int | None = None, cache_dir: str | None = None,
+                   overwrite_cache: bool = False) -> dict[str, list[dict]]:
+    """Tokenised rows of one split for each language, tokenised once and cached (`alsace.features`).
+
+    Returned as lists: evaluation sorts and indexes them many times, which plain lists do fastest.
+    """
     out = {}
     for lang in languages:
         rows = load_split(task, split, lang, data_dir)
-        out[lang] = featurizer.encode(rows[:max_rows] if max_rows else rows, lang)
+        rows = rows[:max_rows] if max_rows else rows
+        out[lang] = encode_cached(featurizer, rows, lang, cache_dir, overwrite_cache).to_list()
     return out
+
+
+def eval_bf16(training_args) -> bool:
+    """bf16 autocast for our own scoring passes (evaluation, teacher selection) when asked for.
+
+    TF32 needs nothing here: `TrainingArguments(tf32=True)` switches it on globally when parsed.
+    """
+    return bool(training_args.bf16 or training_args.bf16_full_eval)
 
 
 def evaluate(model, features: dict[str, list[dict]], collator: Collator, training_args) -> dict:
     """Every language's class logits, labels and accuracy (one length-sorted pass)."""
     with stop_cleanly(training_args, "evaluation"):
         return evaluate_languages(model, features, collator, training_args.per_device_eval_batch_size,
-                                  training_args.device, bf16=training_args.bf16 or training_args.bf16_full_eval)
+                                  training_args.device, bf16=eval_bf16(training_args))
 
 
 def save_results(output_dir, task: Task, split: str, model_name: str, evaluation: dict, title: str,

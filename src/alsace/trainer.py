@@ -86,19 +86,32 @@ class AlsaceTrainer(Trainer):
             write_text(os.path.join(output_dir, "training_args.json"), self.args.to_json_string())
 
     def _supervised_loss(self, model, inputs):
-        labels = inputs["labels"]  # (B,)
-        if self.finetune_loss == "full_vocab" and "label_token_ids" in inputs:
-            logits, vocab = class_logits(model, inputs, return_vocab=True)  # (B, C), (B, V)
-            target = inputs["label_token_ids"].gather(1, labels[:, None]).squeeze(1)  # gold label word id
-            return F.cross_entropy(vocab.float(), target), logits
-        logits = class_logits(model, inputs)  # (B, C)
-        return F.cross_entropy(logits.float(), labels), logits
+        return supervised_loss(model, inputs, self.finetune_loss)
 
     def _pair_loss(self, model, inputs):
-        n = int(inputs["num_pairs"])
-        logits = class_logits(model, inputs)  # (2B, C): both sides in one forward pass
-        loss = consistency_loss(logits[:n], logits[n:], self.kl_direction, self.detach_teacher, self.temperature)
-        return loss, logits[:n]
+        return pair_loss(model, inputs, self.kl_direction, self.detach_teacher, self.temperature)
+
+
+def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
+    """Fine-tuning loss and `(B, C)` class logits of a labelled batch (the Trainer's step; benchmarked)."""
+    labels = inputs["labels"]  # (B,)
+    if finetune_loss == "full_vocab" and "label_token_ids" in inputs:
+        # Whole vocabulary at the mask only: equal to the stock masked-LM loss with every other
+        # position ignored, without the (B, L, V) logits.
+        logits, vocab = class_logits(model, inputs, return_vocab=True)  # (B, C), (B, V)
+        target = inputs["label_token_ids"].gather(1, labels[:, None]).squeeze(1)  # gold label word id
+        return F.cross_entropy(vocab.float(), target), logits
+    logits = class_logits(model, inputs)  # (B, C)
+    return F.cross_entropy(logits.float(), labels), logits
+
+
+def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_teacher: bool = False,
+              temperature: float = 1.0):
+    """Consistency loss of a stacked pair batch (`Collator`: B higher-ranked sides, then B others)."""
+    n = int(inputs["num_pairs"])
+    logits = class_logits(model, inputs)  # (2B, C): both sides in one forward pass
+    loss = consistency_loss(logits[:n], logits[n:], kl_direction, detach_teacher, temperature)
+    return loss, logits[:n]
 
 
 def average_gradients(model: torch.nn.Module) -> None:
