@@ -10,11 +10,13 @@ from transformers import TrainingArguments
 
 from alsace.arguments import (DataArguments, DistillArguments, FinetuneArguments, ModelArguments,
                               PromptArguments, parse)
+from benchmark import BenchmarkArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 PARSERS = {
     "src/finetune.py": (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments),
     "src/distill.py": (ModelArguments, DataArguments, PromptArguments, DistillArguments, TrainingArguments),
+    "src/benchmark.py": (BenchmarkArguments,),
 }
 CASES = [
     ("finetuning.sh", {}),
@@ -23,6 +25,8 @@ CASES = [
     ("distillation.sh", {"MODEL_DIR": "outputs/ft"}),
     ("distillation.sh", {"MODEL_DIR": "outputs/ft", "LANG_RANK": "original", "NUM_STUDENTS": "8",
                          "KL_DIRECTION": "student_target", "DETACH_TEACHER": "true", "POOL_SIZE": "100"}),
+    ("benchmark.sh", {}),
+    ("benchmark.sh", {"NUM_LAYERS": "4", "MEASURE_MEMORY": "false", "NUM_GPUS": "4"}),  # always one process
 ]
 
 

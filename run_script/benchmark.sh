@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Speed benchmark: our evaluation / fine-tuning / distillation steps against the stock way, in one run
+# on this machine (random XLM-R-base-shaped weights built from a config; nothing is downloaded).
+# Prints a table and writes $OUTPUT_DIR/benchmark.json and benchmark.md. Every variable below can be
+# overridden from the environment, e.g.  NUM_LAYERS=4 REPEATS=5 bash run_script/benchmark.sh
+# Extra flags after the script name are passed to src/benchmark.py ("$@" comes last and wins).
+# DRY_RUN=1 prints the command instead of running it. About 5-8 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NUM_LAYERS=${NUM_LAYERS:-12}                # XLM-R base: 12 (vocabulary 250,002 and hidden 768 are the defaults)
+EVAL_EXAMPLES=${EVAL_EXAMPLES:-32}          # examples per evaluation pass (XNLI-like length spread)
+EVAL_BS=${EVAL_BS:-16}                      # evaluation batch size, ours and the naive baseline alike
+TRAIN_BS=${TRAIN_BS:-8}                     # fine-tuning batch size / distillation pairs per batch
+TRAIN_BATCHES=${TRAIN_BATCHES:-1}           # batches per timed training pass
+WARMUP=${WARMUP:-1}                         # untimed passes per method
+REPEATS=${REPEATS:-3}                       # timed passes per method; medians are reported
+MEASURE_MEMORY=${MEASURE_MEMORY:-true}      # peak memory, one child process per method
+SEED=${SEED:-0}
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/benchmark}
+
+args=(
+  --num_layers "$NUM_LAYERS" --eval_examples "$EVAL_EXAMPLES" --eval_batch_size "$EVAL_BS"
+  --train_batch_size "$TRAIN_BS" --train_batches "$TRAIN_BATCHES" --warmup "$WARMUP" --repeats "$REPEATS"
+  --measure_memory "$MEASURE_MEMORY" --seed "$SEED" --output_dir "$OUTPUT_DIR"
+)
+
+source run_script/launch.sh
+NUM_GPUS=1 launch src/benchmark.py "${args[@]}" "$@"
