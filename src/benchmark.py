@@ -208,19 +208,28 @@ def encoder_flops(config, lengths) -> float:
     return float(layers * ((8 * h * h + 4 * h * i) * lengths.sum() + 4 * h * (lengths ** 2).sum()))
 
 
+def full_head_flops(config, positions: int) -> float:
+    """The stock head: dense transform and the whole vocabulary, at every position."""
+    h = config.hidden_size
+    return float(positions * (2 * h * h + 2 * h * config.vocab_size))
+
+
 def prompt_head_flops(config, num_examples: int, num_classes: int) -> float:
     """Our head: dense transform h x h and the label rows (h x C), at one position per example."""
     h = config.hidden_size
     return float(num_examples * (2 * h * h + 2 * h * num_classes))
 
 
-def sorted_batch_lengths(lengths, batch_size: int) -> list[int]:
-    """Padded length of every position actually computed by length-sorted batching."""
-    ordered = sorted(lengths)
+def batch_lengths(lengths, batch_size: int, sort: bool) -> list[int]:
+    """Padded length of every sequence as computed: each batch pads to its longest member.
+
+    `sort=True`: batches of length-sorted examples (ours); `sort=False`: batches in file order.
+    """
+    ordered = sorted(lengths) if sort else list(lengths)
     out = []
     for start in range(0, len(ordered), batch_size):
         chunk = ordered[start : start + batch_size]
-        out += [chunk[-1]] * len(chunk)
+        out += [max(chunk)] * len(chunk)
     return out
 
 
@@ -308,19 +317,20 @@ def bench_eval(model, args: BenchmarkArguments) -> dict:
     warm = {"ours": lambda: predict_logits(model, features[:bs], collator, bs, "cpu"),  # one batch each
             "naive": lambda: naive_logits(model, features[:bs], collator, bs)}
     times = interleaved_times(fns, args.repeats, args.warmup, warm)
-    n = len(features)
-    useful = encoder_flops(model.config, lengths) + prompt_head_flops(model.config, n, 3)
-    executed = encoder_flops(model.config, sorted_batch_lengths(lengths, args.eval_batch_size)) + \
-        prompt_head_flops(model.config, n, 3)
+    n, config = len(features), model.config
+    ours_lengths, naive_lengths = batch_lengths(lengths, bs, sort=True), batch_lengths(lengths, bs, sort=False)
+    useful = encoder_flops(config, lengths) + prompt_head_flops(config, n, 3)
+    executed = encoder_flops(config, ours_lengths) + prompt_head_flops(config, n, 3)
+    naive_executed = encoder_flops(config, naive_lengths) + full_head_flops(config, sum(naive_lengths))
     peak_rates = [2 * args.matmul_size ** 3 / t for t in times["peak_matmul"]]  # FLOP/s
     # Utilisation per round (our pass and the matmul ran back to back), then the median.
     mfus = [useful / t / p for t, p in zip(times["ours"], peak_rates)]
-    padded_file_order = sum(max(lengths[s : s + args.eval_batch_size]) * len(lengths[s : s + args.eval_batch_size])
-                            for s in range(0, n, args.eval_batch_size))
     return {
-        "examples": n, "batch_size": args.eval_batch_size, "lengths": length_stats(lengths),
-        "tokens": {"real": int(sum(lengths)), "computed_sorted": int(sum(sorted_batch_lengths(lengths,
-                   args.eval_batch_size))), "computed_file_order": int(padded_file_order)},
+        "examples": n, "batch_size": bs, "lengths": length_stats(lengths),
+        "tokens": {"real": int(sum(lengths)), "ours_computed": int(sum(ours_lengths)),
+                   "naive_computed": int(sum(naive_lengths))},
+        "naive_executed_gflop": naive_executed / 1e9,
+        "flop_ratio": naive_executed / executed,  # the speedup if both ran at the same FLOP rate
         "seconds": times,
         "ours_examples_per_s": n / statistics.median(times["ours"]),
         "naive_examples_per_s": n / statistics.median(times["naive"]),
@@ -442,6 +452,11 @@ def summary_table(report: dict) -> str:
     rows = [
         ("evaluation throughput (examples/s)", f"{ev['ours_examples_per_s']:.2f}",
          f"{ev['naive_examples_per_s']:.2f}", f"{ev['eval_speedup']:.1f}x", "eval_speedup"),
+        (f"  tokens through the encoder ({ev['tokens']['real']} real)", str(ev["tokens"]["ours_computed"]),
+         str(ev["tokens"]["naive_computed"]), f"{ev['tokens']['naive_computed'] / ev['tokens']['ours_computed']:.2f}x",
+         None),
+        ("  evaluation work (analytic GFLOP)", f"{ev['executed_gflop']:.3g}", f"{ev['naive_executed_gflop']:.3g}",
+         f"{ev['flop_ratio']:.1f}x", None),
     ]
     if mem:
         rows.append(("evaluation peak memory above model (MiB)", f"{mem['ours']['peak_above_model_mib']:.0f}",

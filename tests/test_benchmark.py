@@ -22,10 +22,13 @@ def test_encoder_flops_by_hand():
     # per layer: token work (8*4 + 4*2*3) * (3 + 5) = 56 * 8 = 448; attention 4*2*(9 + 25) = 272
     assert benchmark.encoder_flops(config, [3, 5]) == 2 * (448 + 272)
     assert benchmark.prompt_head_flops(config, 4, 3) == 4 * (2 * 4 + 2 * 2 * 3)
+    config.vocab_size = 10
+    assert benchmark.full_head_flops(config, 7) == 7 * (2 * 4 + 2 * 2 * 10)
 
 
-def test_sorted_batch_lengths_pad_to_the_longest_of_each_sorted_batch():
-    assert benchmark.sorted_batch_lengths([5, 2, 9, 3, 7], 2) == [3, 3, 7, 7, 9]
+def test_batch_lengths_pad_to_the_longest_of_each_batch():
+    assert benchmark.batch_lengths([5, 2, 9, 3, 7], 2, sort=True) == [3, 3, 7, 7, 9]
+    assert benchmark.batch_lengths([5, 2, 9, 3, 7], 2, sort=False) == [5, 5, 9, 9, 7]
 
 
 def test_xnli_like_lengths_stay_in_range():
