@@ -9,18 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NUM_LAYERS=${NUM_LAYERS:-12}                # XLM-R base: 12 (vocabulary 250,002 and hidden 768 are the defaults)
-EVAL_EXAMPLES=${EVAL_EXAMPLES:-32}          # examples per evaluation pass (XNLI-like length spread)
+EVAL_POOL=${EVAL_POOL:-128}                 # examples our evaluation scores per pass (XNLI-like lengths, sorted)
+NAIVE_EXAMPLES=${NAIVE_EXAMPLES:-32}        # the first N of them, scored in file order by the naive baseline
 EVAL_BS=${EVAL_BS:-16}                      # evaluation batch size, ours and the naive baseline alike
 TRAIN_BS=${TRAIN_BS:-8}                     # fine-tuning batch size / distillation pairs per batch
 TRAIN_BATCHES=${TRAIN_BATCHES:-1}           # batches per timed training pass
-WARMUP=${WARMUP:-1}                         # untimed passes per method
+WARMUP=${WARMUP:-1}                         # untimed warm-up calls per method, on a small batch
 REPEATS=${REPEATS:-3}                       # timed passes per method; medians are reported
-MEASURE_MEMORY=${MEASURE_MEMORY:-true}      # peak memory, one child process per method
+MEASURE_MEMORY=${MEASURE_MEMORY:-true}      # peak evaluation memory of both methods, in a fresh child process
 SEED=${SEED:-0}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/benchmark}
 
 args=(
-  --num_layers "$NUM_LAYERS" --eval_examples "$EVAL_EXAMPLES" --eval_batch_size "$EVAL_BS"
+  --num_layers "$NUM_LAYERS" --eval_pool "$EVAL_POOL" --naive_examples "$NAIVE_EXAMPLES" --eval_batch_size "$EVAL_BS"
   --train_batch_size "$TRAIN_BS" --train_batches "$TRAIN_BATCHES" --warmup "$WARMUP" --repeats "$REPEATS"
   --measure_memory "$MEASURE_MEMORY" --seed "$SEED" --output_dir "$OUTPUT_DIR"
 )

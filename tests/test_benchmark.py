@@ -13,7 +13,7 @@ from alsace.arguments import parse
 from benchmark import BenchmarkArguments
 
 TINY = ["--num_layers", "1", "--vocab_size", "3000", "--hidden_size", "32", "--num_attention_heads", "2",
-        "--intermediate_size", "64", "--eval_examples", "10", "--eval_batch_size", "4", "--train_batch_size", "3",
+        "--intermediate_size", "64", "--eval_pool", "12", "--naive_examples", "8", "--eval_batch_size", "4", "--train_batch_size", "3",
         "--matmul_size", "64", "--warmup", "0", "--repeats", "1", "--max_seq_length", "64"]
 
 
@@ -52,7 +52,7 @@ def test_tiny_benchmark_run_writes_the_figures_and_methods_agree(tmp_path):
 def test_memory_probe_sees_the_full_vocabulary_logits():
     """In-process here (the benchmark runs it in a fresh child): the naive pass holds (B, L, V) logits."""
     (args,) = parse((BenchmarkArguments,), TINY)
-    features, _ = benchmark._eval_inputs(args)
+    _, features, _ = benchmark._eval_inputs(args)
     bs = args.eval_batch_size
     largest_logits_mib = max(len(chunk) * max(len(f["input_ids"]) for f in chunk) * args.vocab_size * 4
                              for chunk in (features[s : s + bs] for s in range(0, len(features), bs))) / 2**20
