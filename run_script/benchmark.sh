@@ -12,7 +12,8 @@ NUM_LAYERS=${NUM_LAYERS:-12}                # XLM-R base: 12 (vocabulary 250,002
 EVAL_POOL=${EVAL_POOL:-128}                 # examples our evaluation scores per pass (XNLI-like lengths, sorted)
 NAIVE_EXAMPLES=${NAIVE_EXAMPLES:-32}        # the first N of them, scored in file order by the naive baseline
 EVAL_BS=${EVAL_BS:-16}                      # evaluation batch size, ours and the naive baseline alike
-TRAIN_BS=${TRAIN_BS:-8}                     # fine-tuning batch size / distillation pairs per batch
+TRAIN_BS=${TRAIN_BS:-20}                    # fine-tuning batch size (the original preset's)
+DISTILL_PAIRS=${DISTILL_PAIRS:-8}           # pairs per distillation batch
 TRAIN_BATCHES=${TRAIN_BATCHES:-1}           # batches per timed training pass
 WARMUP=${WARMUP:-1}                         # untimed warm-up calls per method, on a small batch
 REPEATS=${REPEATS:-3}                       # timed passes per method; medians are reported
@@ -22,8 +23,8 @@ OUTPUT_DIR=${OUTPUT_DIR:-outputs/benchmark}
 
 args=(
   --num_layers "$NUM_LAYERS" --eval_pool "$EVAL_POOL" --naive_examples "$NAIVE_EXAMPLES" --eval_batch_size "$EVAL_BS"
-  --train_batch_size "$TRAIN_BS" --train_batches "$TRAIN_BATCHES" --warmup "$WARMUP" --repeats "$REPEATS"
-  --measure_memory "$MEASURE_MEMORY" --seed "$SEED" --output_dir "$OUTPUT_DIR"
+  --train_batch_size "$TRAIN_BS" --distill_pairs "$DISTILL_PAIRS" --train_batches "$TRAIN_BATCHES"
+  --warmup "$WARMUP" --repeats "$REPEATS" --measure_memory "$MEASURE_MEMORY" --seed "$SEED" --output_dir "$OUTPUT_DIR"
 )
 
 source run_script/launch.sh

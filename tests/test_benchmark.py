@@ -13,8 +13,9 @@ from alsace.arguments import parse
 from benchmark import BenchmarkArguments
 
 TINY = ["--num_layers", "1", "--vocab_size", "3000", "--hidden_size", "32", "--num_attention_heads", "2",
-        "--intermediate_size", "64", "--eval_pool", "12", "--naive_examples", "8", "--eval_batch_size", "4", "--train_batch_size", "3",
-        "--matmul_size", "64", "--warmup", "0", "--repeats", "1", "--max_seq_length", "64"]
+        "--intermediate_size", "64", "--eval_pool", "12", "--naive_examples", "8", "--eval_batch_size", "4",
+        "--train_batch_size", "3", "--distill_pairs", "2", "--matmul_size", "64", "--warmup", "0",
+        "--repeats", "1", "--max_seq_length", "64"]
 
 
 def test_encoder_flops_by_hand():
