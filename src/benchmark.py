@@ -197,7 +197,7 @@ def interleaved_times(fns: dict, repeats: int, warmup: int = 1, warmup_fns: dict
     return times
 
 
-def matmul_flops_rate(n: int):
+def matmul_runner(n: int):
     """A function running one n x n fp32 matmul; its FLOPs are 2 n^3."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     return lambda: torch.mm(a, b)
@@ -323,7 +323,7 @@ def bench_eval(model, args: BenchmarkArguments) -> dict:
     bs = args.eval_batch_size
     results = {}
     fns = {
-        "peak_matmul": matmul_flops_rate(args.matmul_size),
+        "peak_matmul": matmul_runner(args.matmul_size),
         "ours": lambda: results.__setitem__("ours", predict_logits(model, pool, collator, bs, "cpu")),
         "naive": lambda: results.__setitem__("naive", naive_logits(model, head, collator, bs)),
     }
