@@ -185,3 +185,29 @@ def test_cache_key_changes_with_what_features_depend_on(setup, data_dir):
     others.append(features_fingerprint(Featurizer(tokenizer, task, "prompt", 64, 6), rows, "en"))  # tokenizer
     assert key == features_fingerprint(Featurizer(featurizer.tokenizer, task, "prompt", 64, 6), rows, "en")
     assert len(set(others + [key])) == len(others) + 1
+
+
+# Every feature shape the featurizer makes: multiple choice (with token type ids), candidate answers
+# (nested per-candidate inputs with empty "absent" slots), seq2seq candidates (decoder prefix).
+SHAPES = [("xcopa", "xlm-roberta", "prompt", "it"), ("xcopa", "bert", "classification", "tr"),
+          ("pawsx", "bert", "classification", "de"), ("geomlama", "xlm-roberta", "prompt", "sw"),
+          ("geomlama", "t5", "prompt", "zh")]
+
+
+@pytest.mark.parametrize("task_name, family, head, lang", SHAPES)
+def test_cached_tokenisation_equals_fresh_for_every_feature_shape(task_name, family, head, lang, tmp_path,
+                                                                  tmp_path_factory):
+    from taskdata import tiny_model, write_geomlama_like, write_pawsx_like, write_xcopa_like
+
+    write_xcopa_like(tmp_path, {"test": 5})
+    write_pawsx_like(tmp_path, {"test": 5})
+    write_geomlama_like(tmp_path, n=6)
+    task = get_task(task_name)
+    tokenizer, model = load_tokenizer_and_model(str(tiny_model(family, tmp_path_factory)), head, task,
+                                                task.num_placeholder_tokens)
+    featurizer = Featurizer(tokenizer, task, head, 96, task.num_placeholder_tokens,
+                            is_seq2seq=model.config.is_encoder_decoder)
+    rows = load_split(task, "test", lang, str(tmp_path))
+    cached = encode_cached(featurizer, rows, lang, tmp_path / "cache").to_list()
+    assert cached == featurizer.encode(rows, lang)
+    assert encode_cached(featurizer, rows, lang, tmp_path / "cache").to_list() == cached  # from the file
