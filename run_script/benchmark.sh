@@ -15,16 +15,15 @@ EVAL_BS=${EVAL_BS:-16}                      # evaluation batch size, ours and th
 TRAIN_BS=${TRAIN_BS:-20}                    # fine-tuning batch size (the original preset's)
 DISTILL_PAIRS=${DISTILL_PAIRS:-8}           # pairs per distillation batch
 TRAIN_BATCHES=${TRAIN_BATCHES:-1}           # batches per timed training pass
-WARMUP=${WARMUP:-1}                         # untimed warm-up calls per method, on a small batch
+WARMUP=${WARMUP:-1}                         # untimed training warm-up calls per method (small batch)
 REPEATS=${REPEATS:-3}                       # timed passes per method; medians are reported
-MEASURE_MEMORY=${MEASURE_MEMORY:-true}      # peak evaluation memory of both methods, in a fresh child process
 SEED=${SEED:-0}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/benchmark}
 
 args=(
   --num_layers "$NUM_LAYERS" --eval_pool "$EVAL_POOL" --naive_examples "$NAIVE_EXAMPLES" --eval_batch_size "$EVAL_BS"
   --train_batch_size "$TRAIN_BS" --distill_pairs "$DISTILL_PAIRS" --train_batches "$TRAIN_BATCHES"
-  --warmup "$WARMUP" --repeats "$REPEATS" --measure_memory "$MEASURE_MEMORY" --seed "$SEED" --output_dir "$OUTPUT_DIR"
+  --warmup "$WARMUP" --repeats "$REPEATS" --seed "$SEED" --output_dir "$OUTPUT_DIR"
 )
 
 source run_script/launch.sh

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -10,6 +9,7 @@ import numpy as np
 
 import benchmark
 from alsace.arguments import parse
+from alsace.evaluation import predict_logits
 from benchmark import BenchmarkArguments
 
 TINY = ["--num_layers", "1", "--vocab_size", "3000", "--hidden_size", "32", "--num_attention_heads", "2",
@@ -39,7 +39,7 @@ def test_xnli_like_lengths_stay_in_range():
 
 
 def test_tiny_benchmark_run_writes_the_figures_and_methods_agree(tmp_path):
-    report = benchmark.main(TINY + ["--output_dir", str(tmp_path), "--measure_memory", "false"])
+    report = benchmark.main(TINY + ["--output_dir", str(tmp_path)])
     saved = json.loads((tmp_path / "benchmark.json").read_text())
     for key in ("eval_speedup", "train_speedup", "distill_stacked_speedup", "mfu"):
         assert saved[key] > 0 and saved[key] == report[key]
@@ -51,13 +51,13 @@ def test_tiny_benchmark_run_writes_the_figures_and_methods_agree(tmp_path):
 
 
 def test_memory_probe_sees_the_full_vocabulary_logits():
-    """In-process here (the benchmark runs it in a fresh child): the naive pass holds (B, L, V) logits."""
     (args,) = parse((BenchmarkArguments,), TINY)
-    _, features, _ = benchmark._eval_inputs(args)
+    model = benchmark.build_model(args)
+    pool, head, collator = benchmark._eval_inputs(args)
     bs = args.eval_batch_size
     largest_logits_mib = max(len(chunk) * max(len(f["input_ids"]) for f in chunk) * args.vocab_size * 4
-                             for chunk in (features[s : s + bs] for s in range(0, len(features), bs))) / 2**20
-    measured = benchmark.memory_child(dataclasses.asdict(args))
-    naive, ours = measured["naive"], measured["ours"]
-    assert naive["peak_above_model_mib"] >= largest_logits_mib
+                             for chunk in (head[s : s + bs] for s in range(0, len(head), bs))) / 2**20
+    naive = benchmark.peak_memory_above(lambda: benchmark.naive_logits(model, head, collator, bs))
+    ours = benchmark.peak_memory_above(lambda: predict_logits(model, head, collator, bs, "cpu"))
+    assert naive["peak_above_model_mib"] >= largest_logits_mib  # the (B, L, V) logits of one batch
     assert ours["peak_above_model_mib"] < naive["peak_above_model_mib"]

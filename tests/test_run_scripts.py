@@ -26,7 +26,7 @@ CASES = [
     ("distillation.sh", {"MODEL_DIR": "outputs/ft", "LANG_RANK": "original", "NUM_STUDENTS": "8",
                          "KL_DIRECTION": "student_target", "DETACH_TEACHER": "true", "POOL_SIZE": "100"}),
     ("benchmark.sh", {}),
-    ("benchmark.sh", {"NUM_LAYERS": "4", "MEASURE_MEMORY": "false", "NUM_GPUS": "4"}),  # always one process
+    ("benchmark.sh", {"NUM_LAYERS": "4", "REPEATS": "5", "NUM_GPUS": "4"}),  # always one process
 ]
 
 
