@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def encode_cached(featurizer, rows: list[dict], lang: str, cache_dir: str | Path
     import datasets
 
     folder = Path(cache_dir) / CACHE_SUBDIR if cache_dir else default_cache_dir()
-    name = f"{featurizer.task.name}-{lang}-{featurizer.head}-{features_fingerprint(featurizer, rows, lang)}.arrow"
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{featurizer.task.name}-{lang}-{featurizer.head}")  # task files
+    name = f"{readable}-{features_fingerprint(featurizer, rows, lang)}.arrow"
     path = folder / name
     if path.is_file() and not overwrite_cache:
         logger.info("tokenised %s features: loaded from the cache %s", lang, path)
