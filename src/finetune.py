@@ -10,7 +10,6 @@ With --skip_training (zero-shot probing, e.g. GeoMLAMA) the model is evaluated a
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from transformers import TrainingArguments, set_seed

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification
 
 from alsace.scoring import Collator, Featurizer, class_logits, load_tokenizer_and_model
 from alsace.tasks import get_task

@@ -20,7 +20,7 @@ import datetime
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from alsace.errors import UserError
