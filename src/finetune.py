@@ -56,11 +56,12 @@ def main(argv=None) -> dict:
 
     train_features = None if ft_args.skip_training else training_features(task, featurizer, data_args, ft_args,
                                                                           training_args.seed)
-    dev_features = None
-    if training_args.eval_strategy != "no":
-        dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
-                                      [ft_args.selection_language], ft_args.max_selection_samples, **cache)
-        dev_features = dev_features[ft_args.selection_language]
+    dev_by_lang, dev_features = None, None
+    if training_args.eval_strategy != "no":  # read once: selection dev set + per-language dev scalars
+        dev_by_lang = split_features(task, featurizer, data_args.data_dir, "validation",
+                                     list(dict.fromkeys([ft_args.selection_language, *languages])),
+                                     ft_args.max_selection_samples, **cache)
+        dev_features = dev_by_lang[ft_args.selection_language]
     # Read every evaluation file now: a bad test file must fail before hours of training, not after.
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
                                    data_args.max_eval_samples, **cache)
@@ -74,10 +75,8 @@ def main(argv=None) -> dict:
         finetune_loss=ft_args.finetune_loss,
     )
     if dev_features is not None:  # every language's dev accuracy as scalars at each evaluation
-        trainer.add_callback(LanguageDevMetrics(
-            split_features(task, featurizer, data_args.data_dir, "validation", languages,
-                           ft_args.max_selection_samples, **cache),
-            collator, task.source_language, trainer.log))
+        trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang] for lang in languages},
+                                                collator, task.source_language, trainer.log))
     if train_features is not None:
         train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
