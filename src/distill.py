@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
         compute_metrics=compute_accuracy, kl_direction=d_args.kl_direction,
         detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
     )
-    if dev_features is not None:  # every language's dev accuracy as scalars at each evaluation
+    if dev_features is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
         trainer.add_callback(LanguageDevMetrics(
             split_features(task, featurizer, data_args.data_dir, "validation", languages, data_args.max_eval_samples,
                            **cache),

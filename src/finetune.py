@@ -57,9 +57,10 @@ def main(argv=None) -> dict:
     train_features = None if ft_args.skip_training else training_features(task, featurizer, data_args, ft_args,
                                                                           training_args.seed)
     dev_by_lang, dev_features = None, None
-    if training_args.eval_strategy != "no":  # read once: selection dev set + per-language dev scalars
+    if training_args.eval_strategy != "no":  # read once: selection dev set (+ per-language dev scalars)
+        dev_languages = languages if data_args.eval_all_dev_languages else []
         dev_by_lang = split_features(task, featurizer, data_args.data_dir, "validation",
-                                     list(dict.fromkeys([ft_args.selection_language, *languages])),
+                                     list(dict.fromkeys([ft_args.selection_language, *dev_languages])),
                                      ft_args.max_selection_samples, **cache)
         dev_features = dev_by_lang[ft_args.selection_language]
     # Read every evaluation file now: a bad test file must fail before hours of training, not after.
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
         data_collator=collator, processing_class=tokenizer, compute_metrics=compute_accuracy,
         finetune_loss=ft_args.finetune_loss,
     )
-    if dev_features is not None:  # every language's dev accuracy as scalars at each evaluation
+    if dev_features is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
         trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang] for lang in languages},
                                                 collator, task.source_language, trainer.log))
     if train_features is not None:

@@ -54,6 +54,10 @@ class DataArguments:
                 "HF_DATASETS_CACHE/alsace_features). Keyed by tokenizer, task, prompt settings and data."})
     overwrite_cache: bool = field(default=False, metadata={
         "help": "Tokenise again and replace the cached features."})
+    eval_all_dev_languages: bool = field(default=False, metadata={
+        "help": "At every evaluation during training, also score every language's dev split and log "
+                "per-language accuracy, average and gap as scalars (costly with many languages; off: the "
+                "selection language alone is evaluated)."})
 
     def __post_init__(self):
         if self.eval_split not in ("validation", "test"):
