@@ -12,12 +12,27 @@ HEAD=${HEAD:-prompt}                        # must match the checkpoint's head
 SEED=${SEED:-100}                           # original
 NUM_GPUS=${NUM_GPUS:-1}                     # >1 launches torchrun
 DEEPSPEED_CONFIG=${DEEPSPEED_CONFIG:-}      # the original used ZeRO-2: run_script/ds_zero2_bf16.json (optional install)
-LR=${LR:-3e-8}                              # original; larger rates collapse predictions (see README)
+RECIPE=${RECIPE:-original}                  # original: the paper's settings | recommended: ours, measured (README)
+if [[ "$RECIPE" == original ]]; then
+  LR=${LR:-3e-8}                            # original; larger rates collapse predictions (see README)
+  EPOCHS=${EPOCHS:-100}                     # original: 100 epochs over 77 pairs x 500 items
+  MAX_STEPS=${MAX_STEPS:--1}                # >0 overrides EPOCHS
+  FROZEN_TEACHER=${FROZEN_TEACHER:-false}   # original: the teacher side is the same, moving network
+  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # original: no supervised anchor
+  MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # original: every pair counts
+elif [[ "$RECIPE" == recommended ]]; then
+  LR=${LR:-2e-5}                            # with a frozen teacher and an anchor, a normal fine-tuning rate
+  EPOCHS=${EPOCHS:-1}
+  MAX_STEPS=${MAX_STEPS:-300}               # >0 overrides EPOCHS; measured on the real check (README)
+  FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
+  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: + cross-entropy on English training rows
+  MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
+else
+  echo "error: RECIPE=$RECIPE: choose original or recommended" >&2; exit 2
+fi
 BS=${BS:-40}                                # original: 40 language pairs per batch (80 sequences)
 EVAL_BS=${EVAL_BS:-64}
 REPORT_TO=${REPORT_TO:-none}                # none | tensorboard | wandb | all (integrations are optional installs)
-EPOCHS=${EPOCHS:-100}                       # original: 100 epochs over 77 pairs x 500 items
-MAX_STEPS=${MAX_STEPS:--1}                  # >0 overrides EPOCHS
 WARMUP=${WARMUP:-0.2}                       # original: 20% warmup ...
 SCHEDULER=${SCHEDULER:-constant_with_warmup} # ... then constant (the original's DeepSpeed WarmupLR)
 WEIGHT_DECAY=${WEIGHT_DECAY:-5e-4}          # original
@@ -30,7 +45,7 @@ NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are stu
 KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric
 DETACH_TEACHER=${DETACH_TEACHER:-false}     # true: no gradient through the teacher side (original: false)
 TEMPERATURE=${TEMPERATURE:-1.0}
-OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_${TASK}_$(basename "$MODEL_DIR")_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_${TASK}_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
 
 if [[ "$BF16" == auto ]]; then
   BF16=$(python -c 'import torch; print(str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()).lower())')
@@ -41,7 +56,8 @@ args=(
   --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --warmup_steps "$WARMUP" --lr_scheduler_type "$SCHEDULER"
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
-  --temperature "$TEMPERATURE" --save_strategy steps --save_steps 500 --save_total_limit 2
+  --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
+  --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --save_strategy steps --save_steps 500 --save_total_limit 2
   --logging_steps 20 --report_to "$REPORT_TO"
 )
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")

@@ -20,7 +20,7 @@ import numpy as np
 from transformers import TrainingArguments, set_seed
 
 from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
-from alsace.data import load_pool
+from alsace.data import load_pool, load_split
 from alsace.distillation import PairDataset, all_pairs, build_pairs
 from alsace.errors import UserError, run_cli
 from alsace.evaluation import score_languages
@@ -50,6 +50,9 @@ def main(argv=None) -> dict:
     languages = resolve_languages(task, data_args.languages)
     if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
         raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
+    if d_args.anchor_weight > 0 and not task.has_train:
+        raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
+                        "pass --anchor_weight 0")
     output_dir = Path(training_args.output_dir)
     resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
                                      training_args.resume_from_checkpoint)
@@ -59,7 +62,7 @@ def main(argv=None) -> dict:
                                                 num_placeholders, model_args.trust_remote_code, check_task=True)
     featurizer = Featurizer(tokenizer, task, model_args.head, data_args.max_seq_length, num_placeholders,
                             prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder,
-                            languages=tuple(dict.fromkeys([*languages, d_args.dev_language])))
+                            languages=tuple(dict.fromkeys([*languages, d_args.dev_language, task.source_language])))
     collator = Collator(tokenizer.pad_token_id)
     cache = {"cache_dir": data_args.cache_dir, "overwrite_cache": data_args.overwrite_cache}  # tokenised once
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
@@ -70,12 +73,18 @@ def main(argv=None) -> dict:
     pool_features = {lang: encode_cached(featurizer, rows, lang, **cache).to_list()  # indexed per pair item
                      for lang, rows in pool.items()}
     selection_path = output_dir / "teacher_selection.json"
-    if resume_from and selection_path.is_file():
+    reuse_selection = bool(resume_from) and selection_path.is_file()
+    pool_logits = None  # the starting checkpoint's class logits on the pool (selection; frozen teacher)
+    if not reuse_selection or d_args.frozen_teacher:
+        with stop_cleanly(training_args, "teacher selection"):
+            pool_logits = score_languages(model, pool_features, collator, training_args.per_device_eval_batch_size,
+                                          training_args.device, bf16=eval_bf16(training_args),
+                                          desc="selecting teachers")
+    if reuse_selection:
         selection = Selection(**json.loads(selection_path.read_text("utf-8"))["selection"])
         logger.info("reusing the saved teacher selection from %s", selection_path)
     else:
-        with stop_cleanly(training_args, "teacher selection"):
-            selection = choose_teachers(model, pool_features, collator, training_args, task, languages, d_args)
+        selection = choose_teachers(pool_logits, task, languages, d_args)
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)
@@ -106,11 +115,19 @@ def main(argv=None) -> dict:
         dev_features = dev_features[d_args.dev_language]
         training_args.load_best_model_at_end = True
         training_args.metric_for_best_model = "accuracy"
+    anchor_features = None
+    if d_args.anchor_weight > 0:  # labelled source-language training rows (this project's extension)
+        anchor_features = encode_cached(featurizer, load_split(task, "train", task.source_language, data_args.data_dir),
+                                        task.source_language, **cache).to_list()
+    train_dataset = PairDataset(pool_features, pairs, training_args.seed,
+                                teacher_logits=pool_logits if d_args.frozen_teacher else None,
+                                anchor_features=anchor_features)
     trainer = AlsaceTrainer(
-        model=model, args=training_args, train_dataset=PairDataset(pool_features, pairs, training_args.seed),
+        model=model, args=training_args, train_dataset=train_dataset,
         eval_dataset=dev_features, data_collator=collator, processing_class=tokenizer,
         compute_metrics=compute_accuracy, kl_direction=d_args.kl_direction,
         detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
+        min_teacher_confidence=d_args.min_teacher_confidence, anchor_weight=d_args.anchor_weight,
     )
     if dev_features is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
         trainer.add_callback(LanguageDevMetrics(
@@ -141,8 +158,9 @@ def main(argv=None) -> dict:
     logger.info("before -> after\n%s", comparison_for_terminal(comparison))
     if comparison["collapsed_languages"] and is_main_process():
         logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "
-                       "a narrower gap from collapsed predictions is not a result (lower --learning_rate or "
-                       "pass --detach_teacher)", ", ".join(comparison["collapsed_languages"]))
+                       "a narrower gap from collapsed predictions is not a result (a moving teacher cannot "
+                       "anchor the student: try RECIPE=recommended, i.e. --frozen_teacher with --anchor_weight, "
+                       "or a lower --learning_rate)", ", ".join(comparison["collapsed_languages"]))
     return after
 
 
@@ -156,10 +174,8 @@ def placeholder_count(model_path: str, task, flag: int | None) -> int:
     return task.num_placeholder_tokens
 
 
-def choose_teachers(model, pool_features, collator, training_args, task, languages, d_args) -> Selection:
-    """Score every language on the pool (one length-sorted pass) and split teachers from students."""
-    logits = score_languages(model, pool_features, collator, training_args.per_device_eval_batch_size,
-                             training_args.device, bf16=eval_bf16(training_args), desc="selecting teachers")
+def choose_teachers(logits: dict[str, np.ndarray], task, languages, d_args) -> Selection:
+    """Split teachers from students from every language's class logits on the pool."""
     probs = np.stack([_softmax(logits[lang]) for lang in languages])  # (T, N, C)
     if d_args.lang_rank is not None:
         ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)

@@ -135,6 +135,16 @@ class DistillArguments:
     detach_teacher: bool = field(default=False, metadata={
         "help": "Stop gradients through the higher-ranked side (the original lets both sides learn)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of both sides."})
+    frozen_teacher: bool = field(default=False, metadata={
+        "help": "This project's extension: the teacher side's distribution is the starting checkpoint's, "
+                "computed once on the pool, so the targets cannot drift with the student (the paper: the "
+                "teacher side is the same, moving network). Halves the sequences per step."})
+    anchor_weight: float = field(default=0.0, metadata={
+        "help": "This project's extension: add this weight x cross-entropy on labelled source-language "
+                "training rows (one per pair in each batch) to the consistency loss; 0 = off (the paper)."})
+    min_teacher_confidence: float = field(default=0.0, metadata={
+        "help": "This project's extension: only pairs whose teacher-side maximum class probability is at "
+                "least this count in the loss; 0 = every pair (the paper)."})
     select_best_on_dev: bool = field(default=False, metadata={
         "help": "Keep the checkpoint with the best dev accuracy (needs eval_strategy); default: "
                 "the last step, as the original."})
@@ -149,6 +159,11 @@ class DistillArguments:
                 f"--kl_direction {self.kl_direction!r}: choose teacher_target, student_target or symmetric")
         if self.temperature <= 0:
             raise UserError("--temperature must be > 0")
+        if self.anchor_weight < 0:
+            raise UserError(f"--anchor_weight {self.anchor_weight}: must be >= 0 (0 turns the anchor off)")
+        if not 0 <= self.min_teacher_confidence < 1:
+            raise UserError(f"--min_teacher_confidence {self.min_teacher_confidence}: must be in [0, 1) "
+                            "(0 keeps every pair)")
         if self.teacher_threshold not in ("mean", "paper"):
             try:
                 float(self.teacher_threshold)

@@ -34,7 +34,8 @@ def all_pairs(languages: list[str]) -> list[tuple[str, str]]:
 
 
 def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: str = "teacher_target",
-                     detach_a: bool = False, temperature: float = 1.0) -> torch.Tensor:
+                     detach_a: bool = False, temperature: float = 1.0,
+                     min_confidence: float = 0.0) -> torch.Tensor:
     """Batch-mean KL divergence between the class distributions of the two sides of each pair.
 
     logits_a: `(B, C)` class logits of the higher-ranked (teacher) side; logits_b: `(B, C)` of the other.
@@ -43,24 +44,33 @@ def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: 
     - symmetric: the mean of the two.
     With `detach_a`, no gradient flows into side a (a fixed teacher). Computed in float32, so bf16
     logits give a finite float32 loss. An empty batch gives 0.
+
+    `min_confidence` (this project's extension; 0 = off, the paper): only pairs whose side-a maximum class
+    probability (at temperature 1) is at least this value count; the loss is the mean over those pairs
+    (0 when none is kept).
     """
     if direction not in KL_DIRECTIONS:
         raise ValueError(f"unknown kl direction {direction!r}")
     if logits_a.shape[0] == 0:
-        return logits_a.float().sum() * 0.0
+        return logits_b.float().sum() * 0.0
     if detach_a:
         logits_a = logits_a.detach()
     log_p_a = F.log_softmax(logits_a.float() / temperature, dim=-1)  # (B, C)
     log_p_b = F.log_softmax(logits_b.float() / temperature, dim=-1)  # (B, C)
 
-    def kl(log_target, log_input):  # KL(target || input), batch mean
-        return F.kl_div(log_input, log_target, reduction="batchmean", log_target=True)
+    def kl(log_target, log_input):  # KL(target || input) per pair, (B,)
+        return (log_target.exp() * (log_target - log_input)).sum(-1)
 
     if direction == "teacher_target":
-        return kl(log_p_a, log_p_b)
-    if direction == "student_target":
-        return kl(log_p_b, log_p_a)
-    return 0.5 * (kl(log_p_a, log_p_b) + kl(log_p_b, log_p_a))
+        per_pair = kl(log_p_a, log_p_b)
+    elif direction == "student_target":
+        per_pair = kl(log_p_b, log_p_a)
+    else:
+        per_pair = 0.5 * (kl(log_p_a, log_p_b) + kl(log_p_b, log_p_a))
+    if min_confidence <= 0:
+        return per_pair.mean()
+    keep = (logits_a.detach().float().softmax(-1).amax(-1) >= min_confidence).float()  # (B,)
+    return (per_pair * keep).sum() / keep.sum().clamp(min=1.0)
 
 
 class PairDataset(Dataset):
@@ -68,15 +78,26 @@ class PairDataset(Dataset):
 
     Holds only indices into the tokenised pool (77 pairs x 500 items would otherwise copy every
     sequence 14 times); the order is shuffled once with `seed`, and the Trainer's sampler reshuffles
-    each epoch. Features carry no labels: this stage never reads gold labels.
+    each epoch. Pool features carry no labels: the consistency loss never reads a gold label.
+
+    This project's extensions (off in the paper's recipe):
+    - `teacher_logits` `{lang: (N, C)}`: a frozen teacher. Side a is then not fed to the model; its class
+      logits (the starting checkpoint's, computed once on the pool) come with the example instead.
+    - `anchor_features`: labelled source-language training rows; example k also carries anchor row
+      k mod len(anchor_features) (in a seeded order) for the supervised anchor loss.
     """
 
-    def __init__(self, pool_features: dict[str, list[dict]], pairs: list[tuple[str, str]], seed: int):
+    def __init__(self, pool_features: dict[str, list[dict]], pairs: list[tuple[str, str]], seed: int,
+                 teacher_logits: dict[str, np.ndarray] | None = None, anchor_features: list[dict] | None = None):
         self.pool_features = pool_features
+        self.teacher_logits = teacher_logits
+        self.anchor_features = anchor_features
         num_items = len(next(iter(pool_features.values())))
         index = [(a, b, i) for a, b in pairs for i in range(num_items)]
-        perm = np.random.default_rng(seed).permutation(len(index))
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(len(index))
         self.index = [index[j] for j in perm]
+        self.anchor_order = rng.permutation(len(anchor_features)).tolist() if anchor_features else None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -84,4 +105,11 @@ class PairDataset(Dataset):
     def __getitem__(self, k: int) -> dict:
         a, b, i = self.index[k]
         strip = lambda f: {key: v for key, v in f.items() if key != "labels"}  # noqa: E731
-        return {"a": strip(self.pool_features[a][i]), "b": strip(self.pool_features[b][i])}
+        example = {"b": strip(self.pool_features[b][i])}
+        if self.teacher_logits is None:
+            example["a"] = strip(self.pool_features[a][i])
+        else:
+            example["teacher_logits"] = self.teacher_logits[a][i].tolist()
+        if self.anchor_features:
+            example["anchor"] = self.anchor_features[self.anchor_order[k % len(self.anchor_order)]]
+        return example

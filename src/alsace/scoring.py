@@ -280,17 +280,24 @@ class Collator:
     """Pads a list of features into a batch; pair features (`a`, `b`) are stacked into one batch.
 
     A distillation pair batch of B pairs becomes one `(2B, ...)` batch, the B higher-ranked sides
-    first, so that both sides go through the model in a single forward pass. Features with one input
-    per class (multiple choice, candidates) become `(B, C, L)` tensors.
+    first, so that both sides go through the model in a single forward pass. With a frozen teacher
+    the pairs carry side a's class logits instead: a `(B, ...)` batch of the b sides plus
+    `teacher_logits` `(B, C)`. Anchor rows (labelled, supervised) become a nested batch `anchor`.
+    Features with one input per class (multiple choice, candidates) become `(B, C, L)` tensors.
     """
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
     def __call__(self, features: list[dict]) -> dict:
-        if "a" in features[0]:
-            batch = self([f["a"] for f in features] + [f["b"] for f in features])
+        if "b" in features[0]:  # distillation pairs
+            sides = [f["a"] for f in features if "a" in f] + [f["b"] for f in features]
+            batch = self(sides)
             batch["num_pairs"] = torch.tensor(len(features))
+            if "teacher_logits" in features[0]:
+                batch["teacher_logits"] = torch.tensor([f["teacher_logits"] for f in features], dtype=torch.float32)
+            if "anchor" in features[0]:
+                batch["anchor"] = self([f["anchor"] for f in features])
             return batch
         batch = {}
         for key in BATCH_KEYS:

@@ -40,7 +40,8 @@ class AlsaceTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
 
     def __init__(self, *args, finetune_loss: str = "label_words", kl_direction: str = "teacher_target",
-                 detach_teacher: bool = False, temperature: float = 1.0, **kwargs):
+                 detach_teacher: bool = False, temperature: float = 1.0, min_teacher_confidence: float = 0.0,
+                 anchor_weight: float = 0.0, **kwargs):
         # Our batches carry `mask_pos` and `label_token_ids`, which the model's forward does not take;
         # the stock column filter would drop them.
         kwargs["args"].remove_unused_columns = False
@@ -49,6 +50,8 @@ class AlsaceTrainer(Trainer):
         self.kl_direction = kl_direction
         self.detach_teacher = detach_teacher
         self.temperature = temperature
+        self.min_teacher_confidence = min_teacher_confidence
+        self.anchor_weight = anchor_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         model = self.accelerator.unwrap_model(model)  # DDP / DeepSpeed wrappers hide `config`
@@ -89,7 +92,8 @@ class AlsaceTrainer(Trainer):
         return supervised_loss(model, inputs, self.finetune_loss)
 
     def _pair_loss(self, model, inputs):
-        return pair_loss(model, inputs, self.kl_direction, self.detach_teacher, self.temperature)
+        return pair_loss(model, inputs, self.kl_direction, self.detach_teacher, self.temperature,
+                         self.min_teacher_confidence, self.anchor_weight)
 
 
 def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
@@ -106,12 +110,22 @@ def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
 
 
 def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_teacher: bool = False,
-              temperature: float = 1.0):
-    """Consistency loss of a stacked pair batch (`Collator`: B higher-ranked sides, then B others)."""
+              temperature: float = 1.0, min_teacher_confidence: float = 0.0, anchor_weight: float = 0.0):
+    """Consistency loss of a pair batch (`Collator`: B higher-ranked sides, then B others).
+
+    With a frozen teacher the batch holds only the B other sides and `teacher_logits` `(B, C)`. With
+    `anchor` rows, `anchor_weight` x their supervised cross-entropy (over the class logits) is added.
+    Returns the loss and the `(B, C)` class logits of the lower-ranked sides.
+    """
     n = int(inputs["num_pairs"])
-    logits = class_logits(model, inputs)  # (2B, C): both sides in one forward pass
-    loss = consistency_loss(logits[:n], logits[n:], kl_direction, detach_teacher, temperature)
-    return loss, logits[:n]
+    logits = class_logits(model, inputs)  # (2B, C): both sides in one forward pass; (B, C) when frozen
+    teacher = inputs["teacher_logits"] if "teacher_logits" in inputs else logits[:n]
+    student = logits[-n:]
+    loss = consistency_loss(teacher, student, kl_direction, detach_teacher, temperature, min_teacher_confidence)
+    if anchor_weight > 0 and "anchor" in inputs:
+        anchor_loss, _ = supervised_loss(model, inputs["anchor"], "label_words")
+        loss = loss + anchor_weight * anchor_loss
+    return loss, student
 
 
 def average_gradients(model: torch.nn.Module) -> None:

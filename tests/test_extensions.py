@@ -1,0 +1,135 @@
+"""This project's extensions of the distillation loss (all off in the paper's recipe): frozen teacher,
+source-language anchor, teacher-confidence filter. Loss values are checked against hand computations."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import distill
+from alsace.distillation import PairDataset, consistency_loss
+from alsace.errors import UserError
+from alsace.scoring import Collator
+from alsace.trainer import pair_loss
+
+
+@pytest.fixture(scope="module")
+def tiny_finetuned(tiny_mlm, data_dir, tmp_path_factory):
+    import finetune
+
+    out = tmp_path_factory.mktemp("ft") / "run"
+    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
+                   "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu",
+                   "--report_to", "none", "--max_steps", "4", "--per_device_train_batch_size", "8",
+                   "--learning_rate", "1e-3", "--max_train_samples", "32", "--max_eval_samples", "8"])
+    return out
+
+
+def kl(p, q):
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+
+
+def test_confidence_filter_by_hand():
+    # Row 1: teacher (0.5, 0.5), max 0.5; row 2: teacher (0.8, 0.2), max 0.8. Students (0.75, 0.25) both.
+    a = torch.tensor([[0.0, 0.0], [math.log(4.0), 0.0]])
+    b = torch.tensor([[math.log(3.0), 0.0], [math.log(3.0), 0.0]])
+    kl1, kl2 = kl([0.5, 0.5], [0.75, 0.25]), kl([0.8, 0.2], [0.75, 0.25])
+    assert consistency_loss(a, b).item() == pytest.approx((kl1 + kl2) / 2, rel=1e-5)
+    assert consistency_loss(a, b, min_confidence=0.6).item() == pytest.approx(kl2, rel=1e-5)  # row 1 dropped
+    assert consistency_loss(a, b, min_confidence=0.9).item() == 0.0  # nothing kept
+    # The filter reads the teacher at temperature 1, the KL uses the temperature.
+    t = 2.0
+    p2 = [2 / 3, 1 / 3]  # softmax((log 4, 0) / 2)
+    q2 = [math.sqrt(3) / (math.sqrt(3) + 1), 1 / (math.sqrt(3) + 1)]  # softmax((log 3, 0) / 2)
+    assert consistency_loss(a, b, temperature=t, min_confidence=0.6).item() == pytest.approx(kl(p2, q2), rel=1e-5)
+
+
+def test_frozen_teacher_pairs_carry_fixed_logits_and_one_side():
+    pool = {lang: [{"input_ids": [0, 5 + i, 2], "labels": 1} for i in range(3)] for lang in ("en", "fr")}
+    teacher = {"en": np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]], dtype=np.float32),
+               "fr": np.zeros((3, 2), dtype=np.float32)}
+    ds = PairDataset(pool, [("en", "fr")], seed=0, teacher_logits=teacher)
+    for k in range(3):
+        ex = ds[k]
+        i = ds.index[k][2]
+        assert "a" not in ex and ex["teacher_logits"] == teacher["en"][i].tolist() and "labels" not in ex["b"]
+    batch = Collator(pad_token_id=1)([ds[k] for k in range(3)])
+    assert batch["input_ids"].shape[0] == 3 and batch["teacher_logits"].shape == (3, 2)
+
+
+class Linear(torch.nn.Module):
+    """Stands in for a classifier: class logits = the first input id's row of a weight table."""
+
+    config = type("Config", (), {"is_encoder_decoder": False})()
+
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0], [0.0, math.log(3.0)]]))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        return type("Out", (), {"logits": self.table[input_ids[:, 0]]})()
+
+
+def test_pair_loss_frozen_teacher_and_anchor_by_hand():
+    model = Linear()
+    collate = Collator(pad_token_id=9)
+    # Two pairs: students are ids 1 -> (3/4, 1/4) and 0 -> (1/2, 1/2); frozen teacher logits given.
+    # Anchor rows: id 1 with label 0 (p = 3/4), id 2 with label 0 (p = 1/4).
+    examples = [{"b": {"input_ids": [1]}, "teacher_logits": [0.0, 0.0], "anchor": {"input_ids": [1], "labels": 0}},
+                {"b": {"input_ids": [0]}, "teacher_logits": [math.log(4.0), 0.0],
+                 "anchor": {"input_ids": [2], "labels": 0}}]
+    batch = collate(examples)
+    consistency = (kl([0.5, 0.5], [0.75, 0.25]) + kl([0.8, 0.2], [0.5, 0.5])) / 2
+    anchor = (-math.log(0.75) - math.log(0.25)) / 2
+    loss, student = pair_loss(model, batch)
+    assert loss.item() == pytest.approx(consistency, rel=1e-5)  # anchor weight 0: the anchor rows are ignored
+    loss, _ = pair_loss(model, batch, anchor_weight=0.5)
+    assert loss.item() == pytest.approx(consistency + 0.5 * anchor, rel=1e-5)
+    assert student.shape == (2, 2)
+    loss.backward()
+    assert model.table.grad.abs().sum() > 0  # the student and anchor rows learn; the teacher is a constant
+
+
+def test_online_pair_loss_unchanged_by_the_extensions_when_off():
+    model = Linear()
+    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [0]}, "b": {"input_ids": [1]}}])
+    loss, _ = pair_loss(model, batch)
+    assert loss.item() == pytest.approx(kl([0.5, 0.5], [0.75, 0.25]), rel=1e-5)
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--anchor_weight", "-1", "--anchor_weight"),
+    ("--min_teacher_confidence", "1.5", "--min_teacher_confidence"),
+])
+def test_bad_extension_values_fail_before_work(flag, value, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        distill.main(["--model_name_or_path", "unused", "--output_dir", str(tmp_path / "o"), flag, value])
+    assert not (tmp_path / "o").exists()
+
+
+def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monkeypatch):
+    """distill.main with every extension on: the trainer's loss sees them (recorded, then trained)."""
+    import alsace.trainer
+
+    seen = []
+    real = alsace.trainer.pair_loss
+
+    def spy(model, inputs, *args):
+        seen.append((sorted(inputs), args))
+        return real(model, inputs, *args)
+
+    monkeypatch.setattr(alsace.trainer, "pair_loss", spy)
+    out = tmp_path / "kd"
+    distill.main(["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--output_dir",
+                  str(out), "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96",
+                  "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
+                  "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no",
+                  "--frozen_teacher", "--anchor_weight", "0.5", "--min_teacher_confidence", "0.3",
+                  "--temperature", "2.0", "--kl_direction", "symmetric"])
+    keys, args = seen[0]
+    assert {"teacher_logits", "anchor", "num_pairs"} <= set(keys)
+    assert args == ("symmetric", False, 2.0, 0.3, 0.5)
+    run_args = json.loads((out / "run_args.json").read_text())["distill_args"]
+    assert run_args["frozen_teacher"] is True and run_args["anchor_weight"] == 0.5
