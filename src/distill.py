@@ -25,6 +25,7 @@ from alsace.distillation import PairDataset, all_pairs, build_pairs
 from alsace.errors import UserError, run_cli
 from alsace.evaluation import score_languages
 from alsace.features import encode_cached
+from alsace.metrics import selection_quality
 from alsace.pipeline import (broadcast_from_main, eval_bf16, evaluate, prepare_output_dir, resolve_languages,
                              save_results, setup_logging, split_features, stop_cleanly, train)
 from alsace.plots import plot_run
@@ -144,6 +145,10 @@ def main(argv=None) -> dict:
                          evaluate(model, eval_features, collator, training_args),
                          "After self-distillation", selection.teachers, selection.students)
     comparison = compare(before, after, selection.teachers, selection.students)
+    if selection.method == "scores":  # how well label-free scoring ranked the languages (never used)
+        comparison["selection_quality"] = selection_quality(
+            selection.languages, selection.normalized_scores,
+            {lang: r["accuracy"] for lang, r in before["per_language"].items()})
     if is_main_process():
         # Paired bootstrap on the saved per-row predictions of the same test rows, before vs after.
         comparison["significance"] = significance_between_runs(baseline_dir, output_dir, data_args.eval_split,

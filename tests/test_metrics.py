@@ -34,3 +34,15 @@ def test_collapse_flags():
     assert not is_collapsed(0.42, 0.27)    # predictions spread out
     assert not is_collapsed(0.92, 0.95)    # was already one-class before: not caused by distillation
     assert not is_collapsed(0.30, 0.45)
+
+
+def test_spearman_by_hand():
+    from alsace.metrics import selection_quality, spearman
+
+    # Ranks x: 1 2 3 4, y: 1 3 2 4 -> d^2 = 0 + 1 + 1 + 0 = 2, rho = 1 - 6*2 / (4 * 15) = 0.8
+    assert spearman([0.1, 0.2, 0.3, 0.4], [10, 30, 20, 40]) == pytest.approx(0.8)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # Ties: x ranks (1.5, 1.5, 3), y ranks (1, 2, 3): Pearson of (-.5,-.5,1) and (-1,0,1) = 1.5 / sqrt(1.5*2)
+    assert spearman([5, 5, 7], [1, 2, 3]) == pytest.approx(1.5 / (1.5 * 2) ** 0.5)
+    q = selection_quality(["en", "fr", "sw"], [0.5, 0.3, 0.2], {"sw": 0.4, "en": 0.9, "fr": 0.6})
+    assert q == {"spearman_score_vs_accuracy": pytest.approx(1.0), "num_languages": 3}

@@ -42,3 +42,27 @@ def prediction_health(logits: np.ndarray) -> dict:
     p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
     entropy = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
     return {"majority_share": float(counts.max() / len(preds)), "mean_entropy": float(entropy.mean())}
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation: the Pearson correlation of the ranks (ties get their average rank)."""
+    rx, ry = _ranks(np.asarray(x, dtype=float)), _ranks(np.asarray(y, dtype=float))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(1, len(v) + 1)
+    for value in np.unique(v):  # ties: the mean of their positions
+        tied = v == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def selection_quality(languages: list[str], normalized_scores: list[float], accuracy_by_lang: dict[str, float]) -> dict:
+    """How well the label-free teacher scores ŝ rank the languages' true accuracy (reported, never used)."""
+    acc = [accuracy_by_lang[lang] for lang in languages]
+    return {"spearman_score_vs_accuracy": spearman(normalized_scores, acc), "num_languages": len(languages)}

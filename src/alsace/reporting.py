@@ -201,6 +201,11 @@ def comparison_markdown(comp: dict) -> str:
         if sig:
             cells = _significance_cells(sig[key]) if sig.get(key) else " | |"
         lines.append(f"| {key} | {100 * r['before']:.2f} | {100 * r['after']:.2f} | {100 * r['delta']:+.2f} |" + cells)
+    quality = comp.get("selection_quality")
+    if quality:
+        lines += ["", f"Selection quality (reported, never used): Spearman ρ between the normalised teacher "
+                      f"scores ŝ and the test accuracy before distillation, over {quality['num_languages']} "
+                      f"languages: {quality['spearman_score_vs_accuracy']:.3f}."]
     if sig:
         lines += ["", f"CI and p: {sig['method']} over the same test rows ({sig['num_samples']} resamples, "
                       f"seed {sig['seed']}, {sig['resampling']}); p tests 'no change'; Holm adjusts for testing "
