@@ -380,3 +380,14 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
     # A rerun finds every stage finished: no stage runs again, the aggregate is rewritten.
     rerun = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     assert len((tmp_path / "calls").read_text().splitlines()) == 4 and "skipping distillation" in rerun.stdout
+    # A second recipe from the same fine-tuned checkpoints: stage-only variables, its own folder.
+    fake_run(templates / "distillation.sh-4", 4, BEFORE[1], AFTER[1], init=str(out / "seed-4" / "finetune"))
+    env = {**env, "SEEDS": "4", "DISTILL_NAME": "distill-b", "DISTILL_VARS": "RECIPE=recommended LR=1e-5",
+           "FINETUNE_VARS": "LR=1e-4", "AGGREGATE_DIR": str(out / "b")}
+    stub = scripts / "distillation.sh"
+    stub.write_text(STAGE_STUB.replace("ARGS=$*", "RECIPE=$RECIPE LR=$LR ARGS=$*"))
+    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    assert (tmp_path / "calls").read_text().splitlines()[4:] == [
+        f"distillation.sh SEED=4 OUTPUT_DIR={out}/seed-4/distill-b MODEL_DIR={out}/seed-4/finetune "
+        "RECIPE=recommended LR=1e-5 ARGS=--max_eval_samples 7"]
+    assert json.loads((out / "b" / "aggregate.json").read_text())["seeds"] == [4]
