@@ -20,6 +20,7 @@ if [[ "$RECIPE" == original ]]; then
   FROZEN_TEACHER=${FROZEN_TEACHER:-false}   # original: the teacher side is the same, moving network
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # original: no supervised anchor
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # original: every pair counts
+  TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # original: the same temperature on both sides
 elif [[ "$RECIPE" == recommended ]]; then
   LR=${LR:-2e-5}                            # with a frozen teacher and an anchor, a normal fine-tuning rate
   EPOCHS=${EPOCHS:-1}
@@ -27,6 +28,7 @@ elif [[ "$RECIPE" == recommended ]]; then
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: + cross-entropy on English training rows
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
+  TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
 else
   echo "error: RECIPE=$RECIPE: choose original or recommended" >&2; exit 2
 fi
@@ -62,6 +64,7 @@ args=(
 )
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")
 [[ -n "$POOL_SIZE" ]] && args+=(--pool_size "$POOL_SIZE")
+[[ -n "$TEACHER_TEMPERATURE" ]] && args+=(--teacher_temperature "$TEACHER_TEMPERATURE")
 [[ -n "$LANG_RANK" ]] && args+=(--lang_rank "$LANG_RANK" --num_students "${NUM_STUDENTS:?LANG_RANK needs NUM_STUDENTS}")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
 

@@ -129,6 +129,7 @@ def main(argv=None) -> dict:
         compute_metrics=compute_accuracy, kl_direction=d_args.kl_direction,
         detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
         min_teacher_confidence=d_args.min_teacher_confidence, anchor_weight=d_args.anchor_weight,
+        teacher_temperature=d_args.teacher_temperature,
     )
     if dev_features is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
         trainer.add_callback(LanguageDevMetrics(

@@ -46,6 +46,15 @@ def test_confidence_filter_by_hand():
     assert consistency_loss(a, b, temperature=t, min_confidence=0.6).item() == pytest.approx(kl(p2, q2), rel=1e-5)
 
 
+def test_teacher_temperature_sharpens_only_the_targets_by_hand():
+    a = torch.tensor([[math.log(2.0), 0.0]])  # teacher (2/3, 1/3); at T_a = 0.5: (4/5, 1/5)
+    b = torch.tensor([[0.0, 0.0]])  # student (1/2, 1/2) at any temperature
+    assert consistency_loss(a, b, temperature_a=0.5).item() == pytest.approx(kl([0.8, 0.2], [0.5, 0.5]), rel=1e-5)
+    assert consistency_loss(a, b, temperature=2.0, temperature_a=0.5).item() == pytest.approx(
+        kl([0.8, 0.2], [0.5, 0.5]), rel=1e-5)
+    assert consistency_loss(a, b).item() == pytest.approx(kl([2 / 3, 1 / 3], [0.5, 0.5]), rel=1e-5)
+
+
 def test_frozen_teacher_pairs_carry_fixed_logits_and_one_side():
     pool = {lang: [{"input_ids": [0, 5 + i, 2], "labels": 1} for i in range(3)] for lang in ("en", "fr")}
     teacher = {"en": np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]], dtype=np.float32),
@@ -102,6 +111,7 @@ def test_online_pair_loss_unchanged_by_the_extensions_when_off():
 @pytest.mark.parametrize("flag,value,message", [
     ("--anchor_weight", "-1", "--anchor_weight"),
     ("--min_teacher_confidence", "1.5", "--min_teacher_confidence"),
+    ("--teacher_temperature", "0", "--teacher_temperature"),
 ])
 def test_bad_extension_values_fail_before_work(flag, value, message, tmp_path):
     with pytest.raises(UserError, match=message):
@@ -127,9 +137,9 @@ def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monk
                   "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
                   "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no",
                   "--frozen_teacher", "--anchor_weight", "0.5", "--min_teacher_confidence", "0.3",
-                  "--temperature", "2.0", "--kl_direction", "symmetric"])
+                  "--temperature", "2.0", "--kl_direction", "symmetric", "--teacher_temperature", "0.5"])
     keys, args = seen[0]
     assert {"teacher_logits", "anchor", "num_pairs"} <= set(keys)
-    assert args == ("symmetric", False, 2.0, 0.3, 0.5)
+    assert args == ("symmetric", False, 2.0, 0.3, 0.5, 0.5)
     run_args = json.loads((out / "run_args.json").read_text())["distill_args"]
     assert run_args["frozen_teacher"] is True and run_args["anchor_weight"] == 0.5

@@ -142,6 +142,9 @@ class DistillArguments:
     anchor_weight: float = field(default=0.0, metadata={
         "help": "This project's extension: add this weight x cross-entropy on labelled source-language "
                 "training rows (one per pair in each batch) to the consistency loss; 0 = off (the paper)."})
+    teacher_temperature: float | None = field(default=None, metadata={
+        "help": "This project's extension: the teacher side's own softmax temperature (below 1 sharpens the "
+                "targets); default: --temperature, as the paper."})
     min_teacher_confidence: float = field(default=0.0, metadata={
         "help": "This project's extension: only pairs whose teacher-side maximum class probability is at "
                 "least this count in the loss; 0 = every pair (the paper)."})
@@ -159,6 +162,8 @@ class DistillArguments:
                 f"--kl_direction {self.kl_direction!r}: choose teacher_target, student_target or symmetric")
         if self.temperature <= 0:
             raise UserError("--temperature must be > 0")
+        if self.teacher_temperature is not None and self.teacher_temperature <= 0:
+            raise UserError("--teacher_temperature must be > 0 (omit it to use --temperature)")
         if self.anchor_weight < 0:
             raise UserError(f"--anchor_weight {self.anchor_weight}: must be >= 0 (0 turns the anchor off)")
         if not 0 <= self.min_teacher_confidence < 1:

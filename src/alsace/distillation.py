@@ -35,7 +35,7 @@ def all_pairs(languages: list[str]) -> list[tuple[str, str]]:
 
 def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: str = "teacher_target",
                      detach_a: bool = False, temperature: float = 1.0,
-                     min_confidence: float = 0.0) -> torch.Tensor:
+                     min_confidence: float = 0.0, temperature_a: float | None = None) -> torch.Tensor:
     """Batch-mean KL divergence between the class distributions of the two sides of each pair.
 
     logits_a: `(B, C)` class logits of the higher-ranked (teacher) side; logits_b: `(B, C)` of the other.
@@ -47,7 +47,8 @@ def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: 
 
     `min_confidence` (this project's extension; 0 = off, the paper): only pairs whose side-a maximum class
     probability (at temperature 1) is at least this value count; the loss is the mean over those pairs
-    (0 when none is kept).
+    (0 when none is kept). `temperature_a` (extension; None = `temperature`): side a's own temperature,
+    below 1 to sharpen the targets.
     """
     if direction not in KL_DIRECTIONS:
         raise ValueError(f"unknown kl direction {direction!r}")
@@ -55,7 +56,7 @@ def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: 
         return logits_b.float().sum() * 0.0
     if detach_a:
         logits_a = logits_a.detach()
-    log_p_a = F.log_softmax(logits_a.float() / temperature, dim=-1)  # (B, C)
+    log_p_a = F.log_softmax(logits_a.float() / (temperature_a or temperature), dim=-1)  # (B, C)
     log_p_b = F.log_softmax(logits_b.float() / temperature, dim=-1)  # (B, C)
 
     def kl(log_target, log_input):  # KL(target || input) per pair, (B,)

@@ -41,7 +41,7 @@ class AlsaceTrainer(Trainer):
 
     def __init__(self, *args, finetune_loss: str = "label_words", kl_direction: str = "teacher_target",
                  detach_teacher: bool = False, temperature: float = 1.0, min_teacher_confidence: float = 0.0,
-                 anchor_weight: float = 0.0, **kwargs):
+                 anchor_weight: float = 0.0, teacher_temperature: float | None = None, **kwargs):
         # Our batches carry `mask_pos` and `label_token_ids`, which the model's forward does not take;
         # the stock column filter would drop them.
         kwargs["args"].remove_unused_columns = False
@@ -52,6 +52,7 @@ class AlsaceTrainer(Trainer):
         self.temperature = temperature
         self.min_teacher_confidence = min_teacher_confidence
         self.anchor_weight = anchor_weight
+        self.teacher_temperature = teacher_temperature
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         model = self.accelerator.unwrap_model(model)  # DDP / DeepSpeed wrappers hide `config`
@@ -93,7 +94,7 @@ class AlsaceTrainer(Trainer):
 
     def _pair_loss(self, model, inputs):
         return pair_loss(model, inputs, self.kl_direction, self.detach_teacher, self.temperature,
-                         self.min_teacher_confidence, self.anchor_weight)
+                         self.min_teacher_confidence, self.anchor_weight, self.teacher_temperature)
 
 
 def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
@@ -110,7 +111,8 @@ def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
 
 
 def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_teacher: bool = False,
-              temperature: float = 1.0, min_teacher_confidence: float = 0.0, anchor_weight: float = 0.0):
+              temperature: float = 1.0, min_teacher_confidence: float = 0.0, anchor_weight: float = 0.0,
+              teacher_temperature: float | None = None):
     """Consistency loss of a pair batch (`Collator`: B higher-ranked sides, then B others).
 
     With a frozen teacher the batch holds only the B other sides and `teacher_logits` `(B, C)`. With
@@ -121,7 +123,8 @@ def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_
     logits = class_logits(model, inputs)  # (2B, C): both sides in one forward pass; (B, C) when frozen
     teacher = inputs["teacher_logits"] if "teacher_logits" in inputs else logits[:n]
     student = logits[-n:]
-    loss = consistency_loss(teacher, student, kl_direction, detach_teacher, temperature, min_teacher_confidence)
+    loss = consistency_loss(teacher, student, kl_direction, detach_teacher, temperature, min_teacher_confidence,
+                            teacher_temperature)
     if anchor_weight > 0 and "anchor" in inputs:
         anchor_loss, _ = supervised_loss(model, inputs["anchor"], "label_words")
         loss = loss + anchor_weight * anchor_loss
