@@ -172,6 +172,13 @@ def test_aggregate_distillation_runs_mean_and_std(tmp_path):
     md = aggregate_markdown(agg)
     assert f"| de | student 3/3 | {100 * np.mean([0.60, 0.59, 0.63]):.2f} ± " in md
     assert f"{100 * np.mean(deltas):+.2f} ± {100 * np.std(deltas, ddof=1):.2f}" in md
+    # Gap before/after per run by hand: relative change = Δgap / gap_before, averaged over the runs.
+    rel = [((a["en"] - (a["fr"] + a["de"]) / 2) - (b["en"] - (b["fr"] + b["de"]) / 2))
+           / (b["en"] - (b["fr"] + b["de"]) / 2) for b, a in zip(BEFORE, AFTER)]
+    health = agg["health"]
+    assert health["transfer_gap_relative_change"]["mean"] == pytest.approx(np.mean(rel))
+    assert health["collapsed_languages_per_run"] == [0, 0, 0]
+    assert f"transfer gap, relative change: {100 * np.mean(rel):+.2f} ±" in md
 
 
 def test_aggregate_counts_runs_whose_ci_excludes_zero(tmp_path):

@@ -137,7 +137,33 @@ def aggregate(runs: list[dict]) -> dict:
     out["summary"] = {key: {**_before_after([r["comparison"]["summary"][key] for r in runs]),
                             **_significant([_sig(r, key) for r in runs])}
                       for key in SUMMARY_KEYS if all(key in r["comparison"]["summary"] for r in runs)}
+    out["health"] = _health(runs, langs)
     return out
+
+
+def _health(runs: list[dict], langs: list[str]) -> dict:
+    """What a narrower gap must be read with: collapse flags, majority shares, entropy, the relative gap
+    change, English's change, and how well the teacher scores ranked the languages."""
+    comps = [r["comparison"] for r in runs]
+    per_lang = {lang: {"majority_share_after": mean_std([c["per_language"][lang]["majority_share_after"] for c in comps]),
+                       "runs_collapsed": sum(c["per_language"][lang]["collapsed"] for c in comps)} for lang in langs}
+    gap = [c["summary"]["transfer_gap"] for c in comps if "transfer_gap" in c["summary"]]
+    health = {
+        "per_language": per_lang,
+        "collapsed_languages_per_run": [len(c["collapsed_languages"]) for c in comps],
+        "max_majority_share_after": mean_std([max(c["per_language"][lang]["majority_share_after"] for lang in langs)
+                                              for c in comps]),
+        "mean_entropy_before": mean_std([np.mean([c["per_language"][lang]["entropy_before"] for lang in langs])
+                                         for c in comps]),
+        "mean_entropy_after": mean_std([np.mean([c["per_language"][lang]["entropy_after"] for lang in langs])
+                                        for c in comps]),
+    }
+    if len(gap) == len(comps) and all(g["before"] for g in gap):
+        health["transfer_gap_relative_change"] = mean_std([g["delta"] / g["before"] for g in gap])
+    quality = [c.get("selection_quality") for c in comps]
+    if all(quality):
+        health["selection_spearman"] = mean_std([q["spearman_score_vs_accuracy"] for q in quality])
+    return health
 
 
 def _before_after(entries: list[dict]) -> dict:
@@ -191,4 +217,20 @@ def aggregate_markdown(agg: dict) -> str:
         cells = f" {r['runs_ci_above_0']} / {r['runs_ci_below_0']} |" if "runs_ci_above_0" in r else (
             " |" if has_sig else "")
         lines.append(f"| {key} | {_pm(r['before'])} | {_pm(r['after'])} | {_pm(r['delta'], True)} |" + cells)
+    health = agg.get("health")
+    if health:
+        lines += ["", "Collapse indicators and context (read every gap change with these):", ""]
+        flagged = {lang: h["runs_collapsed"] for lang, h in health["per_language"].items() if h["runs_collapsed"]}
+        lines.append("- languages flagged as collapsed, per run: "
+                     + ", ".join(str(n) for n in health["collapsed_languages_per_run"])
+                     + (" (" + ", ".join(f"{lang} in {n}" for lang, n in flagged.items()) + ")" if flagged else ""))
+        lines.append(f"- largest majority-class share after, over languages: {_pm(health['max_majority_share_after'])} %")
+        lines.append(f"- mean prediction entropy over languages: {health['mean_entropy_before']['mean']:.3f} → "
+                     f"{health['mean_entropy_after']['mean']:.3f}")
+        if "transfer_gap_relative_change" in health:
+            lines.append(f"- transfer gap, relative change: {_pm(health['transfer_gap_relative_change'], True)} %")
+        if "selection_spearman" in health:
+            sp = health["selection_spearman"]
+            lines.append(f"- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): "
+                         f"{sp['mean']:.3f}" + (f" ± {sp['std']:.3f}" if sp["std"] is not None else ""))
     return "\n".join(lines) + "\n"
