@@ -25,6 +25,7 @@ CASES = [
     ("distillation.sh", {"MODEL_DIR": "outputs/ft"}),
     ("distillation.sh", {"MODEL_DIR": "outputs/ft", "LANG_RANK": "original", "NUM_STUDENTS": "8",
                          "KL_DIRECTION": "student_target", "DETACH_TEACHER": "true", "POOL_SIZE": "100"}),
+    ("distillation.sh", {"MODEL_DIR": "outputs/ft", "RECIPE": "recommended", "TEACHER_TEMPERATURE": "0.5"}),
     ("benchmark.sh", {}),
     ("benchmark.sh", {"NUM_LAYERS": "4", "REPEATS": "5", "NUM_GPUS": "4"}),  # always one process
 ]
@@ -63,3 +64,28 @@ def test_distillation_needs_model_dir():
     out = subprocess.run(["bash", str(ROOT / "run_script" / "distillation.sh")], env={**env, "DRY_RUN": "1"},
                          capture_output=True, text=True)
     assert out.returncode != 0 and "MODEL_DIR" in out.stderr
+
+
+def flag(words, name):
+    return words[words.index(name) + 1]
+
+
+def test_recipes_set_the_extension_flags():
+    original = dry_run("distillation.sh", {"MODEL_DIR": "m"})
+    assert (flag(original, "--frozen_teacher"), flag(original, "--anchor_weight"),
+            flag(original, "--min_teacher_confidence")) == ("false", "0", "0")
+    assert "--teacher_temperature" not in original and flag(original, "--max_steps") == "-1"
+    recommended = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended"})
+    assert flag(recommended, "--frozen_teacher") == "true"
+    assert float(flag(recommended, "--learning_rate")) > 3e-8 and int(flag(recommended, "--max_steps")) > 0
+    assert "_recommended_" in flag(recommended, "--output_dir")
+    # A variable set by the user wins over the recipe's value.
+    assert flag(dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended", "LR": "1e-6"}),
+                "--learning_rate") == "1e-6"
+
+
+def test_unknown_recipe_is_a_one_line_error():
+    out = subprocess.run(["bash", str(ROOT / "run_script" / "distillation.sh")],
+                         env={**os.environ, "MODEL_DIR": "m", "RECIPE": "best", "DRY_RUN": "1"},
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith("error: RECIPE=best")
