@@ -12,11 +12,12 @@
 # differ in anything but the seed.
 set -euo pipefail
 
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$SCRIPT_DIR/launch.sh"
 SEEDS=${SEEDS:-"13 21 42"}
-OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/multiseed-${TASK:-xnli}}
+OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/multiseed-$(task_name "${TASK:-xnli}")}
 DISTILL=${DISTILL:-1}          # 0: fine-tune only and aggregate the fine-tuning runs
 PYTHON=${PYTHON:-python}
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$SCRIPT_DIR")
 
 run_dirs=()
