@@ -221,6 +221,10 @@ ROWS = [
     Row("resume from a folder that is no checkpoint", "finetune",
         lambda c: c.argv("finetune", resume_from_checkpoint=str(c.model)),
         r"--resume_from_checkpoint .*: not a complete checkpoint-N folder; omit the flag"),
+    Row("no --output_dir (finetune)", "finetune", lambda c: c.argv("finetune", output_dir=None),
+        r"--output_dir is required: say where"),
+    Row("no --output_dir (distill)", "distill", lambda c: c.argv("distill", output_dir=None),
+        r"--output_dir is required: say where"),
     Row("non-empty output dir that is no interrupted run", "distill",
         lambda c: c.argv("distill", output_dir=_not_resumable(c)),
         r"is not empty and holds no interrupted run to resume; .*--overwrite_output_dir"),
@@ -263,6 +267,7 @@ SUBPROCESS_ROWS = [
     ("distill", "JSONL syntax error",
      lambda c: c.argv("distill", data_dir=str(c.data_with("validation", "de", b'{"premise": \n'))),
      "validation/de.jsonl:1: invalid JSON"),
+    ("distill", "no output directory", lambda c: c.argv("distill", output_dir=None), "--output_dir is required"),
 ]
 
 
