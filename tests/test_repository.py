@@ -59,3 +59,22 @@ def test_relative_links_and_cited_files_exist(doc):
         if Path(name).name not in names | RUN_OUTPUT_NAMES:
             missing.append(name)
     assert not missing, f"{doc.relative_to(ROOT)} cites files that do not exist: {sorted(set(missing))}"
+
+
+def test_package_builds_with_its_resources(tmp_path):
+    """`pip install -e .` needs a build system and package discovery under src/ (built here offline)."""
+    pytest.importorskip("setuptools")
+    import shutil
+    import sys
+    import zipfile
+
+    copy = tmp_path / "repo"
+    for name in tracked_files():
+        if name.startswith(("src/", "pyproject.toml", "README.md", "LICENSE")):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, copy / name)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", ".",
+                           "-w", str(tmp_path / "wheel")], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = zipfile.ZipFile(next((tmp_path / "wheel").glob("alsace-*.whl"))).namelist()
+    assert "alsace/__init__.py" in names and "alsace/resources/prompts_original.json" in names
