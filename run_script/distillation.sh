@@ -4,8 +4,13 @@
 # environment; extra flags after the script name go to src/distill.py. DRY_RUN=1 prints the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source run_script/launch.sh
 
-MODEL_DIR=${MODEL_DIR:?set MODEL_DIR to a checkpoint written by run_script/finetuning.sh}
+MODEL_DIR=${MODEL_DIR:-}                    # required: a checkpoint written by run_script/finetuning.sh
+if [[ -z "$MODEL_DIR" ]]; then
+  echo "error: MODEL_DIR is not set: set it to a checkpoint written by run_script/finetuning.sh, e.g." \
+       "MODEL_DIR=outputs/ft_xnli_... bash run_script/distillation.sh" >&2; exit 2
+fi
 TASK=${TASK:-xnli}                          # must match the checkpoint's task
 DATA_DIR=${DATA_DIR:-}                      # holds <task>/<split>/<lang>.jsonl; empty = download from the Hub
 HEAD=${HEAD:-prompt}                        # must match the checkpoint's head
@@ -47,7 +52,7 @@ NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are stu
 KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric
 DETACH_TEACHER=${DETACH_TEACHER:-false}     # true: no gradient through the teacher side (original: false)
 TEMPERATURE=${TEMPERATURE:-1.0}
-OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_${TASK}_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_$(task_name "$TASK")_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
 
 if [[ "$BF16" == auto ]]; then
   BF16=$(python -c 'import torch; print(str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()).lower())')
@@ -68,5 +73,4 @@ args=(
 [[ -n "$LANG_RANK" ]] && args+=(--lang_rank "$LANG_RANK" --num_students "${NUM_STUDENTS:?LANG_RANK needs NUM_STUDENTS}")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
 
-source run_script/launch.sh
 launch src/distill.py "${args[@]}" "$@"

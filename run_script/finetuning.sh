@@ -6,6 +6,7 @@
 # DRY_RUN=1 prints the command instead of running it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source run_script/launch.sh
 
 MODEL_DIR=${MODEL_DIR:-xlm-roberta-large}   # Hub id or local dir; the paper's distillation started from XLM-R large
 TASK=${TASK:-xnli}                          # xnli | pawsx | xcopa | geomlama (+ --skip_training) | path/to/task.json
@@ -39,7 +40,7 @@ fi
 WARMUP=${WARMUP:-0.2}                       # original warmup ratio
 WEIGHT_DECAY=${WEIGHT_DECAY:-5e-4}          # original
 MAX_STEPS=${MAX_STEPS:--1}                  # >0 overrides EPOCHS
-OUTPUT_DIR=${OUTPUT_DIR:-outputs/ft_${TASK}_$(basename "$MODEL_DIR")_${HEAD}_${LOSS}_lr${LR}_bs${BS}_n${TRAIN_SAMPLES:-all}_seed${SEED}}
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/ft_$(task_name "$TASK")_$(basename "$MODEL_DIR")_${HEAD}_${LOSS}_lr${LR}_bs${BS}_n${TRAIN_SAMPLES:-all}_seed${SEED}}
 
 args=(
   --model_name_or_path "$MODEL_DIR" --task "$TASK" --head "$HEAD" --finetune_loss "$LOSS"
@@ -55,5 +56,4 @@ args=(
 [[ -n "$TRAIN_SAMPLES" ]] && args+=(--max_train_samples "$TRAIN_SAMPLES")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
 
-source run_script/launch.sh
 launch src/finetune.py "${args[@]}" "$@"

@@ -16,15 +16,16 @@
 # differ in anything but the seed.
 set -euo pipefail
 
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$SCRIPT_DIR/launch.sh"
 SEEDS=${SEEDS:-"13 21 42"}
-OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/multiseed-${TASK:-xnli}}
+OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/multiseed-$(task_name "${TASK:-xnli}")}
 DISTILL=${DISTILL:-1}          # 0: fine-tune only and aggregate the fine-tuning runs
 DISTILL_NAME=${DISTILL_NAME:-distill}
 FINETUNE_VARS=${FINETUNE_VARS:-}
 DISTILL_VARS=${DISTILL_VARS:-}
 AGGREGATE_DIR=${AGGREGATE_DIR:-$OUTPUT_ROOT}  # where aggregate.md / aggregate.json go
 PYTHON=${PYTHON:-python}
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$SCRIPT_DIR")
 
 run_dirs=()

@@ -221,6 +221,10 @@ ROWS = [
     Row("resume from a folder that is no checkpoint", "finetune",
         lambda c: c.argv("finetune", resume_from_checkpoint=str(c.model)),
         r"--resume_from_checkpoint .*: not a complete checkpoint-N folder; omit the flag"),
+    Row("no --output_dir (finetune)", "finetune", lambda c: c.argv("finetune", output_dir=None),
+        r"--output_dir is required: say where"),
+    Row("no --output_dir (distill)", "distill", lambda c: c.argv("distill", output_dir=None),
+        r"--output_dir is required: say where"),
     Row("non-empty output dir that is no interrupted run", "distill",
         lambda c: c.argv("distill", output_dir=_not_resumable(c)),
         r"is not empty and holds no interrupted run to resume; .*--overwrite_output_dir"),
@@ -263,6 +267,7 @@ SUBPROCESS_ROWS = [
     ("distill", "JSONL syntax error",
      lambda c: c.argv("distill", data_dir=str(c.data_with("validation", "de", b'{"premise": \n'))),
      "validation/de.jsonl:1: invalid JSON"),
+    ("distill", "no output directory", lambda c: c.argv("distill", output_dir=None), "--output_dir is required"),
 ]
 
 
@@ -301,3 +306,23 @@ def test_bad_input_through_run_script(script, name, env, extra, expected, tmp_pa
                                "OUTPUT_DIR": str(tmp_path / "out"), **env})
     _assert_clean_failure(proc, expected)
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def _run_entry(entry, argv, cwd, **env):
+    return subprocess.run([sys.executable, str(REPO / "src" / f"{entry}.py"), *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+
+
+def test_missing_model_path_fails_at_once_without_hub_retries(ctx, tmp_path):
+    """`models/xlm-roberta-large` (relative, missing) is a directory, never a Hub id: no retries."""
+    proc = _run_entry("finetune", ctx.argv("finetune", model_name_or_path="models/xlm-roberta-large"), tmp_path)
+    _assert_clean_failure(proc, "--model_name_or_path models/xlm-roberta-large: directory not found")
+    assert "retr" not in proc.stderr.lower()
+    assert not ctx.out.exists()  # the output directory it had created is removed again
+
+
+def test_unknown_hub_id_offline_names_hf_hub_offline(ctx, tmp_path):
+    proc = _run_entry("finetune", ctx.argv("finetune", model_name_or_path="nobody-here/no-such-model"), tmp_path,
+                      HF_HUB_OFFLINE="1")
+    _assert_clean_failure(proc, "not in the Hugging Face cache, and HF_HUB_OFFLINE=1 is set")
+    assert not ctx.out.exists()

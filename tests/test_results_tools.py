@@ -359,6 +359,7 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
     scripts = tmp_path / "repo" / "run_script"
     scripts.mkdir(parents=True)
     shutil.copy(REPO / "run_script" / "multiseed.sh", scripts)
+    shutil.copy(REPO / "run_script" / "launch.sh", scripts)
     for name in ("finetuning.sh", "distillation.sh"):
         (scripts / name).write_text(STAGE_STUB)
     (tmp_path / "repo" / "src").symlink_to(REPO / "src")

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 import distill
 import finetune
-from alsace.errors import UserError
+from alsace.errors import RunComplete, UserError
 from alsace.pipeline import last_complete_checkpoint, prepare_output_dir
 from alsace.trainer import AlsaceTrainer
 
@@ -110,6 +110,29 @@ def test_sigkill_then_rerun_resumes_to_the_same_result(reference, tmp_path, tiny
     assert not list(out.rglob("training_args.bin"))
 
 
+def test_ctrl_c_is_one_line_exit_130_then_resume_then_complete(reference, tmp_path, tiny_mlm, data_dir):
+    out, marker = tmp_path / "interrupted", tmp_path / "parked"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PARKED_MARKER": str(marker), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", PARKED_RUN, *finetune_args(tiny_mlm, data_dir, out)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if "interrupt" in line.lower()]
+    assert lines == [f"interrupted at step {KILL_AFTER}; rerun the same command to resume from checkpoint-{SAVE_STEPS}"]
+
+    finetune.main(finetune_args(tiny_mlm, data_dir, out))  # the same command again resumes
+    assert_same_run(reference, out)
+    again = subprocess.run([sys.executable, str(REPO / "src" / "finetune.py"), *finetune_args(tiny_mlm, data_dir, out)],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{out} holds a finished run, nothing to do; results in {out}/: results.md" in again.stdout
+
+
 def test_last_complete_checkpoint_skips_folders_cut_off_while_saving(tmp_path):
     for step, state in ((2, {"global_step": 2}), (4, None), (6, '{"global_st')):
         folder = tmp_path / f"checkpoint-{step}"
@@ -127,7 +150,8 @@ def test_finished_run_is_refused_unless_overwrite(reference, tmp_path, tiny_mlm,
     stale = out / "checkpoint-999"  # a later-step checkpoint of the old run must not survive the overwrite
     stale.mkdir()
     (stale / "trainer_state.json").write_text(json.dumps({"global_step": 999}))
-    with pytest.raises(UserError, match="not empty and holds no interrupted run.*--overwrite_output_dir"):
+    with pytest.raises(RunComplete, match="holds a finished run, nothing to do; results in .*results.md.*"
+                                          "--overwrite_output_dir"):
         finetune.main(finetune_args(tiny_mlm, data_dir, out))
     finetune.main(finetune_args(tiny_mlm, data_dir, out, "--overwrite_output_dir"))
     assert not stale.exists()

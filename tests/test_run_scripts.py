@@ -63,7 +63,22 @@ def test_distillation_needs_model_dir():
     env = {k: v for k, v in os.environ.items() if k != "MODEL_DIR"}
     out = subprocess.run(["bash", str(ROOT / "run_script" / "distillation.sh")], env={**env, "DRY_RUN": "1"},
                          capture_output=True, text=True)
-    assert out.returncode != 0 and "MODEL_DIR" in out.stderr
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [out.stderr.strip()] and out.stderr.startswith("error: MODEL_DIR is not set")
+
+
+def test_runs_are_named_after_the_task_not_its_file_path(tmp_path):
+    task_file = tmp_path / "some" / "where" / "task.json"
+    task_file.parent.mkdir(parents=True)
+    task_file.write_text('{"name": "topics"}', encoding="utf-8")
+    for script, env in (("finetuning.sh", {}), ("distillation.sh", {"MODEL_DIR": "outputs/ft"})):
+        words = dry_run(script, {**env, "TASK": str(task_file)})
+        output_dir = words[words.index("--output_dir") + 1]
+        assert output_dir.startswith(("outputs/ft_topics_", "outputs/distill_topics_")), output_dir
+        assert output_dir.count("/") == 1
+    seeds = subprocess.run(["bash", "-c", f'source {ROOT}/run_script/launch.sh; task_name "$1"; task_name xnli',
+                            "_", str(task_file)], capture_output=True, text=True, check=True)
+    assert seeds.stdout.split() == ["topics", "xnli"]  # multiseed.sh names OUTPUT_ROOT with the same function
 
 
 def flag(words, name):

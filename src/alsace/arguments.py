@@ -205,6 +205,10 @@ def parse(dataclass_types, argv):
     if any(a.split("=")[0] == "--deepspeed" for a in argv) and importlib.util.find_spec("deepspeed") is None:
         raise UserError("--deepspeed needs the optional DeepSpeed package: pip install deepspeed "
                         "(GPU machines), or run without --deepspeed")
+    if any(t.__name__ == "TrainingArguments" for t in dataclass_types) and not _given("--output_dir", argv):
+        # Without it the Trainer would write an untracked ./trainer_output with the library's defaults.
+        raise UserError("--output_dir is required: say where this run's checkpoint and results go, "
+                        "e.g. --output_dir outputs/my-run (or use run_script/*.sh, which name it for you)")
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as err:  # TrainingArguments' own validation
@@ -215,6 +219,11 @@ def parse(dataclass_types, argv):
         flags = " ".join(a for a in unknown if a.startswith("-")) or " ".join(unknown)
         raise UserError(f"unknown flag(s) {flags}: check the spelling; --help lists every flag")
     return parsed
+
+
+def _given(flag: str, argv: list[str]) -> bool:
+    """Whether `flag` has a value on the command line (`--flag value` or `--flag=value`)."""
+    return any(a == flag and i + 1 < len(argv) or a.startswith(flag + "=") for i, a in enumerate(argv))
 
 
 def _parser(dataclass_types):

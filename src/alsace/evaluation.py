@@ -10,6 +10,7 @@ every world_size-th batch and the results are all-gathered, so every row is coun
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
                 if bf16 else contextlib.nullcontext())
     results = []
     with torch.inference_mode(), autocast:
-        for idx in tqdm(mine, desc=desc, disable=rank != 0, leave=False):
+        for idx in tqdm(mine, desc=desc, disable=rank != 0 or not sys.stderr.isatty(), leave=False):
             batch = collator([_without_labels(features[i]) for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
             results.append((idx, class_logits(model, batch).float().cpu().numpy()))

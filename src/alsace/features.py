@@ -67,7 +67,7 @@ def encode_cached(featurizer, rows: list[dict], lang: str, cache_dir: str | Path
     name = f"{readable}-{features_fingerprint(featurizer, rows, lang)}.arrow"
     path = folder / name
     if path.is_file() and not overwrite_cache:
-        logger.info("tokenised %s features: loaded from the cache %s", lang, path)
+        logger.debug("tokenised %s features: loaded from the cache %s", lang, path)
         return datasets.Dataset.from_file(str(path))
     folder.mkdir(parents=True, exist_ok=True)
     raw = datasets.Dataset.from_list(rows)

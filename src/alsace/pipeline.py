@@ -7,11 +7,12 @@ import json
 import logging
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from alsace.data import load_split
-from alsace.errors import UserError
+from alsace.errors import Interrupted, RunComplete, UserError, track_output_dir, where_results_are
 from alsace.evaluation import evaluate_languages
 from alsace.features import encode_cached
 from alsace.reporting import build_results, is_main_process, save_evaluation, table_for_terminal
@@ -27,9 +28,20 @@ def setup_logging(training_args) -> None:
     check_report_to(training_args.report_to)
     level = logging.INFO if is_main_process() else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level)
+    import datasets
     import transformers
 
     transformers.utils.logging.set_verbosity_warning()
+    if not sys.stderr.isatty():  # a log file: no carriage-return progress bars, the Trainer logs lines instead
+        training_args.disable_tqdm = True
+        datasets.disable_progress_bars()
+    if training_args.use_cpu or training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per eval
+
+
+def show_progress() -> bool:
+    """Progress bars on rank 0 of an interactive terminal only (they would flood a log file)."""
+    return is_main_process() and sys.stderr.isatty()
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool, requested: str | None = None) -> str | None:
@@ -49,17 +61,18 @@ def prepare_output_dir(output_dir: str, overwrite: bool, requested: str | None =
         try:
             outcome = ("ok", _requested_checkpoint(requested) if requested else
                        _inspect_output_dir(Path(output_dir), overwrite))
-        except UserError as err:
-            outcome = ("error", str(err))
+        except (UserError, RunComplete) as err:
+            outcome = (type(err).__name__, str(err))
     status, value = broadcast_from_main(outcome)
-    if status == "error":
-        raise UserError(value)
+    if status != "ok":
+        raise {"UserError": UserError, "RunComplete": RunComplete}[status](value)
     return value
 
 
 def _inspect_output_dir(path: Path, overwrite: bool) -> str | None:
     if path.exists() and not path.is_dir():
         raise UserError(f"--output_dir {path}: exists and is not a directory")
+    track_output_dir(path, created=not path.exists())
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # a real write: os.access says yes to root on read-only mounts
@@ -72,6 +85,9 @@ def _inspect_output_dir(path: Path, overwrite: bool) -> str | None:
     if overwrite:
         _remove_previous_run(path)
         return None
+    if (path / "results.json").is_file() and (path / "run_args.json").is_file():
+        raise RunComplete(f"{path} holds a finished run, nothing to do; {where_results_are(path)} "
+                          "(pass --overwrite_output_dir to run it again)")
     last = last_complete_checkpoint(path)
     if last is not None and not (path / "results.json").exists():
         logger.info("resuming the interrupted run from %s", last)
@@ -174,9 +190,18 @@ def out_of_memory_message(training_args, phase: str) -> str:
 
 
 def train(trainer, resume_from: str | None) -> None:
-    """`trainer.train`, resuming from `resume_from` (model, optimizer, scheduler and RNG state)."""
-    with stop_cleanly(trainer.args, "training"):
-        trainer.train(resume_from_checkpoint=resume_from)
+    """`trainer.train`, resuming from `resume_from` (model, optimizer, scheduler and RNG state).
+
+    Ctrl-C becomes one line naming the step and the checkpoint a rerun resumes from (`Interrupted`).
+    """
+    try:
+        with stop_cleanly(trainer.args, "training"):
+            trainer.train(resume_from_checkpoint=resume_from)
+    except KeyboardInterrupt:
+        last = last_complete_checkpoint(Path(trainer.args.output_dir))
+        resume = (f"rerun the same command to resume from {Path(last).name}" if last else
+                  "no checkpoint had been saved yet, so a rerun starts again")
+        raise Interrupted(f"interrupted at step {trainer.state.global_step}; {resume}") from None
 
 
 def resolve_languages(task: Task, languages: str | None) -> list[str]:
@@ -193,11 +218,23 @@ def split_features(task: Task, featurizer: Featurizer, data_dir: str | None, spl
 
     Returned as lists: evaluation sorts and indexes them many times, which plain lists do fastest.
     """
+    import datasets
+    from tqdm.auto import tqdm
+
     out = {}
-    for lang in languages:
-        rows = load_split(task, split, lang, data_dir)
-        rows = rows[:max_rows] if max_rows else rows
-        out[lang] = encode_cached(featurizer, rows, lang, cache_dir, overwrite_cache).to_list()
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one bar for the split below, not one per language
+    try:
+        for lang in tqdm(languages, desc=f"tokenising {split}", unit="lang", disable=not show_progress(),
+                         leave=False):
+            rows = load_split(task, split, lang, data_dir)
+            rows = rows[:max_rows] if max_rows else rows
+            out[lang] = encode_cached(featurizer, rows, lang, cache_dir, overwrite_cache).to_list()
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    logger.info("%s split: %d language(s), %d rows, tokenised (or read from the feature cache)", split,
+                len(out), sum(len(rows) for rows in out.values()))
     return out
 
 

@@ -342,13 +342,22 @@ def load_tokenizer_and_model(path: str, head: str, task: Task, num_placeholder_t
 
     if head not in HEADS:
         raise UserError(f"--head {head!r}: choose one of {', '.join(HEADS)}")
-    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
-    if looks_local and not Path(path).is_dir():
-        raise UserError(f"--model_name_or_path {path}: directory not found")
+    if looks_like_path(path) and not Path(path).expanduser().is_dir():
+        raise UserError(f"--model_name_or_path {path}: directory not found (relative to {Path.cwd()}); "
+                        "pass the folder of a downloaded model or checkpoint, or a Hub id such as xlm-roberta-base")
+    hub = {} if Path(path).expanduser().is_dir() else hub_access(path)
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **hub)
     except (OSError, ValueError) as err:
+        if hub.get("local_files_only"):
+            offline = ("HF_HUB_OFFLINE=1 is set" if hub_is_offline() else
+                       "the Hub is unreachable (set HF_HUB_OFFLINE=1 on offline machines to skip the check)")
+            raise UserError(
+                f"--model_name_or_path {path}: no such local directory and not in the Hugging Face cache, and "
+                f"{offline}; download it where there is internet (MODEL=<hub id> bash run_script/prepare_data.sh) "
+                "and pass its directory"
+            ) from None
         raise UserError(
             f"--model_name_or_path {path}: could not load it ({str(err).splitlines()[0][:160]}); "
             "without internet, snapshot the model elsewhere and pass its local directory"
@@ -376,6 +385,51 @@ def load_tokenizer_and_model(path: str, head: str, task: Task, num_placeholder_t
             # New id: grow the embeddings (the original never did and would index out of range).
             _grow_vocabulary(model, len(tokenizer))
     return tokenizer, model
+
+
+# Hub routes that no user or organisation can be named after: `models/x` is always a local path.
+RESERVED_HUB_NAMES = {"models", "datasets", "spaces", "docs"}
+
+
+def looks_like_path(path: str) -> bool:
+    """A value that can only be a local path: never sent to the Hub, so a typo fails at once.
+
+    Hub ids are `name` or `owner/name`; anything starting with `.`, `/` or `~`, with a backslash or
+    more than one `/`, or whose first part is a reserved word or an existing local folder is a path.
+    """
+    first = path.split("/")[0]
+    return (path.startswith((".", "/", "~")) or "\\" in path or path.count("/") > 1 or Path(path).exists()
+            or ("/" in path and (first in RESERVED_HUB_NAMES or Path(first).is_dir())))
+
+
+def hub_is_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_access(model_id: str) -> dict:
+    """`{"local_files_only": True}` when the Hub cannot be reached, so loading skips 30 s of retries.
+
+    HF_HUB_OFFLINE=1 says so explicitly; otherwise one 3-second connection attempt decides (skipped
+    behind a proxy, which only the HTTP client knows how to use). A cached model still loads.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if hub_is_offline():
+        return {"local_files_only": True}
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return {}
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        logger.warning("the Hugging Face Hub (%s) is unreachable: looking for %s in the local cache only",
+                       host, model_id)
+        return {"local_files_only": True}
+    return {}
 
 
 def _grow_vocabulary(model, size: int) -> None:
