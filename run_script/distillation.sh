@@ -27,11 +27,11 @@ if [[ "$RECIPE" == original ]]; then
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # original: every pair counts
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # original: the same temperature on both sides
 elif [[ "$RECIPE" == recommended ]]; then
-  LR=${LR:-2e-5}                            # with a frozen teacher and an anchor, a normal fine-tuning rate
+  LR=${LR:-2e-5}                            # with a frozen teacher, a normal fine-tuning rate is safe
   EPOCHS=${EPOCHS:-1}
   MAX_STEPS=${MAX_STEPS:-300}               # >0 overrides EPOCHS; measured on the real check (README)
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
-  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: + cross-entropy on English training rows
+  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # ours, off: the English anchor lifts English too, so the gap narrows less
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
 else
