@@ -30,7 +30,7 @@ MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
 EVAL_BATCH_SIZE=${EVAL_BATCH_SIZE:-256}
 # English fine-tuning. The label-word loss: the faithful whole-vocabulary loss needs about three times the
 # steps on this randomly initialised model, and the model it gives collapses under self-distillation
-# (measured in docs/README_demo.md).
+# (measured, and why, in docs/demo.md).
 FT_STEPS=${FT_STEPS:-300}
 FT_LR=${FT_LR:-1e-3}
 FT_BATCH_SIZE=${FT_BATCH_SIZE:-32}
