@@ -30,6 +30,7 @@ NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are stu
 KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric
 DETACH_TEACHER=${DETACH_TEACHER:-false}     # true: no gradient through the teacher side (original: false)
 TEMPERATURE=${TEMPERATURE:-1.0}
+SAVE_STEPS=${SAVE_STEPS:-500}               # checkpoint interval; with --select_best_on_dev a multiple of --eval_steps
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_${TASK}_$(basename "$MODEL_DIR")_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
 
 if [[ "$BF16" == auto ]]; then
@@ -41,7 +42,7 @@ args=(
   --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --warmup_steps "$WARMUP" --lr_scheduler_type "$SCHEDULER"
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
-  --temperature "$TEMPERATURE" --save_strategy steps --save_steps 500 --save_total_limit 2
+  --temperature "$TEMPERATURE" --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2
   --logging_steps 20 --report_to "$REPORT_TO"
 )
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")

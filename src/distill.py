@@ -103,9 +103,7 @@ def main(argv=None) -> dict:
                             "--save_strategy, so that evaluated checkpoints are saved")
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
                                       [task.check_languages([d_args.dev_language], "--dev_language")[0]], **cache)
-        dev_features = dev_features[d_args.dev_language]
-        training_args.load_best_model_at_end = True
-        training_args.metric_for_best_model = "accuracy"
+        dev_features = dev_features[d_args.dev_language]  # the flags it stands for were set in `parse`
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=PairDataset(pool_features, pairs, training_args.seed),
         eval_dataset=dev_features, data_collator=collator, processing_class=tokenizer,

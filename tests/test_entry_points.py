@@ -116,16 +116,42 @@ def test_fixed_rank_and_explicit_pairs(finetuned, data_dir, tmp_path):
     assert sel["pairs"] == [["de", "en"], ["de", "fr"]]
 
 
-def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path):
+def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path, monkeypatch):
+    """The kept model is the checkpoint with the HIGHEST dev accuracy. Setting the flag after
+    TrainingArguments was built left greater_is_better None, so transformers kept the LOWEST.
+
+    The tiny model's dev accuracy barely moves, so the metric is scripted (0.5, 0.9, 0.3, 0.6, 0.4 at steps
+    2..10): only the choice among the saved checkpoints is under test, and the weights really differ."""
     model_dir, _ = finetuned
     from alsace.errors import UserError
 
     with pytest.raises(UserError, match="--select_best_on_dev needs --eval_strategy"):
         distill.main(distill_args(model_dir, data_dir, tmp_path / "x", "--select_best_on_dev"))
+    scripted = iter([0.5, 0.9, 0.3, 0.6, 0.4])
+    monkeypatch.setattr(distill, "compute_accuracy", lambda eval_pred: {"accuracy": next(scripted)})
     out = tmp_path / "best"
     args = distill_args(model_dir, data_dir, out, "--select_best_on_dev", "--eval_strategy", "steps",
-                        "--eval_steps", "2")
+                        "--eval_steps", "2", "--save_steps", "2", "--max_steps", "10", "--learning_rate", "1e-3")
     args[args.index("--save_strategy") + 1] = "steps"
-    distill.main(args + ["--save_steps", "2"])
-    state = json.loads(sorted(out.glob("checkpoint-*/trainer_state.json"))[-1].read_text())
-    assert state["best_metric"] is not None and state["best_model_checkpoint"] is not None
+    distill.main(args)
+    state = json.loads((out / "checkpoint-10" / "trainer_state.json").read_text())
+    assert {e["step"]: e["eval_accuracy"] for e in state["log_history"] if "eval_accuracy" in e} == \
+        {2: 0.5, 4: 0.9, 6: 0.3, 8: 0.6, 10: 0.4}
+    assert state["best_metric"] == 0.9 and state["best_model_checkpoint"].endswith("checkpoint-4")
+    kept, best = load_file(out / "model.safetensors"), load_file(out / "checkpoint-4" / "model.safetensors")
+    last = load_file(out / "checkpoint-10" / "model.safetensors")
+    assert all(torch.equal(kept[k], best[k]) for k in best)
+    assert not all(torch.equal(last[k], best[k]) for k in best)
+
+
+def test_best_on_dev_refuses_save_steps_that_skip_evaluated_steps(finetuned, data_dir, tmp_path):
+    """--save_steps 3 with --eval_steps 2 would never save most evaluated steps: the library's check runs."""
+    model_dir, _ = finetuned
+    from alsace.errors import UserError
+
+    args = distill_args(model_dir, data_dir, tmp_path / "x", "--select_best_on_dev", "--eval_strategy", "steps",
+                        "--eval_steps", "2", "--save_steps", "3")
+    args[args.index("--save_strategy") + 1] = "steps"
+    with pytest.raises(UserError, match="multiple of the evaluation steps"):
+        distill.main(args)
+    assert not (tmp_path / "x").exists()
