@@ -50,6 +50,7 @@ def main(argv=None) -> dict:
     languages = resolve_languages(task, data_args.languages)
     if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
         raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
+    pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
     output_dir = Path(training_args.output_dir)
     resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
                                      training_args.resume_from_checkpoint)
@@ -79,8 +80,7 @@ def main(argv=None) -> dict:
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)
-    pairs = (all_pairs(task.check_languages(split_list(d_args.pair_languages), "--pair_languages"))
-             if d_args.pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
+    pairs = (all_pairs(pair_languages) if pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
     if is_main_process():
         write_json(selection_path, {"selection": selection.to_dict(), "pairs": pairs, "num_pairs": len(pairs)})
     logger.info("teacher selection\n%s\n%d language pairs x %d items", selection_table(selection), len(pairs),
@@ -142,6 +142,20 @@ def main(argv=None) -> dict:
                        "a narrower gap from collapsed predictions is not a result (lower --learning_rate or "
                        "pass --detach_teacher)", ", ".join(comparison["collapsed_languages"]))
     return after
+
+
+def check_pair_languages(value: str | None, languages: list[str]) -> list[str] | None:
+    """`--pair_languages` as a list, each one among `--languages` (the pool is read for those only)."""
+    chosen = split_list(value)
+    if chosen is None:
+        return None
+    outside = [lang for lang in chosen if lang not in languages]
+    if outside:
+        raise UserError(f"--pair_languages: {', '.join(outside)} not among --languages ({', '.join(languages)}); "
+                        "add them to --languages or drop them from --pair_languages")
+    if len(set(chosen)) < 2 or len(set(chosen)) != len(chosen):
+        raise UserError(f"--pair_languages {value}: give at least two different languages, each once")
+    return chosen
 
 
 def placeholder_count(model_path: str, task, flag: int | None) -> int:

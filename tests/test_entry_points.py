@@ -116,6 +116,24 @@ def test_fixed_rank_and_explicit_pairs(finetuned, data_dir, tmp_path):
     assert sel["pairs"] == [["de", "en"], ["de", "fr"]]
 
 
+def test_explicit_pair_languages_train_on_their_pairs(finetuned, data_dir, tmp_path):
+    model_dir, _ = finetuned
+    distill.main(distill_args(model_dir, data_dir, tmp_path / "p", "--pair_languages", "fr,en"))
+    assert json.loads((tmp_path / "p" / "teacher_selection.json").read_text())["pairs"] == [["fr", "en"]]
+
+
+@pytest.mark.parametrize("pairs, message", [("en,es", "es not among --languages"),
+                                            ("en", "at least two different languages")])
+def test_pair_languages_outside_languages_fail_before_any_work(finetuned, data_dir, tmp_path, pairs, message):
+    """Was a KeyError at the first training batch, after baseline/ and teacher_selection.json were written."""
+    model_dir, _ = finetuned
+    from alsace.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        distill.main(distill_args(model_dir, data_dir, tmp_path / "p", "--pair_languages", pairs))
+    assert not (tmp_path / "p").exists()
+
+
 def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path, monkeypatch):
     """The kept model is the checkpoint with the HIGHEST dev accuracy. Setting the flag after
     TrainingArguments was built left greater_is_better None, so transformers kept the LOWEST.
