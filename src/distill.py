@@ -31,7 +31,7 @@ from alsace.plots import plot_run
 from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
                               write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
-from alsace.selection import Selection, fixed_rank, select_teachers, selection_table
+from alsace.selection import Selection, fixed_rank, score_spread_warning, select_teachers, selection_table
 from alsace.significance import significance_between_runs
 from alsace.tasks import get_task
 from alsace.tracking import LanguageDevMetrics
@@ -51,6 +51,10 @@ def main(argv=None) -> dict:
     if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
         raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
     pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
+    if not d_args.allow_untuned_checkpoint and not (Path(model_args.model_name_or_path) / CHECKPOINT_INFO).is_file():
+        raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: no {CHECKPOINT_INFO}, so not a "
+                        f"checkpoint fine-tuned for a task by src/finetune.py (an untuned model picks teachers by "
+                        f"noise); fine-tune it first (run_script/finetuning.sh) or pass --allow_untuned_checkpoint")
     output_dir = Path(training_args.output_dir)
     resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
                                      training_args.resume_from_checkpoint)
@@ -179,7 +183,10 @@ def choose_teachers(model, pool_features, collator, training_args, task, languag
     threshold = {"mean": None, "paper": task.paper_threshold}.get(d_args.teacher_threshold)
     if d_args.teacher_threshold not in ("mean", "paper"):
         threshold = float(d_args.teacher_threshold)
-    return select_teachers(probs, languages, threshold)
+    selection = select_teachers(probs, languages, threshold)
+    if warning := score_spread_warning(selection.normalized_scores):
+        logger.warning(warning)
+    return selection
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

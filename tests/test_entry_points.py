@@ -116,6 +116,28 @@ def test_fixed_rank_and_explicit_pairs(finetuned, data_dir, tmp_path):
     assert sel["pairs"] == [["de", "en"], ["de", "fr"]]
 
 
+def test_untuned_checkpoint_is_refused_or_warned_about(tiny_mlm, data_dir, tmp_path, caplog, monkeypatch):
+    """A raw model (no alsace_task.json) used to run to the end with teachers picked by noise; allowed, the
+    log says that the scores are too close to separate (every language scored alike, as the raw demo model)."""
+    from alsace.errors import UserError
+
+    with pytest.raises(UserError, match="no alsace_task.json.*--allow_untuned_checkpoint"):
+        distill.main(distill_args(tiny_mlm, data_dir, tmp_path / "raw"))
+    assert not (tmp_path / "raw").exists()
+    score = distill.score_languages
+
+    def alike(*args, **kwargs):  # every language scores as English, up to 1e-4 in one class's logit
+        logits = score(*args, **kwargs)
+        return {lang: logits["en"] + np.eye(logits["en"].shape[1])[0] * 1e-4 * i for i, lang in enumerate(logits)}
+
+    monkeypatch.setattr(distill, "score_languages", alike)
+    with caplog.at_level("WARNING", logger="alsace.distill"):
+        distill.main(distill_args(tiny_mlm, data_dir, tmp_path / "raw", "--allow_untuned_checkpoint",
+                                  "--max_steps", "1"))
+    assert any("TEACHER SCORES TOO CLOSE TO SEPARATE: normalised scores span" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
 def test_explicit_pair_languages_train_on_their_pairs(finetuned, data_dir, tmp_path):
     model_dir, _ = finetuned
     distill.main(distill_args(model_dir, data_dir, tmp_path / "p", "--pair_languages", "fr,en"))

@@ -143,6 +143,9 @@ class DistillArguments:
                 "original."})
     dev_language: str = field(default="en", metadata={
         "help": "With --select_best_on_dev: the labelled dev language used for selection."})
+    allow_untuned_checkpoint: bool = field(default=False, metadata={
+        "help": "Distil a checkpoint without alsace_task.json (not fine-tuned by src/finetune.py for the "
+                "task). Off: refused, since an untuned model's teacher scores are noise."})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Allow writing into a non-empty output directory that is not a resumable run."})
 

@@ -75,6 +75,21 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
                      agreement=agreement, num_items=int(probs.shape[1]), method="scores")
 
 
+def score_spread_warning(normalized: list[float], min_relative_spread: float = 0.01) -> str | None:
+    """A warning when the normalised scores are too close to separate teachers from students, else None.
+
+    The spread max(ŝ) − min(ŝ) is compared with the mean 1/T: below 1 % of it the split follows noise
+    (an untuned model scores every language alike).
+    """
+    spread = max(normalized) - min(normalized)
+    relative = spread * len(normalized)
+    if relative >= min_relative_spread:
+        return None
+    return (f"TEACHER SCORES TOO CLOSE TO SEPARATE: normalised scores span {spread:.2e} "
+            f"({relative:.2%} of their mean 1/{len(normalized)}, below {min_relative_spread:.0%}); the teacher/student "
+            "split follows noise. Is the checkpoint fine-tuned for the task?")
+
+
 def fixed_rank(ranking: list[str], num_students: int, languages: list[str],
                probs: np.ndarray | None = None) -> Selection:
     """The original code's selection: a given ranking, the last `num_students` are students."""
