@@ -24,7 +24,7 @@ WEIGHT_DECAY=${WEIGHT_DECAY:-5e-4}          # original
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-512}       # original
 BF16=${BF16:-auto}                          # original trained in bf16; auto = where the GPU supports it
 POOL_SIZE=${POOL_SIZE:-}                    # unlabeled parallel items; empty = the task's default (500; XCOPA 100)
-TEACHER_THRESHOLD=${TEACHER_THRESHOLD:-mean} # mean | paper (0.06 XNLI, 0.2 PAWS-X) | a float
+TEACHER_THRESHOLD=${TEACHER_THRESHOLD:-mean} # mean | paper (0.06 XNLI; PAWS-X/XCOPA's 0.2 leaves no teacher) | a float
 LANG_RANK=${LANG_RANK:-}                    # fixed ranking instead of scoring: original | en,fr,... (needs NUM_STUDENTS)
 NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are students (original XNLI: 8)
 KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric

@@ -31,7 +31,8 @@ from alsace.plots import plot_run
 from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
                               write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
-from alsace.selection import Selection, fixed_rank, score_spread_warning, select_teachers, selection_table
+from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning,
+                             select_teachers, selection_table)
 from alsace.significance import significance_between_runs
 from alsace.tasks import get_task
 from alsace.tracking import LanguageDevMetrics
@@ -50,6 +51,12 @@ def main(argv=None) -> dict:
     languages = resolve_languages(task, data_args.languages)
     if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
         raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
+    if d_args.teacher_threshold == "paper" and task.paper_threshold > max_normalized_score(len(languages)):
+        raise UserError(
+            f"--teacher_threshold paper: θ = {task.paper_threshold} for {task.name} can leave no teacher with "
+            f"{len(languages)} languages: ŝ = softmax(s) with s in [0, 1] is at most e/(e+T−1) = "
+            f"{max_normalized_score(len(languages)):.3f}; use mean (the default) or a float near 1/T = "
+            f"{1 / len(languages):.3f}")
     pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
     if not d_args.allow_untuned_checkpoint and not (Path(model_args.model_name_or_path) / CHECKPOINT_INFO).is_file():
         raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: no {CHECKPOINT_INFO}, so not a "

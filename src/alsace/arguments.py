@@ -122,7 +122,10 @@ class DistillArguments:
         "help": "JSONL of parallel items {lang: {field: text}} replacing the dev-split pool."})
     teacher_threshold: str = field(default="mean", metadata={
         "help": "θ on the softmax-normalised scores: 'mean' (mean of the normalised scores), "
-                "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X, 0.2 XCOPA) or a float."})
+                "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X, 0.2 XCOPA) or a float. "
+                "ŝ = softmax(s) over T languages with s in [0, 1] is at most e/(e+T-1) (0.31 for T = 7, "
+                "0.198 for T = 12) and stays near 1/T: 0.2 leaves no teacher for XCOPA (12 languages) and, with "
+                "realistic scores (ŝ 0.13-0.16), for PAWS-X; only XNLI's 0.06 is usable."})
     lang_rank: str | None = field(default=None, metadata={
         "help": "Skip scoring and use a fixed ranking instead: comma-separated languages best first, "
                 "or 'original' for the original code's preset of the task. Needs --num_students."})

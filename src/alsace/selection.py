@@ -44,6 +44,11 @@ def pseudo_labels(probs: np.ndarray) -> np.ndarray:
     return np.where(tied, summed, -np.inf).argmax(-1)
 
 
+def max_normalized_score(num_languages: int) -> float:
+    """The largest ŝ_t any scores s in [0, 1] allow: one language at 1, the rest at 0: e / (e + T - 1)."""
+    return float(np.e / (np.e + num_languages - 1))
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     z = np.exp(x - x.max())
     return z / z.sum()
@@ -65,9 +70,14 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
     agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
     if not teachers or not students:
         which = "no teacher" if not teachers else "no student"
+        why = ""
+        if not teachers:  # ŝ = softmax(s) with s in [0, 1] stays close to 1/T
+            why = (f" (ŝ = softmax(s) over T = {len(languages)} languages with s in [0, 1] is at most "
+                   f"e/(e+T−1) = {max_normalized_score(len(languages)):.3f} and near 1/T = "
+                   f"{1 / len(languages):.3f} for realistic scores)")
         raise UserError(
             f"--teacher_threshold {theta:.4f} leaves {which}: normalised scores range "
-            f"{normalized.min():.4f}..{normalized.max():.4f} over {len(languages)} languages; "
+            f"{normalized.min():.4f}..{normalized.max():.4f} over {len(languages)} languages{why}; "
             "pick θ inside that range or use the default (mean)"
         )
     return Selection(languages=list(languages), scores=scores.tolist(), normalized_scores=normalized.tolist(),
