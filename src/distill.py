@@ -28,8 +28,8 @@ from alsace.features import encode_cached
 from alsace.pipeline import (broadcast_from_main, eval_bf16, evaluate, prepare_output_dir, resolve_languages,
                              save_results, setup_logging, split_features, stop_cleanly, train)
 from alsace.plots import plot_run
-from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
-                              write_json, write_run_record, write_text)
+from alsace.reporting import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
+                              is_main_process, results_markdown, write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
 from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning,
                              select_teachers, selection_table)
@@ -142,6 +142,9 @@ def main(argv=None) -> dict:
                                                                languages, task.source_language)
         write_json(output_dir / "comparison.json", comparison)
         write_text(output_dir / "comparison.md", comparison_markdown(comparison))
+        if comparison["collapsed_languages"]:  # results.md is read on its own too
+            write_text(output_dir / "results.md", results_markdown(
+                after, "After self-distillation", collapse_warning(comparison["collapsed_languages"])))
         write_run_record(output_dir, {
             "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args,
             "training_args": training_args.to_dict(),

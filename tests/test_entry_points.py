@@ -91,6 +91,18 @@ def test_distill_end_to_end(finetuned, data_dir, tmp_path):
     assert "| metric | before | after | Δ |" in (out / "comparison.md").read_text()
 
 
+def test_collapse_warning_is_in_results_md_too(finetuned, data_dir, tmp_path, monkeypatch):
+    """A reader of results.md alone (not only comparison.md and the log) sees that predictions collapsed."""
+    import alsace.reporting
+
+    model_dir, _ = finetuned
+    monkeypatch.setattr(alsace.reporting, "is_collapsed", lambda before, after: True)
+    distill.main(distill_args(model_dir, data_dir, tmp_path / "c", "--max_steps", "1"))
+    for name in ("results.md", "comparison.md"):
+        assert "**WARNING: predictions collapsed in en, fr, de**" in (tmp_path / "c" / name).read_text(), name
+    assert "WARNING" not in (tmp_path / "c" / "baseline" / "results.md").read_text()
+
+
 def test_distillation_never_reads_gold_labels(finetuned, data_dir, tmp_path):
     """Replacing every dev label (the pool's source) by garbage changes nothing in selection or training."""
     model_dir, _ = finetuned
