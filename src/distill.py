@@ -78,7 +78,8 @@ def main(argv=None) -> dict:
                                    data_args.max_eval_samples, **cache)
 
     # Stage 1: teacher selection on the unlabeled parallel pool (reused when resuming).
-    pool = load_pool(task, languages, data_args.data_dir, d_args.pool_size or task.pool_size, d_args.pool_file)
+    pool = load_pool(task, languages, data_args.data_dir, d_args.pool_size or task.pool_size, d_args.pool_file,
+                     d_args.pool_rows_parallel)
     pool_features = {lang: encode_cached(featurizer, rows, lang, **cache).to_list()  # indexed per pair item
                      for lang, rows in pool.items()}
     selection_path = output_dir / "teacher_selection.json"

@@ -120,6 +120,9 @@ class DistillArguments:
                 "(GeoMLAMA: its only split), labels dropped."})
     pool_file: str | None = field(default=None, metadata={
         "help": "JSONL of parallel items {lang: {field: text}} replacing the dev-split pool."})
+    pool_rows_parallel: bool = field(default=False, metadata={
+        "help": "Declare the pool's per-language files row-parallel when their rows carry no id (nothing can "
+                "check it); without ids, exported data or --pool_file the pool is refused."})
     teacher_threshold: str = field(default="mean", metadata={
         "help": "θ on the softmax-normalised scores: 'mean' (mean of the normalised scores), "
                 "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X, 0.2 XCOPA) or a float. "
