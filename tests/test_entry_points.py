@@ -150,6 +150,27 @@ def test_untuned_checkpoint_is_refused_or_warned_about(tiny_mlm, data_dir, tmp_p
                for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
+@pytest.mark.parametrize("direction, temperature", [("student_target", "2.5"), ("symmetric", "0.5")])
+def test_kl_direction_and_temperature_reach_the_loss(finetuned, data_dir, tmp_path, monkeypatch, direction,
+                                                     temperature):
+    """The command-line values arrive in every consistency-loss call of the training run."""
+    import alsace.trainer
+
+    calls = []
+    loss = alsace.trainer.consistency_loss
+
+    def spy(logits_a, logits_b, kl_direction, detach_a, temp):
+        calls.append((kl_direction, detach_a, temp))
+        return loss(logits_a, logits_b, kl_direction, detach_a, temp)
+
+    monkeypatch.setattr(alsace.trainer, "consistency_loss", spy)
+    model_dir, _ = finetuned
+    distill.main(distill_args(model_dir, data_dir, tmp_path / "k", "--max_steps", "2",
+                              "--kl_direction", direction, "--temperature", temperature, "--detach_teacher"))
+    assert len(calls) == 2  # one per training step
+    assert set(calls) == {(direction, True, float(temperature))}
+
+
 def test_explicit_pair_languages_train_on_their_pairs(finetuned, data_dir, tmp_path):
     model_dir, _ = finetuned
     distill.main(distill_args(model_dir, data_dir, tmp_path / "p", "--pair_languages", "fr,en"))
