@@ -46,12 +46,13 @@ WEIGHT_DECAY=${WEIGHT_DECAY:-5e-4}          # original
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-512}       # original
 BF16=${BF16:-auto}                          # original trained in bf16; auto = where the GPU supports it
 POOL_SIZE=${POOL_SIZE:-}                    # unlabeled parallel items; empty = the task's default (500; XCOPA 100)
-TEACHER_THRESHOLD=${TEACHER_THRESHOLD:-mean} # mean | paper (0.06 XNLI, 0.2 PAWS-X) | a float
+TEACHER_THRESHOLD=${TEACHER_THRESHOLD:-mean} # mean | paper (0.06 XNLI; PAWS-X/XCOPA's 0.2 leaves no teacher) | a float
 LANG_RANK=${LANG_RANK:-}                    # fixed ranking instead of scoring: original | en,fr,... (needs NUM_STUDENTS)
 NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are students (original XNLI: 8)
 KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric
 DETACH_TEACHER=${DETACH_TEACHER:-false}     # true: no gradient through the teacher side (original: false)
 TEMPERATURE=${TEMPERATURE:-1.0}
+SAVE_STEPS=${SAVE_STEPS:-500}               # checkpoint interval; with --select_best_on_dev a multiple of --eval_steps
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_$(task_name "$TASK")_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
 
 if [[ "$BF16" == auto ]]; then
@@ -64,7 +65,7 @@ args=(
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
-  --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --save_strategy steps --save_steps 500 --save_total_limit 2
+  --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2
   --logging_steps 20 --report_to "$REPORT_TO"
 )
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")

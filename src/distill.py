@@ -29,10 +29,11 @@ from alsace.metrics import selection_quality
 from alsace.pipeline import (broadcast_from_main, eval_bf16, evaluate, prepare_output_dir, resolve_languages,
                              save_results, setup_logging, split_features, stop_cleanly, train)
 from alsace.plots import plot_run
-from alsace.reporting import (compare, comparison_for_terminal, comparison_markdown, is_main_process,
-                              write_json, write_run_record, write_text)
+from alsace.reporting import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
+                              is_main_process, results_markdown, write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
-from alsace.selection import Selection, fixed_rank, select_teachers, selection_table
+from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning,
+                             select_teachers, selection_table)
 from alsace.significance import significance_between_runs
 from alsace.tasks import get_task
 from alsace.tracking import LanguageDevMetrics
@@ -54,6 +55,17 @@ def main(argv=None) -> dict:
     if d_args.anchor_weight > 0 and not task.has_train:
         raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
                         "pass --anchor_weight 0")
+    if d_args.teacher_threshold == "paper" and task.paper_threshold > max_normalized_score(len(languages)):
+        raise UserError(
+            f"--teacher_threshold paper: θ = {task.paper_threshold} for {task.name} can leave no teacher with "
+            f"{len(languages)} languages: ŝ = softmax(s) with s in [0, 1] is at most e/(e+T−1) = "
+            f"{max_normalized_score(len(languages)):.3f}; use mean (the default) or a float near 1/T = "
+            f"{1 / len(languages):.3f}")
+    pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
+    if not d_args.allow_untuned_checkpoint and not (Path(model_args.model_name_or_path) / CHECKPOINT_INFO).is_file():
+        raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: no {CHECKPOINT_INFO}, so not a "
+                        f"checkpoint fine-tuned for a task by src/finetune.py (an untuned model picks teachers by "
+                        f"noise); fine-tune it first (run_script/finetuning.sh) or pass --allow_untuned_checkpoint")
     output_dir = Path(training_args.output_dir)
     resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
                                      training_args.resume_from_checkpoint)
@@ -70,7 +82,8 @@ def main(argv=None) -> dict:
                                    data_args.max_eval_samples, **cache)
 
     # Stage 1: teacher selection on the unlabeled parallel pool (reused when resuming).
-    pool = load_pool(task, languages, data_args.data_dir, d_args.pool_size or task.pool_size, d_args.pool_file)
+    pool = load_pool(task, languages, data_args.data_dir, d_args.pool_size or task.pool_size, d_args.pool_file,
+                     d_args.pool_rows_parallel)
     pool_features = {lang: encode_cached(featurizer, rows, lang, **cache).to_list()  # indexed per pair item
                      for lang, rows in pool.items()}
     selection_path = output_dir / "teacher_selection.json"
@@ -89,8 +102,7 @@ def main(argv=None) -> dict:
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)
-    pairs = (all_pairs(task.check_languages(split_list(d_args.pair_languages), "--pair_languages"))
-             if d_args.pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
+    pairs = (all_pairs(pair_languages) if pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
     if is_main_process():
         write_json(selection_path, {"selection": selection.to_dict(), "pairs": pairs, "num_pairs": len(pairs)})
     logger.info("teacher selection\n%s\n%d language pairs x %d items", selection_table(selection), len(pairs),
@@ -113,9 +125,7 @@ def main(argv=None) -> dict:
                             "--save_strategy, so that evaluated checkpoints are saved")
         dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
                                       [task.check_languages([d_args.dev_language], "--dev_language")[0]], **cache)
-        dev_features = dev_features[d_args.dev_language]
-        training_args.load_best_model_at_end = True
-        training_args.metric_for_best_model = "accuracy"
+        dev_features = dev_features[d_args.dev_language]  # the flags it stands for were set in `parse`
     anchor_features = None
     if d_args.anchor_weight > 0:  # labelled source-language training rows (this project's extension)
         anchor_features = encode_cached(featurizer, load_split(task, "train", task.source_language, data_args.data_dir),
@@ -156,6 +166,9 @@ def main(argv=None) -> dict:
                                                                languages, task.source_language)
         write_json(output_dir / "comparison.json", comparison)
         write_text(output_dir / "comparison.md", comparison_markdown(comparison))
+        if comparison["collapsed_languages"]:  # results.md is read on its own too
+            write_text(output_dir / "results.md", results_markdown(
+                after, "After self-distillation", collapse_warning(comparison["collapsed_languages"])))
         write_run_record(output_dir, {
             "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args,
             "training_args": training_args.to_dict(),
@@ -168,6 +181,20 @@ def main(argv=None) -> dict:
                        "anchor the student: try RECIPE=recommended, i.e. --frozen_teacher with --anchor_weight, "
                        "or a lower --learning_rate)", ", ".join(comparison["collapsed_languages"]))
     return after
+
+
+def check_pair_languages(value: str | None, languages: list[str]) -> list[str] | None:
+    """`--pair_languages` as a list, each one among `--languages` (the pool is read for those only)."""
+    chosen = split_list(value)
+    if chosen is None:
+        return None
+    outside = [lang for lang in chosen if lang not in languages]
+    if outside:
+        raise UserError(f"--pair_languages: {', '.join(outside)} not among --languages ({', '.join(languages)}); "
+                        "add them to --languages or drop them from --pair_languages")
+    if len(set(chosen)) < 2 or len(set(chosen)) != len(chosen):
+        raise UserError(f"--pair_languages {value}: give at least two different languages, each once")
+    return chosen
 
 
 def placeholder_count(model_path: str, task, flag: int | None) -> int:
@@ -189,7 +216,10 @@ def choose_teachers(logits: dict[str, np.ndarray], task, languages, d_args) -> S
     threshold = {"mean": None, "paper": task.paper_threshold}.get(d_args.teacher_threshold)
     if d_args.teacher_threshold not in ("mean", "paper"):
         threshold = float(d_args.teacher_threshold)
-    return select_teachers(probs, languages, threshold)
+    selection = select_teachers(probs, languages, threshold)
+    if warning := score_spread_warning(selection.normalized_scores):
+        logger.warning(warning)
+    return selection
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -53,11 +53,11 @@ def write_pawsx_like(data_dir: Path, rows_per_split: dict[str, int], seed: int =
         for lang in PAWSX_LANGS:
             rng = random.Random(f"{seed}-{split}")
             rows = []
-            for _ in range(n):
+            for i in range(n):
                 s1 = _text(rng, lang, rng.randint(3, 8))
                 same = rng.random() < 0.5
                 s2 = " ".join(reversed(s1.split())) if same else _text(rng, lang, rng.randint(3, 8))
-                rows.append({"sentence1": s1, "sentence2": s2, "label": int(same)})
+                rows.append({"sentence1": s1, "sentence2": s2, "label": int(same), "id": f"{split}-{i}"})
             _write(data_dir / "pawsx" / split / f"{lang}.jsonl", rows)
     return data_dir
 
@@ -89,7 +89,8 @@ def write_task_file(folder: Path, rows_per_split: dict[str, int], seed: int = 0,
     for split, n in rows_per_split.items():
         for lang in TASKFILE_LANGS:
             rng = random.Random(f"{seed}-{split}")
-            rows = [{"text": _text(rng, lang, rng.randint(3, 9)), "label": rng.randrange(3)} for _ in range(n)]
+            rows = [{"text": _text(rng, lang, rng.randint(3, 9)), "label": rng.randrange(3), "id": f"{split}-{i}"}
+                    for i in range(n)]
             _write(folder / "topics_data" / split / f"{lang}.jsonl", rows)
     spec = {"name": "topics", "languages": list(TASKFILE_LANGS), "text_fields": ["text"],
             "label_names": list(TOPICS), "data_dir": "topics_data",

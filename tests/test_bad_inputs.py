@@ -47,6 +47,7 @@ class Ctx:
                 "save_strategy": "no"}
         if entry == "distill":
             args["pool_size"] = "8"
+            args["allow_untuned_checkpoint"] = "true"  # the tiny model has no alsace_task.json
         args.update(override)
         flat = [part for key, value in args.items() if value is not None for part in (f"--{key}", value)]
         return flat + ["--use_cpu", *extra]
@@ -195,6 +196,10 @@ ROWS = [
         r"--model_name_or_path .*no_model: directory not found"),
     Row("model dir without a model", "finetune", lambda c: c.argv("finetune", model_name_or_path=_empty_model_dir(c)),
         r"--model_name_or_path .*empty_model: could not load it"),
+    Row("checkpoint never fine-tuned for the task", "distill",
+        lambda c: c.argv("distill", allow_untuned_checkpoint=None),
+        r"--model_name_or_path .*: no alsace_task.json, so not a checkpoint fine-tuned .* "
+        r"or pass --allow_untuned_checkpoint"),
     Row("checkpoint trained with another head", "distill",
         lambda c: c.argv("distill", model_name_or_path=str(c.checkpoint_with_info(head="classification"))),
         r"checkpoint was trained with --head classification; pass --head classification"),

@@ -84,3 +84,74 @@ def test_unreachable_hub_says_so_and_points_to_local_files(monkeypatch, tmp_path
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
     with pytest.raises(UserError, match=r"could not load facebook/xnli .* from the Hugging Face Hub.*--data_dir"):
         load_split(XNLI, "test", "en", None)
+
+
+def _without_ids(data_dir, tmp_path, shuffle_lang=None):
+    """A copy of the data whose validation rows have no id; `shuffle_lang`'s rows in reverse order."""
+    import shutil
+
+    copy = tmp_path / "no_ids"
+    shutil.copytree(data_dir, copy)
+    for path in (copy / "xnli" / "validation").glob("*.jsonl"):
+        rows = [{k: v for k, v in json.loads(line).items() if k != "id"} for line in path.read_text().splitlines()]
+        if path.stem == shuffle_lang:
+            rows = rows[::-1]
+        write(path, [json.dumps(r) for r in rows])
+    return copy
+
+
+def test_pool_without_ids_is_refused_unless_declared_parallel(data_dir, tmp_path):
+    """A shuffled language file without ids used to pass the row-count check and train on non-parallel pairs."""
+    shuffled = _without_ids(data_dir, tmp_path, shuffle_lang="fr")
+    with pytest.raises(UserError, match=r"xnli validation pool: rows carry no id.*--pool_rows_parallel"):
+        load_pool(XNLI, ["en", "fr"], str(shuffled), 10)
+    pool = load_pool(XNLI, ["en", "fr"], str(shuffled), 10, rows_parallel=True)  # the user's word
+    assert len(pool["fr"]) == 10
+
+
+def test_shuffled_language_file_with_ids_is_refused(data_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "shuffled"
+    shutil.copytree(data_dir, copy)
+    path = copy / "xnli" / "validation" / "fr.jsonl"
+    lines = path.read_text().splitlines()
+    write(path, lines[1:] + lines[:1])
+    with pytest.raises(UserError, match="row 0 has id 'validation-0' in en but 'validation-1' in fr"):
+        load_pool(XNLI, ["en", "fr"], str(copy), 10, rows_parallel=True)
+
+
+def test_exported_files_without_ids_are_trusted_only_while_unchanged(data_dir, tmp_path):
+    """prepare_data.py aligned the rows and recorded each file's sha256: unchanged files need no ids."""
+    from alsace.export import MANIFEST, sha256_of
+
+    copy = _without_ids(data_dir, tmp_path)
+    files = {f"validation/{lang}.jsonl": {"sha256": sha256_of(copy / "xnli" / "validation" / f"{lang}.jsonl")}
+             for lang in ("en", "fr")}
+    (copy / MANIFEST).write_text(json.dumps({"tasks": {"xnli": {"files": files}}}))
+    assert len(load_pool(XNLI, ["en", "fr"], str(copy), 10)["fr"]) == 10
+    path = copy / "xnli" / "validation" / "fr.jsonl"
+    write(path, path.read_text().splitlines()[::-1])  # shuffled after the export
+    with pytest.raises(UserError, match="rows carry no id"):
+        load_pool(XNLI, ["en", "fr"], str(copy), 10)
+
+
+def test_xnli_hub_pool_comes_from_the_row_parallel_all_languages_configuration(monkeypatch):
+    """In-memory stand-in for `datasets.load_dataset("facebook/xnli", "all_languages")`: one row per item
+    holding every language (premise: {lang: text}; hypothesis: {language: [...], translation: [...]})."""
+    import datasets
+
+    rows = [{"premise": {"en": f"p{i}", "fr": f"p{i}-fr", "de": f"p{i}-de"},
+             "hypothesis": {"language": ["de", "en", "fr"], "translation": [f"h{i}-de", f"h{i}", f"h{i}-fr"]},
+             "label": i % 3} for i in range(5)]
+    calls = []
+
+    def load_dataset(path, name, split):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    pool = load_pool(XNLI, ["en", "fr"], None, 3)
+    assert calls == [("facebook/xnli", "all_languages", "validation")]
+    assert pool == {"en": [{"premise": f"p{i}", "hypothesis": f"h{i}"} for i in range(3)],
+                    "fr": [{"premise": f"p{i}-fr", "hypothesis": f"h{i}-fr"} for i in range(3)]}

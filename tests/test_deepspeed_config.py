@@ -55,7 +55,7 @@ def test_every_auto_is_filled_from_the_training_arguments(filled):
     assert [key for key, value in _leaves(filled) if value == "auto"] == []
     assert filled["optimizer"]["params"] == {"lr": 3e-8, "betas": [0.9, 0.98], "eps": 1e-8, "weight_decay": 5e-4}
     assert filled["scheduler"]["params"] == {"warmup_min_lr": 0, "warmup_max_lr": 3e-8, "warmup_num_steps": 20,
-                                             "warmup_type": "linear"}  # 0.2 x 100 steps
+                                             "warmup_type": "log"}  # 0.2 x 100 steps
     assert filled["bf16"]["enabled"] is True
     assert filled["gradient_clipping"] == 1.0
     assert (filled["train_micro_batch_size_per_gpu"], filled["gradient_accumulation_steps"],
@@ -70,6 +70,31 @@ def test_recipe_is_zero2_with_cpu_offload_and_warmup_then_constant():
     assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
     assert zero["overlap_comm"] is True and zero["contiguous_gradients"] is True
     assert config["optimizer"]["type"] == "AdamW"
-    # DeepSpeed's WarmupLR holds the peak after warmup (no decay); its default ramp is "log".
-    assert config["scheduler"]["type"] == "WarmupLR" and config["scheduler"]["params"]["warmup_type"] == "linear"
+    # The original's config (reference section 1.4) names WarmupLR without a warmup_type, so DeepSpeed's
+    # default "log" ramp applies: lr = max_lr * log(step + 1) / log(warmup_steps), then constant, no decay.
+    assert config["scheduler"]["type"] == "WarmupLR" and config["scheduler"]["params"]["warmup_type"] == "log"
     assert config["bf16"]["enabled"] == "auto" and "fp16" not in config
+
+
+def test_readme_lists_the_schedule_and_weight_decay_deviations_of_the_run_without_deepspeed():
+    """Without DeepSpeed the ramp is linear (about 8 % less cumulative lr over the default run) and HF's
+    AdamW exempts bias/LayerNorm from weight decay; both must be in the differences table with the switch."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    table = readme[readme.index("## Differences from the original code"):readme.index("## Repository layout")]
+    warmup = next(line for line in table.splitlines() if line.startswith("| distillation warmup"))
+    decay = next(line for line in table.splitlines() if line.startswith("| weight decay"))
+    for row in (warmup, decay):
+        assert "DEEPSPEED_CONFIG=run_script/ds_zero2_bf16.json" in row, row
+    assert "log" in warmup and "linear" in warmup and "8 %" in warmup
+    assert "bias" in decay and "LayerNorm" in decay
+
+
+def test_log_warmup_gives_about_8_percent_more_learning_rate_than_linear_over_the_default_run():
+    """The number quoted in the README: 100 epochs x ceil(77 pairs x 500 items / 40) steps, 20 % warmup."""
+    import math
+
+    total = 100 * math.ceil(77 * 500 / 40)
+    warmup = math.ceil(0.2 * total)
+    log_ramp = sum(math.log(t + 1) / math.log(warmup) for t in range(warmup)) + (total - warmup)
+    linear_ramp = sum(t / warmup for t in range(warmup)) + (total - warmup)
+    assert 1 - linear_ramp / log_ramp == pytest.approx(0.08, abs=0.005)

@@ -96,3 +96,21 @@ def test_stacked_forward_equals_two_passes(tiny_mlm, data_dir):
             assert g1 is None and g2 is None
             continue
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
+
+
+def test_readme_names_every_trainer_method_we_override():
+    """The README once said only `compute_loss` was overridden while four more methods were."""
+    from pathlib import Path
+
+    from transformers import Trainer
+
+    from alsace.trainer import AlsaceTrainer
+
+    overridden = sorted(name for name in vars(AlsaceTrainer) if callable(getattr(Trainer, name, None)))
+    assert "compute_loss" in overridden and len(overridden) >= 2
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    sentence = readme[readme.index("Training uses the stock"):]
+    sentence = sentence[:sentence.index("\n\n") if "\n\n" in sentence else None]
+    assert f"{len(overridden)} small overrides" in sentence.replace("five", "5").replace("four", "4"), sentence
+    for name in overridden:
+        assert f"`{name}`" in sentence, name

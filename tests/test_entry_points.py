@@ -91,6 +91,18 @@ def test_distill_end_to_end(finetuned, data_dir, tmp_path):
     assert "| metric | before | after | Δ |" in (out / "comparison.md").read_text()
 
 
+def test_collapse_warning_is_in_results_md_too(finetuned, data_dir, tmp_path, monkeypatch):
+    """A reader of results.md alone (not only comparison.md and the log) sees that predictions collapsed."""
+    import alsace.reporting
+
+    model_dir, _ = finetuned
+    monkeypatch.setattr(alsace.reporting, "is_collapsed", lambda before, after: True)
+    distill.main(distill_args(model_dir, data_dir, tmp_path / "c", "--max_steps", "1"))
+    for name in ("results.md", "comparison.md"):
+        assert "**WARNING: predictions collapsed in en, fr, de**" in (tmp_path / "c" / name).read_text(), name
+    assert "WARNING" not in (tmp_path / "c" / "baseline" / "results.md").read_text()
+
+
 def test_distillation_never_reads_gold_labels(finetuned, data_dir, tmp_path):
     """Replacing every dev label (the pool's source) by garbage changes nothing in selection or training."""
     model_dir, _ = finetuned
@@ -116,16 +128,103 @@ def test_fixed_rank_and_explicit_pairs(finetuned, data_dir, tmp_path):
     assert sel["pairs"] == [["de", "en"], ["de", "fr"]]
 
 
-def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path):
+def test_untuned_checkpoint_is_refused_or_warned_about(tiny_mlm, data_dir, tmp_path, caplog, monkeypatch):
+    """A raw model (no alsace_task.json) used to run to the end with teachers picked by noise; allowed, the
+    log says that the scores are too close to separate (every language scored alike, as the raw demo model)."""
+    from alsace.errors import UserError
+
+    with pytest.raises(UserError, match="no alsace_task.json.*--allow_untuned_checkpoint"):
+        distill.main(distill_args(tiny_mlm, data_dir, tmp_path / "raw"))
+    assert not (tmp_path / "raw").exists()
+    score = distill.score_languages
+
+    def alike(*args, **kwargs):  # every language scores as English, up to 1e-4 in one class's logit
+        logits = score(*args, **kwargs)
+        return {lang: logits["en"] + np.eye(logits["en"].shape[1])[0] * 1e-4 * i for i, lang in enumerate(logits)}
+
+    monkeypatch.setattr(distill, "score_languages", alike)
+    with caplog.at_level("WARNING", logger="alsace.distill"):
+        distill.main(distill_args(tiny_mlm, data_dir, tmp_path / "raw", "--allow_untuned_checkpoint",
+                                  "--max_steps", "1"))
+    assert any("TEACHER SCORES TOO CLOSE TO SEPARATE: normalised scores span" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("direction, temperature", [("student_target", "2.5"), ("symmetric", "0.5")])
+def test_kl_direction_and_temperature_reach_the_loss(finetuned, data_dir, tmp_path, monkeypatch, direction,
+                                                     temperature):
+    """The command-line values arrive in every consistency-loss call of the training run."""
+    import alsace.trainer
+
+    calls = []
+    loss = alsace.trainer.consistency_loss
+
+    def spy(logits_a, logits_b, kl_direction, detach_a, temp):
+        calls.append((kl_direction, detach_a, temp))
+        return loss(logits_a, logits_b, kl_direction, detach_a, temp)
+
+    monkeypatch.setattr(alsace.trainer, "consistency_loss", spy)
+    model_dir, _ = finetuned
+    distill.main(distill_args(model_dir, data_dir, tmp_path / "k", "--max_steps", "2",
+                              "--kl_direction", direction, "--temperature", temperature, "--detach_teacher"))
+    assert len(calls) == 2  # one per training step
+    assert set(calls) == {(direction, True, float(temperature))}
+
+
+def test_explicit_pair_languages_train_on_their_pairs(finetuned, data_dir, tmp_path):
+    model_dir, _ = finetuned
+    distill.main(distill_args(model_dir, data_dir, tmp_path / "p", "--pair_languages", "fr,en"))
+    assert json.loads((tmp_path / "p" / "teacher_selection.json").read_text())["pairs"] == [["fr", "en"]]
+
+
+@pytest.mark.parametrize("pairs, message", [("en,es", "es not among --languages"),
+                                            ("en", "at least two different languages")])
+def test_pair_languages_outside_languages_fail_before_any_work(finetuned, data_dir, tmp_path, pairs, message):
+    """Was a KeyError at the first training batch, after baseline/ and teacher_selection.json were written."""
+    model_dir, _ = finetuned
+    from alsace.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        distill.main(distill_args(model_dir, data_dir, tmp_path / "p", "--pair_languages", pairs))
+    assert not (tmp_path / "p").exists()
+
+
+def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path, monkeypatch):
+    """The kept model is the checkpoint with the HIGHEST dev accuracy. Setting the flag after
+    TrainingArguments was built left greater_is_better None, so transformers kept the LOWEST.
+
+    The tiny model's dev accuracy barely moves, so the metric is scripted (0.5, 0.9, 0.3, 0.6, 0.4 at steps
+    2..10): only the choice among the saved checkpoints is under test, and the weights really differ."""
     model_dir, _ = finetuned
     from alsace.errors import UserError
 
     with pytest.raises(UserError, match="--select_best_on_dev needs --eval_strategy"):
         distill.main(distill_args(model_dir, data_dir, tmp_path / "x", "--select_best_on_dev"))
+    scripted = iter([0.5, 0.9, 0.3, 0.6, 0.4])
+    monkeypatch.setattr(distill, "compute_accuracy", lambda eval_pred: {"accuracy": next(scripted)})
     out = tmp_path / "best"
     args = distill_args(model_dir, data_dir, out, "--select_best_on_dev", "--eval_strategy", "steps",
-                        "--eval_steps", "2")
+                        "--eval_steps", "2", "--save_steps", "2", "--max_steps", "10", "--learning_rate", "1e-3")
     args[args.index("--save_strategy") + 1] = "steps"
-    distill.main(args + ["--save_steps", "2"])
-    state = json.loads(sorted(out.glob("checkpoint-*/trainer_state.json"))[-1].read_text())
-    assert state["best_metric"] is not None and state["best_model_checkpoint"] is not None
+    distill.main(args)
+    state = json.loads((out / "checkpoint-10" / "trainer_state.json").read_text())
+    assert {e["step"]: e["eval_accuracy"] for e in state["log_history"] if "eval_accuracy" in e} == \
+        {2: 0.5, 4: 0.9, 6: 0.3, 8: 0.6, 10: 0.4}
+    assert state["best_metric"] == 0.9 and state["best_model_checkpoint"].endswith("checkpoint-4")
+    kept, best = load_file(out / "model.safetensors"), load_file(out / "checkpoint-4" / "model.safetensors")
+    last = load_file(out / "checkpoint-10" / "model.safetensors")
+    assert all(torch.equal(kept[k], best[k]) for k in best)
+    assert not all(torch.equal(last[k], best[k]) for k in best)
+
+
+def test_best_on_dev_refuses_save_steps_that_skip_evaluated_steps(finetuned, data_dir, tmp_path):
+    """--save_steps 3 with --eval_steps 2 would never save most evaluated steps: the library's check runs."""
+    model_dir, _ = finetuned
+    from alsace.errors import UserError
+
+    args = distill_args(model_dir, data_dir, tmp_path / "x", "--select_best_on_dev", "--eval_strategy", "steps",
+                        "--eval_steps", "2", "--save_steps", "3")
+    args[args.index("--save_strategy") + 1] = "steps"
+    with pytest.raises(UserError, match="multiple of the evaluation steps"):
+        distill.main(args)
+    assert not (tmp_path / "x").exists()

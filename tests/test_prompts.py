@@ -74,13 +74,11 @@ def test_template_longer_than_max_length_is_a_user_error(tokenizer):
 
 
 def test_label_word_ids_skip_bare_word_boundary(tokenizer):
+    """Pinned by hand: the tiny tokenizer splits "yes" into "▁" + "y" + "es" (the bare word boundary is
+    skipped, the first real piece kept) and has "maybe" and "no" as whole words."""
+    assert tokenizer.convert_ids_to_tokens(tokenizer("yes", add_special_tokens=False)["input_ids"]) == ["▁", "y", "es"]
     ids = label_word_ids(tokenizer, ["yes", "maybe", "no"], "test")
-    tokens = tokenizer.convert_ids_to_tokens(ids)
-    assert len(set(ids)) == 3 and "▁" not in tokens
-    for word, tok_id in zip(["yes", "maybe", "no"], ids):
-        pieces = [p for p in tokenizer(word, add_special_tokens=False)["input_ids"]
-                  if tokenizer.convert_ids_to_tokens(p) != "▁"]
-        assert tok_id == pieces[0]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["y", "▁maybe", "▁no"]
 
 
 def test_colliding_label_words_are_refused(tokenizer):

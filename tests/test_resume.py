@@ -195,7 +195,7 @@ def test_out_of_memory_in_teacher_selection_names_the_eval_batch_flag(tmp_path, 
     with pytest.raises(UserError, match=r"during teacher selection: lower --per_device_eval_batch_size \(now 4\)"):
         distill.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--languages", "en,fr,de",
                       "--output_dir", str(tmp_path / "d"), "--pool_size", "8", "--per_device_eval_batch_size", "4",
-                      "--use_cpu", "--report_to", "none"])
+                      "--use_cpu", "--report_to", "none", "--allow_untuned_checkpoint"])
 
 
 def test_distillation_rerun_reuses_saved_selection_and_baseline(tmp_path, tiny_mlm, data_dir):
@@ -203,7 +203,7 @@ def test_distillation_rerun_reuses_saved_selection_and_baseline(tmp_path, tiny_m
     args = ["--model_name_or_path", str(tiny_mlm), "--task", "xnli", "--data_dir", str(data_dir),
             "--languages", "en,fr,de", "--output_dir", str(out), "--max_steps", "2", "--save_steps", "1",
             "--per_device_train_batch_size", "4", "--learning_rate", "1e-4", "--report_to", "none",
-            "--max_seq_length", "128", "--use_cpu", "--pool_size", "8"]
+            "--max_seq_length", "128", "--use_cpu", "--pool_size", "8", "--allow_untuned_checkpoint"]
     distill.main(args)
     # Simulate a crash after training, and mark the saved selection and baseline so reuse is visible.
     (out / "results.json").unlink()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alsace.errors import UserError
-from alsace.selection import fixed_rank, pseudo_labels, select_teachers, selection_table
+from alsace.selection import fixed_rank, pseudo_labels, score_spread_warning, select_teachers, selection_table
 from alsace.tasks import get_task
 
 LANGS = ["en", "fr", "de"]
@@ -58,3 +58,33 @@ def test_original_fixed_rank_presets():
         fixed_rank(["en", "xx", "fr", "de"], 1, LANGS)
     with pytest.raises(UserError, match="--num_students 3"):
         fixed_rank(LANGS, 3, LANGS)
+
+
+def test_scores_too_close_to_separate_are_warned_with_the_spread():
+    """An untuned model scores every language alike (s equal to 1e-4): the split is noise, and the warning
+    says by how much the normalised scores differ."""
+    s = np.array([0.3300, 0.3301, 0.3299, 0.3300, 0.33005, 0.32995, 0.3300])
+    spread = float(np.ptp(np.exp(s) / np.exp(s).sum()))
+    warning = score_spread_warning((np.exp(s) / np.exp(s).sum()).tolist())
+    assert warning is not None and "TOO CLOSE" in warning and f"{spread:.2e}" in warning and "1/7" in warning
+    realistic = np.array([0.85, 0.80, 0.78, 0.75, 0.72, 0.70, 0.66])  # a fine-tuned model's spread
+    assert score_spread_warning((np.exp(realistic) / np.exp(realistic).sum()).tolist()) is None
+
+
+def test_paper_threshold_without_a_teacher_says_why():
+    """PAWS-X: 7 languages, θ = 0.2 and realistic ŝ (0.13-0.16): the error explains the softmax bound."""
+    probs = np.zeros((7, 1, 2))
+    probs[:, 0, 0] = [0.95, 0.93, 0.92, 0.90, 0.88, 0.86, 0.80]
+    probs[:, 0, 1] = 1 - probs[:, 0, 0]
+    with pytest.raises(UserError, match=r"leaves no teacher.*at most e/\(e\+T−1\) = 0\.312 and near 1/T = 0\.143"):
+        select_teachers(probs, list("abcdefg"), threshold=0.2)
+
+
+def test_paper_threshold_is_refused_before_any_work_when_no_score_can_reach_it(tmp_path):
+    """XCOPA: 12 languages, e/(e+11) = 0.198 < θ = 0.2, so no scores at all can give a teacher."""
+    import distill
+
+    with pytest.raises(UserError, match=r"θ = 0.2 for xcopa can leave no teacher with 12 languages.*= 0\.198"):
+        distill.main(["--model_name_or_path", str(tmp_path / "m"), "--task", "xcopa", "--data_dir", str(tmp_path),
+                      "--output_dir", str(tmp_path / "out"), "--teacher_threshold", "paper", "--use_cpu"])
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ Language lists are comma-separated strings so that shell scripts can pass them a
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from dataclasses import dataclass, field
@@ -119,9 +120,15 @@ class DistillArguments:
                 "(GeoMLAMA: its only split), labels dropped."})
     pool_file: str | None = field(default=None, metadata={
         "help": "JSONL of parallel items {lang: {field: text}} replacing the dev-split pool."})
+    pool_rows_parallel: bool = field(default=False, metadata={
+        "help": "Declare the pool's per-language files row-parallel when their rows carry no id (nothing can "
+                "check it); without ids, exported data or --pool_file the pool is refused."})
     teacher_threshold: str = field(default="mean", metadata={
         "help": "θ on the softmax-normalised scores: 'mean' (mean of the normalised scores), "
-                "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X, 0.2 XCOPA) or a float."})
+                "'paper' (the paper's value for the task: 0.06 XNLI, 0.2 PAWS-X, 0.2 XCOPA) or a float. "
+                "ŝ = softmax(s) over T languages with s in [0, 1] is at most e/(e+T-1) (0.31 for T = 7, "
+                "0.198 for T = 12) and stays near 1/T: 0.2 leaves no teacher for XCOPA (12 languages) and, with "
+                "realistic scores (ŝ 0.13-0.16), for PAWS-X; only XNLI's 0.06 is usable."})
     lang_rank: str | None = field(default=None, metadata={
         "help": "Skip scoring and use a fixed ranking instead: comma-separated languages best first, "
                 "or 'original' for the original code's preset of the task. Needs --num_students."})
@@ -149,10 +156,15 @@ class DistillArguments:
         "help": "This project's extension: only pairs whose teacher-side maximum class probability is at "
                 "least this count in the loss; 0 = every pair (the paper)."})
     select_best_on_dev: bool = field(default=False, metadata={
-        "help": "Keep the checkpoint with the best dev accuracy (needs eval_strategy); default: "
-                "the last step, as the original."})
+        "help": "Keep the checkpoint with the best dev accuracy: shorthand for the stock "
+                "--load_best_model_at_end --metric_for_best_model accuracy (needs --eval_strategy, the same "
+                "--save_strategy and --save_steps a multiple of --eval_steps); default: the last step, as the "
+                "original."})
     dev_language: str = field(default="en", metadata={
         "help": "With --select_best_on_dev: the labelled dev language used for selection."})
+    allow_untuned_checkpoint: bool = field(default=False, metadata={
+        "help": "Distil a checkpoint without alsace_task.json (not fine-tuned by src/finetune.py for the "
+                "task). Off: refused, since an untuned model's teacher scores are noise."})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Allow writing into a non-empty output directory that is not a resumable run."})
 
@@ -197,10 +209,31 @@ class AggregateArguments:
             raise UserError("--output_dir: say where aggregate.json and aggregate.md go")
 
 
+def select_best_flags(argv: list[str]) -> list[str]:
+    """`--select_best_on_dev` spelled as the stock flags it stands for, added to argv before parsing.
+
+    TrainingArguments must see `load_best_model_at_end` when it is built: its `__post_init__` derives
+    `greater_is_better` from the metric (set afterwards it stays None and the lowest accuracy wins)
+    and checks that every evaluated step is also saved.
+    """
+    from transformers.hf_argparser import string_to_bool
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--select_best_on_dev", type=string_to_bool, nargs="?", const=True, default=False)
+    if not pre.parse_known_args(argv)[0].select_best_on_dev:
+        return argv
+    given = {a.split("=")[0] for a in argv}
+    extra = [] if "--load_best_model_at_end" in given else ["--load_best_model_at_end", "true"]
+    extra += [] if "--metric_for_best_model" in given else ["--metric_for_best_model", "accuracy"]
+    return argv + extra
+
+
 def parse(dataclass_types, argv):
     """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`."""
     parser = _parser(dataclass_types)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if DistillArguments in dataclass_types:
+        argv = select_best_flags(argv)
     # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
     if any(a.split("=")[0] == "--deepspeed" for a in argv) and importlib.util.find_spec("deepspeed") is None:
         raise UserError("--deepspeed needs the optional DeepSpeed package: pip install deepspeed "
@@ -212,7 +245,7 @@ def parse(dataclass_types, argv):
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as err:  # TrainingArguments' own validation
-        raise UserError(str(err).strip().splitlines()[0]) from None
+        raise UserError(" ".join(str(err).split())) from None
     except ImportError as err:  # another flag whose optional package is missing
         raise UserError(f"a flag needs a package that is not installed: {str(err).splitlines()[0]}") from None
     if unknown:

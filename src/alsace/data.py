@@ -161,16 +161,24 @@ def first_n(rows: list[dict], n: int | None, seed: int | None = None, stratified
 
 
 def load_pool(
-    task: Task, languages: list[str], data_dir: str | None, size: int, pool_file: str | None = None
+    task: Task, languages: list[str], data_dir: str | None, size: int, pool_file: str | None = None,
+    rows_parallel: bool = False,
 ) -> dict[str, list[dict]]:
     """The unlabeled parallel pool: `{lang: [text rows]}`, row i parallel across languages.
 
     Default: the first `size` rows (all when `size` is None) of every language's `task.pool_split`
     (validation; GeoMLAMA: test), labels never read. With `pool_file`: a JSONL file with one object per
     item, `{lang: {field: text, ...}, ...}`.
+
+    Row i must be the same item in every language, and that must be shown, not assumed: by equal ids,
+    by files unchanged since `prepare_data.py` exported them from the Hub (their manifest sha256),
+    by XNLI's row-parallel `all_languages` Hub configuration, by a pool file, or by the user's word
+    (`rows_parallel`, `--pool_rows_parallel`). Otherwise the pool is refused.
     """
     if pool_file is not None:
         return _read_pool_file(Path(pool_file), task, languages, size)
+    if data_dir is None and task.data_dir is None and task.name == "xnli":
+        return _xnli_hub_pool(languages, size)
     pool = {}
     for lang in languages:
         rows = load_split(task, task.pool_split, lang, data_dir, need_labels=False)
@@ -180,7 +188,55 @@ def load_pool(
                 f"({len(rows)} rows): lower --pool_size"
             )
         pool[lang] = rows[:size]
-    check_parallel(pool, f"{task.name} {task.pool_split} pool")
+    what = f"{task.name} {task.pool_split} pool"
+    check_parallel(pool, what)
+    if (not rows_parallel and not all("id" in row for rows in pool.values() for row in rows)
+            and not (data_dir is not None and _exported_unchanged(task, data_dir, task.pool_split, languages))):
+        raise UserError(
+            f"{what}: rows carry no id, so nothing shows that row i is the same item in every language; "
+            "add an equal \"id\" to parallel rows, export the data with run_script/prepare_data.sh, give "
+            "--pool_file with parallel items, or pass --pool_rows_parallel if the files are row-parallel")
+    return pool
+
+
+def _exported_unchanged(task: Task, data_dir: str, split: str, languages: list[str]) -> bool:
+    """True when every language's file is listed in `<data_dir>/manifest.json` with its current sha256
+    (the exporter aligned those rows across the Hub's languages and dropped a bad row in all of them)."""
+    from alsace.export import MANIFEST, sha256_of
+
+    manifest = Path(data_dir) / MANIFEST
+    if task.data_dir or not manifest.is_file():
+        return False
+    try:
+        files = json.loads(manifest.read_text("utf-8"))["tasks"][task.name]["files"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+    for lang in languages:
+        entry, path = files.get(f"{split}/{lang}.jsonl"), local_path(task, data_dir, split, lang)
+        if not isinstance(entry, dict) or not path.is_file() or entry.get("sha256") != sha256_of(path):
+            return False
+    return True
+
+
+def _xnli_hub_pool(languages: list[str], size: int | None) -> dict[str, list[dict]]:
+    """XNLI's pool from the Hub's `all_languages` configuration: one row holds every language's
+    translation of one item, so the pool is parallel by construction."""
+    import datasets
+
+    try:
+        raw = datasets.load_dataset("facebook/xnli", "all_languages", split="validation")
+    except Exception as err:  # the Hub raises many types for "offline"
+        raise UserError(
+            f"could not load facebook/xnli (all_languages, validation) from the Hugging Face Hub "
+            f"({type(err).__name__}); without internet, export the data with run_script/prepare_data.sh "
+            "and pass --data_dir") from None
+    if size is not None and len(raw) < size:
+        raise UserError(f"--pool_size {size} is larger than XNLI's validation split ({len(raw)} rows): lower it")
+    pool = {lang: [] for lang in languages}
+    for obj in raw.select(range(size if size is not None else len(raw))):
+        hypotheses = dict(zip(obj["hypothesis"]["language"], obj["hypothesis"]["translation"]))
+        for lang in languages:
+            pool[lang].append({"premise": obj["premise"][lang], "hypothesis": hypotheses[lang]})
     return pool
 
 

@@ -109,10 +109,11 @@ def build_results(task, split: str, model_name: str, evaluation: dict,
             **disparity(accs, task.source_language, teachers, students)}
 
 
-def results_markdown(results: dict, title: str) -> str:
-    """A per-language table plus the summary metrics."""
+def results_markdown(results: dict, title: str, warning: str | None = None) -> str:
+    """A per-language table plus the summary metrics (after `warning`, when given)."""
     langs = list(results["per_language"])
     lines = [f"# {title}", "", f"Task `{results['task']}`, split `{results['split']}`, model `{results['model']}`.", "",
+             *([warning, ""] if warning else []),
              "| language | accuracy | n | majority-class share | mean entropy |", "|---|---:|---:|---:|---:|"]
     for lang in langs:
         r = results["per_language"][lang]
@@ -176,16 +177,22 @@ def compare(before: dict, after: dict, teachers: list[str], students: list[str])
             "summary": summary, "collapsed_languages": collapsed}
 
 
+def collapse_warning(collapsed: list[str]) -> str:
+    """The Markdown warning that comparison.md and the distilled results.md carry when predictions collapsed."""
+    return (f"**WARNING: predictions collapsed in {', '.join(collapsed)}** (one class "
+            f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows, or its share up by >= "
+            f"{100 * COLLAPSE_RISE:.0f} points): a narrower gap from collapsed "
+            "predictions is not a result. A moving teacher cannot anchor the student: use "
+            "RECIPE=recommended (--frozen_teacher) or a lower learning rate.")
+
+
 def comparison_markdown(comp: dict) -> str:
     """The before -> after tables; with `comp["significance"]` (see `alsace.significance`), CI and p columns."""
     sig = comp.get("significance")
     lines = ["# Before -> after self-distillation", "",
              f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
     if comp["collapsed_languages"]:
-        lines += [f"**WARNING: predictions collapsed in {', '.join(comp['collapsed_languages'])}** (one class "
-                  f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows, or its share up by >= "
-                  f"{100 * COLLAPSE_RISE:.0f} points): a narrower gap from collapsed "
-                  "predictions is not a result. Lower the learning rate or pass --detach_teacher.", ""]
+        lines += [collapse_warning(comp["collapsed_languages"]), ""]
     ci_head = f" {100 * sig['confidence']:.0f}% CI of Δ | p |" if sig else ""
     lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |"
               + (ci_head + " p (Holm) |" if sig else ""),

@@ -44,6 +44,11 @@ def pseudo_labels(probs: np.ndarray) -> np.ndarray:
     return np.where(tied, summed, -np.inf).argmax(-1)
 
 
+def max_normalized_score(num_languages: int) -> float:
+    """The largest ŝ_t any scores s in [0, 1] allow: one language at 1, the rest at 0: e / (e + T - 1)."""
+    return float(np.e / (np.e + num_languages - 1))
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     z = np.exp(x - x.max())
     return z / z.sum()
@@ -65,14 +70,34 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
     agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
     if not teachers or not students:
         which = "no teacher" if not teachers else "no student"
+        why = ""
+        if not teachers:  # ŝ = softmax(s) with s in [0, 1] stays close to 1/T
+            why = (f" (ŝ = softmax(s) over T = {len(languages)} languages with s in [0, 1] is at most "
+                   f"e/(e+T−1) = {max_normalized_score(len(languages)):.3f} and near 1/T = "
+                   f"{1 / len(languages):.3f} for realistic scores)")
         raise UserError(
             f"--teacher_threshold {theta:.4f} leaves {which}: normalised scores range "
-            f"{normalized.min():.4f}..{normalized.max():.4f} over {len(languages)} languages; "
+            f"{normalized.min():.4f}..{normalized.max():.4f} over {len(languages)} languages{why}; "
             "pick θ inside that range or use the default (mean)"
         )
     return Selection(languages=list(languages), scores=scores.tolist(), normalized_scores=normalized.tolist(),
                      threshold=theta, ranking=ranking, teachers=teachers, students=students,
                      agreement=agreement, num_items=int(probs.shape[1]), method="scores")
+
+
+def score_spread_warning(normalized: list[float], min_relative_spread: float = 0.01) -> str | None:
+    """A warning when the normalised scores are too close to separate teachers from students, else None.
+
+    The spread max(ŝ) − min(ŝ) is compared with the mean 1/T: below 1 % of it the split follows noise
+    (an untuned model scores every language alike).
+    """
+    spread = max(normalized) - min(normalized)
+    relative = spread * len(normalized)
+    if relative >= min_relative_spread:
+        return None
+    return (f"TEACHER SCORES TOO CLOSE TO SEPARATE: normalised scores span {spread:.2e} "
+            f"({relative:.2%} of their mean 1/{len(normalized)}, below {min_relative_spread:.0%}); the teacher/student "
+            "split follows noise. Is the checkpoint fine-tuned for the task?")
 
 
 def fixed_rank(ranking: list[str], num_students: int, languages: list[str],

@@ -1,4 +1,4 @@
-"""The stock Hugging Face `Trainer` with one overridden hook: `compute_loss`.
+"""The stock Hugging Face `Trainer`; the loss is `compute_loss` (other overrides: see "Scale-out" below).
 
 Supervised batches (English fine-tuning, dev evaluation) and pair batches (self-distillation) both
 go through `class_logits`; the loss differs:
