@@ -197,10 +197,19 @@ class AggregateArguments:
             raise UserError("--output_dir: say where aggregate.json and aggregate.md go")
 
 
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def parse(dataclass_types, argv):
-    """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`."""
+    """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`.
+
+    A single argument ending in .json/.yaml/.yml is a file of `flag: value` pairs instead (as in the
+    Hugging Face examples); a run's own run_args.json, nested by section, is accepted too.
+    """
     parser = _parser(dataclass_types)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].lower().endswith(CONFIG_SUFFIXES):
+        return _parse_file(parser, dataclass_types, argv[0])
     # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
     if any(a.split("=")[0] == "--deepspeed" for a in argv) and importlib.util.find_spec("deepspeed") is None:
         raise UserError("--deepspeed needs the optional DeepSpeed package: pip install deepspeed "
@@ -219,6 +228,80 @@ def parse(dataclass_types, argv):
         flags = " ".join(a for a in unknown if a.startswith("-")) or " ".join(unknown)
         raise UserError(f"unknown flag(s) {flags}: check the spelling; --help lists every flag")
     return parsed
+
+
+def _parse_file(parser, dataclass_types, path: str):
+    """The dataclasses from a JSON or YAML file of `flag: value` pairs (flat, or nested by section)."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{path}: arguments file not found")
+    try:
+        if file.suffix.lower() == ".json":
+            values = json.loads(file.read_text("utf-8"))
+        else:
+            import yaml
+
+            values = yaml.safe_load(file.read_text("utf-8"))
+    except ValueError as err:  # json.JSONDecodeError
+        raise UserError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # yaml.YAMLError
+        if type(err).__module__.startswith("yaml"):
+            raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a mapping of flag names to values")
+    values = flatten_run_args(values)
+    if values.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"{path}: deepspeed needs the optional DeepSpeed package: pip install deepspeed")
+    if any(t.__name__ == "TrainingArguments" for t in dataclass_types) and not values.get("output_dir"):
+        raise UserError(f"{path}: output_dir is required: say where this run's checkpoint and results go")
+    values = {k: _number(v, dataclass_types, k) for k, v in values.items()}
+    try:
+        return list(parser.parse_dict(values, allow_extra_keys=False))
+    except ValueError as err:
+        message = str(err).strip().splitlines()[0]
+        if message.startswith("Some keys are not used"):
+            message = "unknown key(s) " + message.split(":", 1)[1].strip() + ": check the spelling; --help lists every flag"
+        raise UserError(f"{path}: {message}") from None
+    except TypeError as err:  # a missing required field, or a value of the wrong type
+        raise UserError(f"{path}: {str(err).splitlines()[0]}") from None
+
+
+def _number(value, dataclass_types, name: str):
+    """A numeric field's string value as a number: YAML reads `1e-5` (no dot) as a string."""
+    import typing
+
+    if not isinstance(value, str):
+        return value
+    for dtype in dataclass_types:
+        hint = typing.get_type_hints(dtype).get(name)
+        kinds = typing.get_args(hint) or (hint,)
+        for kind in (int, float):
+            if kind in kinds:
+                try:
+                    return kind(value)
+                except ValueError:
+                    pass
+    return value
+
+
+def flatten_run_args(values: dict) -> dict:
+    """run_args.json's sections (`model_args`, ..., `training_args`) merged into one flat mapping.
+
+    `resolved` records values derived at run time, not flags, and is left out. A flat mapping is
+    returned unchanged.
+    """
+    sections = [k for k, v in values.items() if k.endswith("_args") and isinstance(v, dict)]
+    if not sections:
+        return values
+    flat = {}
+    for key in sections:
+        flat.update(values[key])
+    flat.update({k: v for k, v in values.items() if k not in sections and k != "resolved"})
+    return flat
 
 
 def _given(flag: str, argv: list[str]) -> bool:
