@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alsace.metrics import disparity, prediction_health
+from alsace.metrics import class_metrics, disparity, prediction_health
 
 
 def is_main_process() -> bool:
@@ -150,7 +150,8 @@ def build_results(task, split: str, model_name: str, evaluation: dict,
                   teachers: list[str] | None = None, students: list[str] | None = None) -> dict:
     """The results.json dictionary (DESIGN.md section 5) from `evaluate_languages` output."""
     per_language = {
-        lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"])}
+        lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"]),
+               **class_metrics(r["logits"], r["labels"])}
         for lang, r in evaluation.items()
     }
     accs = {lang: r["accuracy"] for lang, r in evaluation.items()}
