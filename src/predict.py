@@ -1,4 +1,4 @@
-"""Classify new text with a checkpoint written by finetune.py or distill.py, in any language.
+r"""Classify new text with a checkpoint written by finetune.py or distill.py, in any language.
 
     python src/predict.py --model_name_or_path outputs/xnli-distill --input new.jsonl --output predictions.jsonl
     echo '{"premise": "Il pleut.", "hypothesis": "Le sol est sec.", "lang": "fr"}' | \
@@ -48,7 +48,7 @@ class PredictArguments:
 
 
 def main(argv=None) -> list[dict]:
-    (args,) = parse((PredictArguments,), argv)
+    (args,) = parse((PredictArguments,), argv, __doc__)
     info = checkpoint_info(args.model_name_or_path)
     task = get_task(args.task or info["task"])
     rows = read_rows(args.input, task)

@@ -23,6 +23,8 @@ def split_list(value: str | None) -> list[str] | None:
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"  # its --help section (HfArgumentParser)
+
     model_name_or_path: str = field(metadata={"help": "Hub id or local directory of the model / checkpoint."})
     head: str = field(default="prompt", metadata={
         "help": "prompt: cloze prompt on a masked LM (or first decoder step of a seq2seq LM), the "
@@ -36,6 +38,8 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    _argument_group_name = "data and evaluation"  # its --help section (HfArgumentParser)
+
     task: str = field(default="xnli", metadata={
         "help": "Task name from the registry (xnli, pawsx, xcopa, geomlama), or the path of a task file "
                 "(*.json) describing your own parallel classification dataset (see docs)."})
@@ -68,6 +72,8 @@ class DataArguments:
 
 @dataclass
 class PromptArguments:
+    _argument_group_name = "prompt"  # its --help section (HfArgumentParser)
+
     prompt_language: str = field(default="en", metadata={
         "help": "en: the English template and label words for every language (the original's "
                 "setting); native: per-language templates and label words where the task has them."})
@@ -84,6 +90,8 @@ class PromptArguments:
 
 @dataclass
 class FinetuneArguments:
+    _argument_group_name = "fine-tuning"  # its --help section (HfArgumentParser)
+
     max_train_samples: int | None = field(default=None, metadata={
         "help": "Train on N English rows (k-shot). The original's few-shot takes the first N."})
     train_sampling: str = field(default="first", metadata={
@@ -113,6 +121,8 @@ class FinetuneArguments:
 
 @dataclass
 class DistillArguments:
+    _argument_group_name = "teacher selection and self-distillation"  # its --help section (HfArgumentParser)
+
     pool_size: int | None = field(default=None, metadata={
         "help": "Unlabeled parallel items (default: the task's: 500 for XNLI/PAWS-X, 100 = all of "
                 "XCOPA's dev split, every GeoMLAMA prompt): the first N rows of each language's dev split "
@@ -200,14 +210,17 @@ class AggregateArguments:
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 
-def parse(dataclass_types, argv):
+def parse(dataclass_types, argv, description: str | None = None):
     """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`.
 
     A single argument ending in .json/.yaml/.yml is a file of `flag: value` pairs instead (as in the
     Hugging Face examples); a run's own run_args.json, nested by section, is accepted too.
     """
-    parser = _parser(dataclass_types)
+    parser = _parser(dataclass_types, description)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        sys.exit(0)
     if len(argv) == 1 and argv[0].lower().endswith(CONFIG_SUFFIXES):
         return _parse_file(parser, dataclass_types, argv[0])
     # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
@@ -309,8 +322,15 @@ def _given(flag: str, argv: list[str]) -> bool:
     return any(a == flag and i + 1 < len(argv) or a.startswith(flag + "=") for i, a in enumerate(argv))
 
 
-def _parser(dataclass_types):
+def _parser(dataclass_types, description: str | None = None):
+    """`--help` reads: a short usage line, what the entry point does (`description`), then our flags by
+    concern, then the stock TrainingArguments flags (argparse's ungrouped section, moved last)."""
+    import argparse
+
     from transformers import HfArgumentParser
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        """The description keeps its line breaks (command examples); each flag shows its default."""
 
     class OneLineParser(HfArgumentParser):
         """Reports a bad flag value in one line, not the usage text of hundreds of flags plus the error."""
@@ -319,4 +339,12 @@ def _parser(dataclass_types):
             raise UserError(f"{message}; --help lists every flag")
 
     # No abbreviations: `--learning_rat` must fail, not silently mean `--learning_rate`.
-    return OneLineParser(dataclass_types, allow_abbrev=False)
+    parser = OneLineParser(dataclass_types, allow_abbrev=False, description=description, formatter_class=Formatter,
+                           usage="%(prog)s [--flag value ...]  |  %(prog)s args.json|args.yaml",
+                           epilog="Flags can also come from one JSON or YAML file of flag: value pairs (a run's "
+                                  "run_args.json works too).")
+    if any(t.__name__ == "TrainingArguments" for t in dataclass_types):
+        parser._optionals.title = "training (the stock Hugging Face TrainingArguments)"
+        parser._action_groups.remove(parser._optionals)  # argparse lists it first; ours come first instead
+        parser._action_groups.append(parser._optionals)
+    return parser
