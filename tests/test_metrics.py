@@ -57,3 +57,11 @@ def test_macro_f1_and_confusion_matrix_by_hand():
     assert out["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]  # row = gold, column = predicted
     # A class neither gold nor predicted (an absent candidate) does not count in the average.
     assert class_metrics(np.eye(4)[[0, 1]], np.array([0, 1]))["macro_f1"] == pytest.approx(1.0)
+
+
+def test_dev_table_is_compact():
+    from alsace.tracking import dev_table, language_scalars
+
+    table = dev_table(language_scalars({"en": 0.9, "fr": 0.75, "de": 0.7}, "en"))
+    assert table.splitlines() == ["    en      fr      de", " 90.00   75.00   70.00",
+                                  "average 78.33  transfer gap 17.50"]
