@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source run_script/launch.sh
 
-MODEL_DIR=${MODEL_DIR:-xlm-roberta-large}   # Hub id or local dir; the paper's distillation started from XLM-R large
+MODEL_DIR=${MODEL_DIR:-xlm-roberta-large}   # the model to load: local dir (prepare_data.sh's models/<id>) or, online, a Hub id
 TASK=${TASK:-xnli}                          # xnli | pawsx | xcopa | geomlama (+ --skip_training) | path/to/task.json
 DATA_DIR=${DATA_DIR:-}                      # holds <task>/<split>/<lang>.jsonl; empty = download from the Hub
 HEAD=${HEAD:-prompt}                        # prompt (cloze, the original) | classification

@@ -14,8 +14,10 @@ DATA_DIR=${DATA_DIR:-data}
 TASKS=${TASKS:-xnli,pawsx,xcopa}
 SPLITS=${SPLITS:-train,validation,test}
 TRAIN_LANGUAGES=${TRAIN_LANGUAGES:-en}  # en: English train only (what ALSACE trains on); all: every language
-MODEL=${MODEL:-}                        # e.g. xlm-roberta-large; empty: no model snapshot
-MODEL_DIR=${MODEL_DIR:-models/${MODEL}}
+# Names as in every run script: MODEL is a Hub id to snapshot (here only); MODEL_DIR is the model the training
+# scripts load, so the folder written here is exactly what to pass later as MODEL_DIR=models/<id>.
+MODEL=${MODEL:-}                        # Hub id, e.g. xlm-roberta-large; empty: no model snapshot
+MODEL_DIR=${MODEL_DIR:-models/${MODEL}} # where the snapshot goes = MODEL_DIR for finetuning.sh
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../src" && pwd)
 ARGS=(--data_dir "$DATA_DIR" --tasks "$TASKS" --splits "$SPLITS" --train_languages "$TRAIN_LANGUAGES")
@@ -23,3 +25,6 @@ if [[ -n "$MODEL" ]]; then
     ARGS+=(--model "$MODEL" --model_dir "$MODEL_DIR")
 fi
 python "$SRC/prepare_data.py" "${ARGS[@]}" "$@"
+if [[ -n "$MODEL" ]]; then
+    echo "model snapshot in $MODEL_DIR: run MODEL_DIR=$MODEL_DIR bash run_script/finetuning.sh"
+fi

@@ -1,4 +1,4 @@
-"""Stages 1-2 of ALSACE: teacher language selection and cross-lingual self-distillation.
+r"""Stages 1-2 of ALSACE: teacher language selection and cross-lingual self-distillation.
 
     python src/distill.py --model_name_or_path outputs/xnli-ft --task xnli --data_dir data \
         --output_dir outputs/xnli-distill --learning_rate 3e-8 ...
@@ -44,7 +44,7 @@ logger = logging.getLogger("alsace.distill")
 
 def main(argv=None) -> dict:
     model_args, data_args, prompt_args, d_args, training_args = parse(
-        (ModelArguments, DataArguments, PromptArguments, DistillArguments, TrainingArguments), argv)
+        (ModelArguments, DataArguments, PromptArguments, DistillArguments, TrainingArguments), argv, __doc__)
     setup_logging(training_args)
     set_seed(training_args.seed)
 

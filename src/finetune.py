@@ -1,4 +1,4 @@
-"""Stage 0 of ALSACE: fine-tune a multilingual LM on English, then evaluate every language.
+r"""Stage 0 of ALSACE: fine-tune a multilingual LM on English, then evaluate every language.
 
     python src/finetune.py --model_name_or_path xlm-roberta-base --task xnli --data_dir data \
         --output_dir outputs/xnli-ft --learning_rate 1e-6 ...
@@ -32,7 +32,7 @@ logger = logging.getLogger("alsace.finetune")
 
 def main(argv=None) -> dict:
     model_args, data_args, prompt_args, ft_args, training_args = parse(
-        (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments), argv)
+        (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments), argv, __doc__)
     setup_logging(training_args)
     set_seed(training_args.seed)
 

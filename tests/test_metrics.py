@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from alsace.metrics import accuracy, disparity, prediction_health
+from alsace.metrics import accuracy, class_metrics, disparity, prediction_health
 
 
 def test_disparity_by_hand():
@@ -46,3 +46,22 @@ def test_spearman_by_hand():
     assert spearman([5, 5, 7], [1, 2, 3]) == pytest.approx(1.5 / (1.5 * 2) ** 0.5)
     q = selection_quality(["en", "fr", "sw"], [0.5, 0.3, 0.2], {"sw": 0.4, "en": 0.9, "fr": 0.6})
     assert q == {"spearman_score_vs_accuracy": pytest.approx(1.0), "num_languages": 3}
+
+
+def test_macro_f1_and_confusion_matrix_by_hand():
+    labels = np.array([0, 0, 1, 1, 2])
+    logits = np.eye(3)[[0, 1, 1, 1, 0]]  # predictions 0 1 1 1 0
+    out = class_metrics(logits, labels)
+    # F1 per class: 0: P=1/2 R=1/2 -> 0.5; 1: P=2/3 R=1 -> 0.8; 2: never predicted, missed once -> 0.
+    assert out["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert out["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]  # row = gold, column = predicted
+    # A class neither gold nor predicted (an absent candidate) does not count in the average.
+    assert class_metrics(np.eye(4)[[0, 1]], np.array([0, 1]))["macro_f1"] == pytest.approx(1.0)
+
+
+def test_dev_table_is_compact():
+    from alsace.tracking import dev_table, language_scalars
+
+    table = dev_table(language_scalars({"en": 0.9, "fr": 0.75, "de": 0.7}, "en"))
+    assert table.splitlines() == ["    en      fr      de", " 90.00   75.00   70.00",
+                                  "average 78.33  transfer gap 17.50"]

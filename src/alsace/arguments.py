@@ -24,6 +24,8 @@ def split_list(value: str | None) -> list[str] | None:
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"  # its --help section (HfArgumentParser)
+
     model_name_or_path: str = field(metadata={"help": "Hub id or local directory of the model / checkpoint."})
     head: str = field(default="prompt", metadata={
         "help": "prompt: cloze prompt on a masked LM (or first decoder step of a seq2seq LM), the "
@@ -37,6 +39,8 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    _argument_group_name = "data and evaluation"  # its --help section (HfArgumentParser)
+
     task: str = field(default="xnli", metadata={
         "help": "Task name from the registry (xnli, pawsx, xcopa, geomlama), or the path of a task file "
                 "(*.json) describing your own parallel classification dataset (see docs)."})
@@ -69,6 +73,8 @@ class DataArguments:
 
 @dataclass
 class PromptArguments:
+    _argument_group_name = "prompt"  # its --help section (HfArgumentParser)
+
     prompt_language: str = field(default="en", metadata={
         "help": "en: the English template and label words for every language (the original's "
                 "setting); native: per-language templates and label words where the task has them."})
@@ -85,6 +91,8 @@ class PromptArguments:
 
 @dataclass
 class FinetuneArguments:
+    _argument_group_name = "fine-tuning"  # its --help section (HfArgumentParser)
+
     max_train_samples: int | None = field(default=None, metadata={
         "help": "Train on N English rows (k-shot). The original's few-shot takes the first N."})
     train_sampling: str = field(default="first", metadata={
@@ -114,6 +122,8 @@ class FinetuneArguments:
 
 @dataclass
 class DistillArguments:
+    _argument_group_name = "teacher selection and self-distillation"  # its --help section (HfArgumentParser)
+
     pool_size: int | None = field(default=None, metadata={
         "help": "Unlabeled parallel items (default: the task's: 500 for XNLI/PAWS-X, 100 = all of "
                 "XCOPA's dev split, every GeoMLAMA prompt): the first N rows of each language's dev split "
@@ -228,10 +238,22 @@ def select_best_flags(argv: list[str]) -> list[str]:
     return argv + extra
 
 
-def parse(dataclass_types, argv):
-    """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`."""
-    parser = _parser(dataclass_types)
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def parse(dataclass_types, argv, description: str | None = None):
+    """Parse argv into the dataclasses; every command-line mistake becomes a one-line `UserError`.
+
+    A single argument ending in .json/.yaml/.yml is a file of `flag: value` pairs instead (as in the
+    Hugging Face examples); a run's own run_args.json, nested by section, is accepted too.
+    """
+    parser = _parser(dataclass_types, description)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        sys.exit(0)
+    if len(argv) == 1 and argv[0].lower().endswith(CONFIG_SUFFIXES):
+        return _parse_file(parser, dataclass_types, argv[0])
     if DistillArguments in dataclass_types:
         argv = select_best_flags(argv)
     # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
@@ -254,13 +276,97 @@ def parse(dataclass_types, argv):
     return parsed
 
 
+def _parse_file(parser, dataclass_types, path: str):
+    """The dataclasses from a JSON or YAML file of `flag: value` pairs (flat, or nested by section)."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{path}: arguments file not found")
+    try:
+        if file.suffix.lower() == ".json":
+            values = json.loads(file.read_text("utf-8"))
+        else:
+            import yaml
+
+            values = yaml.safe_load(file.read_text("utf-8"))
+    except ValueError as err:  # json.JSONDecodeError
+        raise UserError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # yaml.YAMLError
+        if type(err).__module__.startswith("yaml"):
+            raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a mapping of flag names to values")
+    values = flatten_run_args(values)
+    if values.get("select_best_on_dev") and DistillArguments in dataclass_types:  # as `select_best_flags`
+        values.setdefault("load_best_model_at_end", True)
+        values.setdefault("metric_for_best_model", "accuracy")
+    if values.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"{path}: deepspeed needs the optional DeepSpeed package: pip install deepspeed")
+    if any(t.__name__ == "TrainingArguments" for t in dataclass_types) and not values.get("output_dir"):
+        raise UserError(f"{path}: output_dir is required: say where this run's checkpoint and results go")
+    values = {k: _number(v, dataclass_types, k) for k, v in values.items()}
+    try:
+        return list(parser.parse_dict(values, allow_extra_keys=False))
+    except ValueError as err:
+        message = str(err).strip().splitlines()[0]
+        if message.startswith("Some keys are not used"):
+            message = "unknown key(s) " + message.split(":", 1)[1].strip() + ": check the spelling; --help lists every flag"
+        raise UserError(f"{path}: {message}") from None
+    except TypeError as err:  # a missing required field, or a value of the wrong type
+        raise UserError(f"{path}: {str(err).splitlines()[0]}") from None
+
+
+def _number(value, dataclass_types, name: str):
+    """A numeric field's string value as a number: YAML reads `1e-5` (no dot) as a string."""
+    import typing
+
+    if not isinstance(value, str):
+        return value
+    for dtype in dataclass_types:
+        hint = typing.get_type_hints(dtype).get(name)
+        kinds = typing.get_args(hint) or (hint,)
+        for kind in (int, float):
+            if kind in kinds:
+                try:
+                    return kind(value)
+                except ValueError:
+                    pass
+    return value
+
+
+def flatten_run_args(values: dict) -> dict:
+    """run_args.json's sections (`model_args`, ..., `training_args`) merged into one flat mapping.
+
+    `resolved` records values derived at run time, not flags, and is left out. A flat mapping is
+    returned unchanged.
+    """
+    sections = [k for k, v in values.items() if k.endswith("_args") and isinstance(v, dict)]
+    if not sections:
+        return values
+    flat = {}
+    for key in sections:
+        flat.update(values[key])
+    flat.update({k: v for k, v in values.items() if k not in sections and k != "resolved"})
+    return flat
+
+
 def _given(flag: str, argv: list[str]) -> bool:
     """Whether `flag` has a value on the command line (`--flag value` or `--flag=value`)."""
     return any(a == flag and i + 1 < len(argv) or a.startswith(flag + "=") for i, a in enumerate(argv))
 
 
-def _parser(dataclass_types):
+def _parser(dataclass_types, description: str | None = None):
+    """`--help` reads: a short usage line, what the entry point does (`description`), then our flags by
+    concern, then the stock TrainingArguments flags (argparse's ungrouped section, moved last)."""
+    import argparse
+
     from transformers import HfArgumentParser
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        """The description keeps its line breaks (command examples); each flag shows its default."""
 
     class OneLineParser(HfArgumentParser):
         """Reports a bad flag value in one line, not the usage text of hundreds of flags plus the error."""
@@ -269,4 +375,12 @@ def _parser(dataclass_types):
             raise UserError(f"{message}; --help lists every flag")
 
     # No abbreviations: `--learning_rat` must fail, not silently mean `--learning_rate`.
-    return OneLineParser(dataclass_types, allow_abbrev=False)
+    parser = OneLineParser(dataclass_types, allow_abbrev=False, description=description, formatter_class=Formatter,
+                           usage="%(prog)s [--flag value ...]  |  %(prog)s args.json|args.yaml",
+                           epilog="Flags can also come from one JSON or YAML file of flag: value pairs (a run's "
+                                  "run_args.json works too).")
+    if any(t.__name__ == "TrainingArguments" for t in dataclass_types):
+        parser._optionals.title = "training (the stock Hugging Face TrainingArguments)"
+        parser._action_groups.remove(parser._optionals)  # argparse lists it first; ours come first instead
+        parser._action_groups.append(parser._optionals)
+    return parser

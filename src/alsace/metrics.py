@@ -44,6 +44,19 @@ def prediction_health(logits: np.ndarray) -> dict:
     return {"majority_share": float(counts.max() / len(preds)), "mean_entropy": float(entropy.mean())}
 
 
+def class_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Macro-F1 and the confusion matrix of the argmax predictions, `logits` `(N, C)`, `labels` `(N,)`.
+
+    Macro-F1 averages over the classes present in the gold labels or the predictions (sklearn's default;
+    a class that is neither counts 0 otherwise). Confusion matrix `(C, C)`: row = gold, column = predicted.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    preds = logits.argmax(-1)
+    return {"macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
+            "confusion_matrix": confusion_matrix(labels, preds, labels=np.arange(logits.shape[-1])).tolist()}
+
+
 def spearman(x, y) -> float:
     """Spearman rank correlation: the Pearson correlation of the ranks (ties get their average rank)."""
     rx, ry = _ranks(np.asarray(x, dtype=float)), _ranks(np.asarray(y, dtype=float))

@@ -108,7 +108,8 @@ def _requested_checkpoint(requested: str) -> str:
 
 # What a previous run left that --overwrite_output_dir must not mix with the new run's files.
 RUN_OUTPUTS = ("results.json", "results.md", "comparison.json", "comparison.md", "teacher_selection.json",
-               "run_args.json", "environment.json", "predictions", "baseline")
+               "run_args.json", "environment.json", "predictions", "baseline", "train_results.json",
+               "all_results.json", "trainer_state.json")
 
 
 def _remove_previous_run(path: Path) -> None:
@@ -196,12 +197,31 @@ def train(trainer, resume_from: str | None) -> None:
     """
     try:
         with stop_cleanly(trainer.args, "training"):
-            trainer.train(resume_from_checkpoint=resume_from)
+            result = trainer.train(resume_from_checkpoint=resume_from)
     except KeyboardInterrupt:
         last = last_complete_checkpoint(Path(trainer.args.output_dir))
         resume = (f"rerun the same command to resume from {Path(last).name}" if last else
                   "no checkpoint had been saved yet, so a rerun starts again")
         raise Interrupted(f"interrupted at step {trainer.state.global_step}; {resume}") from None
+    if is_main_process():
+        save_training_record(trainer.args.output_dir, result.metrics, trainer.state)
+
+
+def save_training_record(output_dir, metrics: dict, state) -> None:
+    """train_results.json / all_results.json (train metrics) and trainer_state.json, as the HF examples.
+
+    trainer_state.json holds the loss curve (`log_history`) and `best_model_checkpoint`. Written with our
+    atomic writer rather than `Trainer.save_metrics` / `save_state`; `log_metrics` is not called because
+    it prints to stdout.
+    """
+    import dataclasses
+
+    from alsace.reporting import write_json, write_text
+
+    output_dir = Path(output_dir)
+    write_json(output_dir / "train_results.json", metrics)
+    write_json(output_dir / "all_results.json", metrics)
+    write_text(output_dir / "trainer_state.json", json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True) + "\n")
 
 
 def resolve_languages(task: Task, languages: str | None) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alsace.metrics import disparity, prediction_health
+from alsace.metrics import class_metrics, disparity, prediction_health
 
 
 def is_main_process() -> bool:
@@ -74,11 +74,7 @@ def environment() -> dict:
     import torch
     import transformers
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -87,21 +83,75 @@ def environment() -> dict:
         "datasets": datasets.__version__,
         "cuda": torch.cuda.is_available(),
         "cpu_count": os.cpu_count(),
-        "git_commit": commit,
+        "git_commit": commit or None,
+        # Uncommitted changes mean git_commit alone does not say what code ran; None: not a git checkout.
+        "git_dirty": None if status is None or not commit else bool(status),
     }
 
 
+def _git(*args: str) -> str | None:
+    """stdout of a git command run in the package's folder, or None when git or the repository is missing."""
+    try:
+        proc = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def write_run_record(output_dir, args: dict) -> None:
-    """The resolved arguments and the environment of a run."""
+    """The resolved arguments and the environment of a run, and the checkpoint's model card."""
     write_json(Path(output_dir) / "run_args.json", args)
     write_json(Path(output_dir) / "environment.json", environment())
+    write_text(Path(output_dir) / "README.md", model_card(output_dir, json.loads(json.dumps(args, default=_jsonable))))
+
+
+# The settings a reader of a model card needs to know how the checkpoint was trained, in this order.
+CARD_SETTINGS = ("model_name_or_path", "task", "head", "prompt_language", "num_placeholder_tokens", "finetune_loss",
+                 "max_train_samples", "selection_language", "kl_direction", "detach_teacher", "temperature",
+                 "teacher_threshold", "pool_size", "learning_rate", "per_device_train_batch_size",
+                 "gradient_accumulation_steps", "num_train_epochs", "max_steps", "warmup_steps", "weight_decay",
+                 "lr_scheduler_type", "max_seq_length", "bf16", "seed")
+
+
+def model_card(output_dir, args: dict) -> str:
+    """README.md for the checkpoint in `output_dir`: task, languages, head, results, training settings.
+
+    Built from the run's own files (alsace_task.json, results.md, comparison.md) and its arguments
+    (`args` as in run_args.json, nested by section).
+    """
+    from alsace.arguments import flatten_run_args
+
+    output_dir = Path(output_dir)
+    flat = flatten_run_args(args)
+    info_path = output_dir / "alsace_task.json"
+    info = json.loads(info_path.read_text("utf-8")) if info_path.is_file() else {}
+    languages = args.get("resolved", {}).get("languages") or []
+    stage = "self-distillation (src/distill.py)" if "distill_args" in args else "English fine-tuning (src/finetune.py)"
+    lines = ["---", f"language: [{', '.join(languages)}]", "library_name: transformers",
+             f"tags: [alsace, cross-lingual, {info.get('task', flat.get('task', ''))}]", "---", "",
+             f"# {info.get('task', flat.get('task'))}: {stage}", "",
+             f"Trained from `{flat.get('model_name_or_path')}` by this project's {stage}.", "",
+             f"- task: `{info.get('task', flat.get('task'))}`, labels: {', '.join(info.get('label_names', []))}",
+             f"- head: `{info.get('head', flat.get('head'))}`, prompt language: `{info.get('prompt_language')}`, "
+             f"placeholder tokens: {info.get('num_placeholder_tokens')}",
+             f"- languages evaluated: {', '.join(languages)}", "",
+             "Classify new text with `python src/predict.py --model_name_or_path <this folder> --input rows.jsonl`.", ""]
+    for name in ("results.md", "comparison.md"):
+        if (output_dir / name).is_file():  # their headings one level down, under this card's title
+            lines += ["#" + line if line.startswith("#") else line
+                      for line in (output_dir / name).read_text("utf-8").splitlines()] + [""]
+    lines += ["## How it was trained", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {key} | {flat[key]} |" for key in CARD_SETTINGS if flat.get(key) is not None]
+    lines += ["", "All arguments: `run_args.json`; package versions and git commit: `environment.json`."]
+    return "\n".join(lines) + "\n"
 
 
 def build_results(task, split: str, model_name: str, evaluation: dict,
                   teachers: list[str] | None = None, students: list[str] | None = None) -> dict:
     """The results.json dictionary (DESIGN.md section 5) from `evaluate_languages` output."""
     per_language = {
-        lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"])}
+        lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"]),
+               **class_metrics(r["logits"], r["labels"])}
         for lang, r in evaluation.items()
     }
     accs = {lang: r["accuracy"] for lang, r in evaluation.items()}

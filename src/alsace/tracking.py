@@ -11,11 +11,15 @@ their average and transfer gap as scalars (`eval/<lang>_accuracy`, `eval/average
 
 from __future__ import annotations
 
+import logging
+
 from transformers import TrainerCallback
 
 from alsace.errors import UserError
 from alsace.evaluation import evaluate_languages
 from alsace.metrics import disparity
+
+logger = logging.getLogger(__name__)
 
 # report_to names whose pip package differs from the name.
 _PACKAGES = {"azure_ml": "azureml-core", "comet_ml": "comet-ml", "neptune": "neptune"}
@@ -58,6 +62,19 @@ class LanguageDevMetrics(TrainerCallback):
         if metrics is not None:
             metrics.update(scalars)
         self.log(scalars)
+        if state.is_world_process_zero:
+            logger.info("dev accuracy at step %d\n%s", state.global_step, dev_table(scalars))
+
+
+def dev_table(scalars: dict[str, float]) -> str:
+    """The per-language scalars as two aligned lines (languages, accuracy in %), plus average and gap."""
+    langs = [k[len("eval_"):-len("_accuracy")] for k in scalars if k.endswith("_accuracy") and k != "eval_average_accuracy"]
+    head = "  ".join(f"{lang:>6}" for lang in langs)
+    accs = "  ".join(f"{100 * scalars[f'eval_{lang}_accuracy']:6.2f}" for lang in langs)
+    tail = f"average {100 * scalars['eval_average_accuracy']:.2f}"
+    if "eval_transfer_gap" in scalars:
+        tail += f"  transfer gap {100 * scalars['eval_transfer_gap']:.2f}"
+    return f"{head}\n{accs}\n{tail}"
 
 
 def language_scalars(accuracies: dict[str, float], source_language: str) -> dict[str, float]:
