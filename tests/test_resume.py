@@ -99,7 +99,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_result(reference, tmp_path, tiny
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=300)  # generous: a loaded machine tears torch down slowly
     assert marker.exists(), stderr[-3000:]
     assert proc.returncode == -signal.SIGKILL
     assert last_complete_checkpoint(out) == str(out / f"checkpoint-{SAVE_STEPS}")
@@ -119,7 +119,7 @@ def test_ctrl_c_is_one_line_exit_130_then_resume_then_complete(reference, tmp_pa
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=300)  # generous: a loaded machine tears torch down slowly
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if "interrupt" in line.lower()]
