@@ -119,19 +119,46 @@ def test_two_processes_train_evaluate_and_select_like_one(tmp_path, data_dir, no
     assert saved["num_items"] == 16
 
 
-def test_loss_runs_under_the_mixed_precision_autocast(tmp_path, tiny_mlm):
-    """accelerate autocasts by wrapping `model.forward`, which the prompt head bypasses: the
-    trainer's loss context must switch bf16 autocast on itself."""
+def test_scoring_runs_under_the_mixed_precision_autocast(tmp_path, tiny_mlm):
+    """accelerate autocasts by wrapping the trained module's `forward`, which is class scoring: with
+    --bf16 the encoder runs under bf16 autocast, without it in float32."""
     from transformers import AutoModelForMaskedLM, TrainingArguments
 
     from alsace.trainer import AlsaceTrainer
 
     model = AutoModelForMaskedLM.from_pretrained(tiny_mlm)
-    plain = AlsaceTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
-                                                              report_to="none"))
-    with plain.compute_loss_context_manager():
-        assert not torch.is_autocast_enabled("cpu")
-    mixed = AlsaceTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, bf16=True,
-                                                              report_to="none"))
-    with mixed.compute_loss_context_manager():
-        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    seen = []
+    model.base_model.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    batch = {"input_ids": torch.tensor([[0, 5, 4, 2]]), "attention_mask": torch.ones(1, 4, dtype=torch.long),
+             "mask_pos": torch.tensor([2]), "label_token_ids": torch.tensor([[5, 6, 7]])}
+    for bf16 in (False, True):
+        trainer = AlsaceTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                                                    bf16=bf16, report_to="none"))
+        trainer.accelerator.prepare_model(trainer.model)(**batch)
+        assert seen.pop() is bf16
+
+
+def test_torch_compile_trains_and_scores_like_eager(tmp_path, no_dropout_mlm, data_dir):
+    """--torch_compile compiles the scorer's forward (class scoring itself) on CPU: one training step
+    and the dev logits agree with eager execution."""
+    from torch._dynamo.eval_frame import OptimizedModule
+    from transformers import TrainingArguments
+
+    from alsace.trainer import AlsaceTrainer
+
+    task = get_task("xnli")
+    runs = {}
+    for compile_ in (False, True):
+        tokenizer, model = load_tokenizer_and_model(str(no_dropout_mlm), "prompt", task, 6)
+        features = split_features(task, Featurizer(tokenizer, task, "prompt", 64, 6), str(data_dir), "test",
+                                  ["en"], max_rows=8)["en"]
+        args = TrainingArguments(output_dir=str(tmp_path / str(compile_)), use_cpu=True, report_to="none",
+                                 torch_compile=compile_, max_steps=1, per_device_train_batch_size=8,
+                                 per_device_eval_batch_size=8, learning_rate=1e-3, save_strategy="no", seed=1)
+        trainer = AlsaceTrainer(model=model, args=args, train_dataset=features,
+                                data_collator=Collator(tokenizer.pad_token_id), finetune_loss="full_vocab")
+        loss = trainer.train().training_loss
+        assert isinstance(trainer.model_wrapped, OptimizedModule) is compile_
+        runs[compile_] = loss, trainer.predict(features).predictions
+    assert runs[True][0] == pytest.approx(runs[False][0], abs=1e-5)
+    np.testing.assert_allclose(runs[True][1], runs[False][1], atol=1e-5)

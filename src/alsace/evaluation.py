@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alsace.metrics import accuracy
-from alsace.scoring import Collator, class_logits
+from alsace.scoring import ClassScorer, Collator, class_logits
 
 
 def predict_logits(model, features: list[dict], collator: Collator, batch_size: int,
@@ -27,6 +27,7 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rank, world = _rank_world()
     mine = batches[rank::world]
+    model = model.model if isinstance(model, ClassScorer) else model  # the Trainer's callbacks pass the scorer
     was_training = model.training
     model.to(device)  # distillation scores the pool before the Trainer has placed the model
     model.eval()

@@ -73,6 +73,48 @@ def class_logits(model, batch: dict, return_vocab: bool = False):
     return cls
 
 
+class ClassScorer(torch.nn.Module):
+    """The module the Trainer trains: `forward(**batch)` is `class_logits(model, batch)`.
+
+    Scoring is then the forward of the module that DDP, accelerate's autocast and `torch.compile`
+    wrap, so DDP's gradient all-reduce and bf16 autocast apply to it as to any stock model. Its
+    `state_dict` is the Hugging Face model's own (same keys), so a Trainer checkpoint of the scorer
+    loads with `from_pretrained` and resumes into the scorer unchanged. Any other attribute is the
+    model's (the Trainer reads `config`, `_keys_to_ignore_on_save`, `tie_weights`).
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.train(model.training)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":  # not yet set (copying, unpickling)
+                raise
+            return getattr(self.model, name)
+
+    def forward(self, labels=None, return_vocab: bool = False, **batch):
+        # `labels` belong to the loss, not to scoring; naming them lets the Trainer find the labels.
+        return class_logits(self.model, batch, return_vocab)
+
+    def state_dict(self, *args, **kwargs):
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.model.load_state_dict(state_dict, strict, assign)
+
+
+def as_scorer(model) -> torch.nn.Module:
+    """A model wrapped in `ClassScorer`; a scorer, or its DDP / DeepSpeed / compiled wrapper, unchanged."""
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model, keep_torch_compile=False)
+    return model if isinstance(inner, ClassScorer) else ClassScorer(model)
+
+
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 NO_CANDIDATE = -1e4  # class logit of an absent (padding) candidate: probability ~0, finite in KL and bf16
 

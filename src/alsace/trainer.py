@@ -1,23 +1,19 @@
-"""The stock Hugging Face `Trainer`; the loss is `compute_loss` (other overrides: see "Scale-out" below).
+"""The stock Hugging Face `Trainer`; the loss is `compute_loss` (the other overrides: see below).
 
-Supervised batches (English fine-tuning, dev evaluation) and pair batches (self-distillation) both
-go through `class_logits`; the loss differs:
+The Trainer trains `ClassScorer(model)`, whose `forward` is `class_logits`; supervised batches
+(English fine-tuning, dev evaluation) and pair batches (self-distillation) both go through it; the loss
+differs:
 - supervised, `full_vocab`: cross-entropy over the whole vocabulary at the mask against the gold
   label word (the original's loss); `label_words`: cross-entropy over the class logits;
 - pairs: the consistency KL between the stacked halves of one forward pass.
 The returned outputs carry `logits` = class logits, so the stock evaluation loop and
 `compute_metrics` work unchanged.
 
-Scale-out: `class_logits` runs the encoder and only the label-word rows of the LM head, which is not
-the model's own `forward`. Three small hooks keep that correct under the Trainer's wrappers:
-- scoring always uses the unwrapped model (DDP and DeepSpeed wrappers hide `config`);
-- under DDP, whose gradient hooks only arm inside the wrapper's `forward`, the gradients are averaged
-  across ranks after the last micro-batch of every optimizer step (DeepSpeed reduces in its own
-  `backward`, so it needs nothing);
-- accelerate applies bf16/fp16 autocast by wrapping `model.forward`; the loss runs under the same
-  autocast explicitly, so `--bf16` also covers the prompt head.
-Checkpoints keep the training arguments as JSON (`training_args.json`), not the pickled
-`training_args.bin` the stock Trainer writes.
+Scale-out: scoring is the forward of the module the Trainer wraps, so DDP's gradient all-reduce,
+accelerate's bf16/fp16 autocast and `torch.compile` apply to it unchanged. `_save` writes the inner
+Hugging Face model with `save_pretrained` (the stock Trainer would write a bare state dict for a module
+that is not a `PreTrainedModel`) and keeps the training arguments as JSON (`training_args.json`), not
+the pickled `training_args.bin` the stock Trainer writes.
 """
 
 from __future__ import annotations
@@ -28,12 +24,11 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer
 
 from alsace.distillation import consistency_loss
 from alsace.reporting import write_text
-from alsace.scoring import class_logits
+from alsace.scoring import as_scorer
 
 
 class AlsaceTrainer(Trainer):
@@ -42,9 +37,9 @@ class AlsaceTrainer(Trainer):
     def __init__(self, *args, finetune_loss: str = "label_words", kl_direction: str = "teacher_target",
                  detach_teacher: bool = False, temperature: float = 1.0, min_teacher_confidence: float = 0.0,
                  anchor_weight: float = 0.0, teacher_temperature: float | None = None, **kwargs):
-        # Our batches carry `mask_pos` and `label_token_ids`, which the model's forward does not take;
-        # the stock column filter would drop them.
+        # The stock column filter keeps only the forward's named parameters; the scorer takes `**batch`.
         kwargs["args"].remove_unused_columns = False
+        kwargs["model"] = as_scorer(kwargs["model"])  # the module whose forward is class scoring
         super().__init__(*args, **kwargs)
         self.finetune_loss = finetune_loss
         self.kl_direction = kl_direction
@@ -55,7 +50,6 @@ class AlsaceTrainer(Trainer):
         self.teacher_temperature = teacher_temperature
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        model = self.accelerator.unwrap_model(model)  # DDP / DeepSpeed wrappers hide `config`
         if "num_pairs" in inputs:
             loss, logits = self._pair_loss(model, inputs)
         else:
@@ -68,26 +62,18 @@ class AlsaceTrainer(Trainer):
             )
         return (loss, {"logits": logits}) if return_outputs else loss
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        # `compute_loss` bypasses the DDP wrapper's forward, so DDP's own all-reduce never fires:
-        # average the accumulated gradients once per optimizer step, before clipping and the update.
-        if isinstance(model, DistributedDataParallel) and self.accelerator.sync_gradients:
-            average_gradients(model.module)
-        return loss
-
-    def autocast_smart_context_manager(self, cache_enabled=True):
-        # accelerate autocasts by wrapping `model.forward`, which the prompt head never calls.
-        return self.accelerator.autocast()
-
     def _save(self, output_dir=None, state_dict=None):
-        super()._save(output_dir, state_dict)
-        if self.args.should_save:  # the stock Trainer pickles the arguments; keep them as JSON instead
-            output_dir = output_dir or self.args.output_dir
-            pickled = os.path.join(output_dir, "training_args.bin")
-            if os.path.exists(pickled):
-                os.remove(pickled)
-            write_text(os.path.join(output_dir, "training_args.json"), self.args.to_json_string())
+        # The inner Hugging Face model, so that the checkpoint loads with `from_pretrained` (the stock
+        # `_save` writes only a state dict for a module that is not a `PreTrainedModel`).
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        scorer = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        scorer.model.save_pretrained(output_dir, state_dict=state_dict)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        # The stock Trainer pickles the arguments (`training_args.bin`); keep them as JSON instead.
+        write_text(os.path.join(output_dir, "training_args.json"), self.args.to_json_string())
 
     def _supervised_loss(self, model, inputs):
         return supervised_loss(model, inputs, self.finetune_loss)
@@ -103,10 +89,10 @@ def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
     if finetune_loss == "full_vocab" and "label_token_ids" in inputs:
         # Whole vocabulary at the mask only: equal to the stock masked-LM loss with every other
         # position ignored, without the (B, L, V) logits.
-        logits, vocab = class_logits(model, inputs, return_vocab=True)  # (B, C), (B, V)
+        logits, vocab = as_scorer(model)(**inputs, return_vocab=True)  # (B, C), (B, V)
         target = inputs["label_token_ids"].gather(1, labels[:, None]).squeeze(1)  # gold label word id
         return F.cross_entropy(vocab.float(), target), logits
-    logits = class_logits(model, inputs)  # (B, C)
+    logits = as_scorer(model)(**inputs)  # (B, C)
     return F.cross_entropy(logits.float(), labels), logits
 
 
@@ -120,7 +106,8 @@ def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_
     Returns the loss and the `(B, C)` class logits of the lower-ranked sides.
     """
     n = int(inputs["num_pairs"])
-    logits = class_logits(model, inputs)  # (2B, C): both sides in one forward pass; (B, C) when frozen
+    sides = {k: v for k, v in inputs.items() if k not in ("num_pairs", "teacher_logits", "anchor")}
+    logits = as_scorer(model)(**sides)  # (2B, C): both sides in one forward pass; (B, C) when frozen
     teacher = inputs["teacher_logits"] if "teacher_logits" in inputs else logits[:n]
     student = logits[-n:]
     loss = consistency_loss(teacher, student, kl_direction, detach_teacher, temperature, min_teacher_confidence,
@@ -129,17 +116,6 @@ def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_
         anchor_loss, _ = supervised_loss(model, inputs["anchor"], "label_words")
         loss = loss + anchor_weight * anchor_loss
     return loss, student
-
-
-def average_gradients(model: torch.nn.Module) -> None:
-    """Mean of every parameter gradient across ranks, in place (what DDP's reducer computes)."""
-    world = torch.distributed.get_world_size()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    handles = [torch.distributed.all_reduce(g, async_op=True) for g in grads]
-    for handle in handles:
-        handle.wait()
-    for grad in grads:
-        grad.div_(world)
 
 
 def compute_accuracy(eval_pred) -> dict:
