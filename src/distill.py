@@ -33,7 +33,7 @@ from alsace.reporting import (collapse_warning, compare, comparison_for_terminal
                               is_main_process, results_markdown, write_json, write_run_record, write_text)
 from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
 from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning,
-                             select_teachers, selection_table)
+                             select_teachers, selection_table, softmax)
 from alsace.significance import significance_between_runs
 from alsace.tasks import get_task
 from alsace.tracking import LanguageDevMetrics
@@ -209,7 +209,7 @@ def placeholder_count(model_path: str, task, flag: int | None) -> int:
 
 def choose_teachers(logits: dict[str, np.ndarray], task, languages, d_args) -> Selection:
     """Split teachers from students from every language's class logits on the pool."""
-    probs = np.stack([_softmax(logits[lang]) for lang in languages])  # (T, N, C)
+    probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
     if d_args.lang_rank is not None:
         ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)
         return fixed_rank(ranking, d_args.num_students, languages, probs)
@@ -220,11 +220,6 @@ def choose_teachers(logits: dict[str, np.ndarray], task, languages, d_args) -> S
     if warning := score_spread_warning(selection.normalized_scores):
         logger.warning(warning)
     return selection
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
 
 
 if __name__ == "__main__":

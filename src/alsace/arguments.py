@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 
+from alsace.distillation import KL_DIRECTIONS
 from alsace.errors import UserError
 
 
@@ -179,9 +180,9 @@ class DistillArguments:
         "help": "Allow writing into a non-empty output directory that is not a resumable run."})
 
     def __post_init__(self):
-        if self.kl_direction not in ("teacher_target", "student_target", "symmetric"):
-            raise UserError(
-                f"--kl_direction {self.kl_direction!r}: choose teacher_target, student_target or symmetric")
+        if self.kl_direction not in KL_DIRECTIONS:
+            raise UserError(f"--kl_direction {self.kl_direction!r}: choose {', '.join(KL_DIRECTIONS[:-1])} "
+                            f"or {KL_DIRECTIONS[-1]}")
         if self.temperature <= 0:
             raise UserError("--temperature must be > 0")
         if self.teacher_temperature is not None and self.teacher_temperature <= 0:

@@ -29,7 +29,6 @@ NAME = "demo"
 LABEL_NAMES = ("sports", "food", "music", "weather")
 LABEL_WORDS = ("sport", "food", "music", "weather")  # verbalizer; none of them occurs in a sentence
 TEMPLATE = "{text} Topic: {mask}."
-POOL_SIZE = 500  # the whole dev split of the demo (DESIGN default)
 
 # Words whose presence decides the label: nouns (objects) and verbs, per topic.
 TOPIC_WORDS = {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from alsace.selection import softmax
+
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Share of rows whose argmax class equals the label. `logits` (N, C), `labels` (N,)."""
@@ -38,8 +40,7 @@ def prediction_health(logits: np.ndarray) -> dict:
     """Collapse diagnostics: share of the most frequent predicted class and mean prediction entropy."""
     preds = logits.argmax(-1)
     counts = np.bincount(preds, minlength=logits.shape[-1])
-    z = logits - logits.max(-1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    p = softmax(logits)  # (N, C)
     entropy = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
     return {"majority_share": float(counts.max() / len(preds)), "mean_entropy": float(entropy.mean())}
 

@@ -50,8 +50,9 @@ def max_normalized_score(num_languages: int) -> float:
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max())
-    return z / z.sum()
+    """Softmax over the last axis (the one softmax of the package: classes, or languages for ŝ)."""
+    z = np.exp(x - x.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
 
 
 def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | None = None) -> Selection:

@@ -18,7 +18,6 @@ the pickled `training_args.bin` the stock Trainer writes.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from alsace.distillation import consistency_loss
+from alsace.metrics import accuracy
 from alsace.reporting import write_text
 from alsace.scoring import as_scorer
 
@@ -123,5 +123,4 @@ def compute_accuracy(eval_pred) -> dict:
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     if isinstance(logits, tuple):
         logits = logits[0]
-    acc = float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean()) if len(labels) else math.nan
-    return {"accuracy": acc}
+    return {"accuracy": accuracy(np.asarray(logits), np.asarray(labels))}
