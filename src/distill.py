@@ -23,15 +23,16 @@ from alsace.arguments import DataArguments, DistillArguments, ModelArguments, Pr
 from alsace.data import load_pool, load_split
 from alsace.distillation import PairDataset, all_pairs, build_pairs
 from alsace.errors import UserError, run_cli
-from alsace.evaluation import score_languages
+from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import encode_cached
 from alsace.metrics import selection_quality
-from alsace.pipeline import (broadcast_from_main, eval_bf16, evaluate, prepare_output_dir, resolve_languages,
+from alsace.pipeline import (broadcast_from_main, evaluate, prepare_output_dir, resolve_languages,
                              save_results, setup_logging, split_features, stop_cleanly, train)
 from alsace.plots import plot_run
 from alsace.reporting import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
                               is_main_process, results_markdown, write_json, write_run_record, write_text)
-from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
+from alsace.scoring import (CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, placeholder_count,
+                            write_checkpoint_info)
 from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning,
                              select_teachers, selection_table, softmax)
 from alsace.significance import significance_between_runs
@@ -50,12 +51,11 @@ def main(argv=None) -> dict:
 
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
-    if d_args.teacher_threshold == "paper" and task.paper_threshold is None:
-        raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; use mean or a float")
+    threshold = d_args.threshold(task)  # θ; None = the mean of the normalised scores
     if d_args.anchor_weight > 0 and not task.has_train:
         raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
                         "pass --anchor_weight 0")
-    if d_args.teacher_threshold == "paper" and task.paper_threshold > max_normalized_score(len(languages)):
+    if d_args.teacher_threshold == "paper" and threshold > max_normalized_score(len(languages)):
         raise UserError(
             f"--teacher_threshold paper: θ = {task.paper_threshold} for {task.name} can leave no teacher with "
             f"{len(languages)} languages: ŝ = softmax(s) with s in [0, 1] is at most e/(e+T−1) = "
@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
         selection = Selection(**json.loads(selection_path.read_text("utf-8"))["selection"])
         logger.info("reusing the saved teacher selection from %s", selection_path)
     else:
-        selection = choose_teachers(pool_logits, task, languages, d_args)
+        selection = choose_teachers(pool_logits, task, languages, d_args, threshold)
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)
@@ -136,7 +136,8 @@ def main(argv=None) -> dict:
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=train_dataset,
         eval_dataset=dev_features, data_collator=collator, processing_class=tokenizer,
-        compute_metrics=compute_accuracy, kl_direction=d_args.kl_direction,
+        compute_metrics=compute_accuracy, finetune_loss="label_words",  # dev evaluation loss only
+        kl_direction=d_args.kl_direction,
         detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
         min_teacher_confidence=d_args.min_teacher_confidence, anchor_weight=d_args.anchor_weight,
         teacher_temperature=d_args.teacher_temperature,
@@ -197,25 +198,12 @@ def check_pair_languages(value: str | None, languages: list[str]) -> list[str] |
     return chosen
 
 
-def placeholder_count(model_path: str, task, flag: int | None) -> int:
-    """The flag if given, else what the checkpoint was fine-tuned with, else the task's default."""
-    if flag is not None:
-        return flag
-    info = Path(model_path) / CHECKPOINT_INFO
-    if info.is_file():
-        return int(json.loads(info.read_text("utf-8"))["num_placeholder_tokens"])
-    return task.num_placeholder_tokens
-
-
-def choose_teachers(logits: dict[str, np.ndarray], task, languages, d_args) -> Selection:
+def choose_teachers(logits: dict[str, np.ndarray], task, languages, d_args, threshold: float | None) -> Selection:
     """Split teachers from students from every language's class logits on the pool."""
     probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
     if d_args.lang_rank is not None:
         ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)
         return fixed_rank(ranking, d_args.num_students, languages, probs)
-    threshold = {"mean": None, "paper": task.paper_threshold}.get(d_args.teacher_threshold)
-    if d_args.teacher_threshold not in ("mean", "paper"):
-        threshold = float(d_args.teacher_threshold)
     selection = select_teachers(probs, languages, threshold)
     if warning := score_spread_warning(selection.normalized_scores):
         logger.warning(warning)

@@ -22,7 +22,8 @@ from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, sa
                              split_features, train)
 from alsace.plots import plot_run
 from alsace.reporting import is_main_process, write_run_record
-from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model, write_checkpoint_info
+from alsace.scoring import (Collator, Featurizer, load_tokenizer_and_model, placeholder_count,
+                            write_checkpoint_info)
 from alsace.tasks import get_task
 from alsace.tracking import LanguageDevMetrics
 from alsace.trainer import AlsaceTrainer, compute_accuracy
@@ -43,8 +44,7 @@ def main(argv=None) -> dict:
         raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
     resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir,
                                      training_args.resume_from_checkpoint)
-    num_placeholders = (task.num_placeholder_tokens if prompt_args.num_placeholder_tokens is None
-                        else prompt_args.num_placeholder_tokens)
+    num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
 
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
                                                 num_placeholders, model_args.trust_remote_code)

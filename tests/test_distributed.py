@@ -133,7 +133,8 @@ def test_scoring_runs_under_the_mixed_precision_autocast(tmp_path, tiny_mlm):
              "mask_pos": torch.tensor([2]), "label_token_ids": torch.tensor([[5, 6, 7]])}
     for bf16 in (False, True):
         trainer = AlsaceTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
-                                                                    bf16=bf16, report_to="none"))
+                                                                    bf16=bf16, report_to="none"),
+                                finetune_loss="full_vocab")
         trainer.accelerator.prepare_model(trainer.model)(**batch)
         assert seen.pop() is bf16
 

@@ -91,7 +91,15 @@ class PromptArguments:
 
 
 @dataclass
-class FinetuneArguments:
+class OutputArguments:
+    """What both entry points do with a non-empty `--output_dir` (inherited by their argument classes)."""
+
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Allow writing into a non-empty output directory that is not a resumable run."})
+
+
+@dataclass
+class FinetuneArguments(OutputArguments):
     _argument_group_name = "fine-tuning"  # its --help section (HfArgumentParser)
 
     max_train_samples: int | None = field(default=None, metadata={
@@ -109,8 +117,6 @@ class FinetuneArguments:
     skip_training: bool = field(default=False, metadata={
         "help": "Evaluate the model as it is, without training (zero-shot probing such as GeoMLAMA, which "
                 "has no training data); the unchanged model is still saved, so distill.py can start from it."})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Allow writing into a non-empty output directory that is not a resumable run."})
 
     def __post_init__(self):
         if self.train_sampling not in ("first", "stratified"):
@@ -122,7 +128,7 @@ class FinetuneArguments:
 
 
 @dataclass
-class DistillArguments:
+class DistillArguments(OutputArguments):
     _argument_group_name = "teacher selection and self-distillation"  # its --help section (HfArgumentParser)
 
     pool_size: int | None = field(default=None, metadata={
@@ -176,8 +182,6 @@ class DistillArguments:
     allow_untuned_checkpoint: bool = field(default=False, metadata={
         "help": "Distil a checkpoint without alsace_task.json (not fine-tuned by src/finetune.py for the "
                 "task). Off: refused, since an untuned model's teacher scores are noise."})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Allow writing into a non-empty output directory that is not a resumable run."})
 
     def __post_init__(self):
         if self.kl_direction not in KL_DIRECTIONS:
@@ -201,6 +205,17 @@ class DistillArguments:
             raise UserError("--lang_rank needs --num_students (how many of the last ranked are students)")
         if self.pool_size is not None and self.pool_size < 1:
             raise UserError("--pool_size must be >= 1")
+
+    def threshold(self, task) -> float | None:
+        """θ for `select_teachers`: None = the mean of the normalised scores; `paper`: the task's value."""
+        if self.teacher_threshold == "mean":
+            return None
+        if self.teacher_threshold == "paper":
+            if task.paper_threshold is None:
+                raise UserError(f"--teacher_threshold paper: the paper quotes no θ for {task.name}; "
+                                "use mean or a float")
+            return task.paper_threshold
+        return float(self.teacher_threshold)
 
 
 @dataclass

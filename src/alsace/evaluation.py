@@ -20,6 +20,14 @@ from alsace.metrics import accuracy
 from alsace.scoring import ClassScorer, Collator, class_logits
 
 
+def eval_bf16(training_args) -> bool:
+    """bf16 autocast for our own scoring passes (evaluation, teacher selection) when asked for.
+
+    TF32 needs nothing here: `TrainingArguments(tf32=True)` switches it on globally when parsed.
+    """
+    return bool(training_args.bf16 or training_args.bf16_full_eval)
+
+
 def predict_logits(model, features: list[dict], collator: Collator, batch_size: int,
                    device, bf16: bool = False, desc: str = "scoring") -> np.ndarray:
     """Class logits `(N, C)` float32 for `features`, in their original order."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alsace.data import load_split
 from alsace.errors import Interrupted, RunComplete, UserError, track_output_dir, where_results_are
-from alsace.evaluation import evaluate_languages
+from alsace.evaluation import eval_bf16, evaluate_languages
 from alsace.features import encode_cached
 from alsace.reporting import build_results, is_main_process, save_evaluation, table_for_terminal
 from alsace.scoring import Collator, Featurizer
@@ -256,14 +256,6 @@ def split_features(task: Task, featurizer: Featurizer, data_dir: str | None, spl
     logger.info("%s split: %d language(s), %d rows, tokenised (or read from the feature cache)", split,
                 len(out), sum(len(rows) for rows in out.values()))
     return out
-
-
-def eval_bf16(training_args) -> bool:
-    """bf16 autocast for our own scoring passes (evaluation, teacher selection) when asked for.
-
-    TF32 needs nothing here: `TrainingArguments(tf32=True)` switches it on globally when parsed.
-    """
-    return bool(training_args.bf16 or training_args.bf16_full_eval)
 
 
 def evaluate(model, features: dict[str, list[dict]], collator: Collator, training_args) -> dict:

@@ -548,6 +548,16 @@ def write_checkpoint_info(output_dir: str | Path, task: Task, head: str, featuri
     write_json(Path(output_dir) / CHECKPOINT_INFO, info)
 
 
+def placeholder_count(model_path: str, task, flag: int | None) -> int:
+    """The flag if given, else what the checkpoint was fine-tuned with, else the task's default."""
+    if flag is not None:
+        return flag
+    info = Path(model_path) / CHECKPOINT_INFO
+    if info.is_file():
+        return int(json.loads(info.read_text("utf-8"))["num_placeholder_tokens"])
+    return task.num_placeholder_tokens
+
+
 def check_checkpoint_task(path: str, task: Task, head: str) -> None:
     """A checkpoint fine-tuned by this project must match the task's label set and the head."""
     info_path = Path(path) / CHECKPOINT_INFO

@@ -16,7 +16,7 @@ import logging
 from transformers import TrainerCallback
 
 from alsace.errors import UserError
-from alsace.evaluation import evaluate_languages
+from alsace.evaluation import eval_bf16, evaluate_languages
 from alsace.metrics import disparity
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class LanguageDevMetrics(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         # Every rank scores its share of the batches (exactly once); only rank 0's reporters write.
         evaluation = evaluate_languages(model, self.features_by_lang, self.collator, args.per_device_eval_batch_size,
-                                        args.device, bf16=args.bf16 or args.bf16_full_eval)
+                                        args.device, bf16=eval_bf16(args))
         scalars = language_scalars({lang: r["accuracy"] for lang, r in evaluation.items()}, self.source_language)
         if metrics is not None:
             metrics.update(scalars)

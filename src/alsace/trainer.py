@@ -34,7 +34,7 @@ from alsace.scoring import as_scorer
 class AlsaceTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
 
-    def __init__(self, *args, finetune_loss: str = "label_words", kl_direction: str = "teacher_target",
+    def __init__(self, *args, finetune_loss: str, kl_direction: str = "teacher_target",
                  detach_teacher: bool = False, temperature: float = 1.0, min_teacher_confidence: float = 0.0,
                  anchor_weight: float = 0.0, teacher_temperature: float | None = None, **kwargs):
         # The stock column filter keeps only the forward's named parameters; the scorer takes `**batch`.
@@ -83,7 +83,7 @@ class AlsaceTrainer(Trainer):
                          self.min_teacher_confidence, self.anchor_weight, self.teacher_temperature)
 
 
-def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
+def supervised_loss(model, inputs: dict, finetune_loss: str):
     """Fine-tuning loss and `(B, C)` class logits of a labelled batch (the Trainer's step; benchmarked)."""
     labels = inputs["labels"]  # (B,)
     if finetune_loss == "full_vocab" and "label_token_ids" in inputs:
