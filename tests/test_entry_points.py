@@ -159,9 +159,9 @@ def test_kl_direction_and_temperature_reach_the_loss(finetuned, data_dir, tmp_pa
     calls = []
     loss = alsace.trainer.consistency_loss
 
-    def spy(logits_a, logits_b, kl_direction, detach_a, temp):
+    def spy(logits_a, logits_b, kl_direction, detach_a, temp, *extensions):
         calls.append((kl_direction, detach_a, temp))
-        return loss(logits_a, logits_b, kl_direction, detach_a, temp)
+        return loss(logits_a, logits_b, kl_direction, detach_a, temp, *extensions)
 
     monkeypatch.setattr(alsace.trainer, "consistency_loss", spy)
     model_dir, _ = finetuned
