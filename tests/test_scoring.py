@@ -84,5 +84,5 @@ def test_unreachable_hub_model_is_a_user_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once at import time
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(UserError, match="could not load it.*local directory"):
+    with pytest.raises(UserError, match="not in the Hugging Face cache, and HF_HUB_OFFLINE=1 is set.*pass its directory"):
         load_tokenizer_and_model("xlm-roberta-base", "prompt", XNLI, 6)
