@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from alsace.arguments import parse
+from alsace.data import json_objects
 from alsace.errors import UserError, run_cli
 from alsace.evaluation import predict_logits
 from alsace.reporting import write_text
@@ -97,15 +98,7 @@ def read_rows(source: str, task) -> list[dict]:
     text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
     needed = [f for f in (*task.text_fields, task.candidate_field) if f]
     rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{name}:{line_no}: invalid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{name}:{line_no}: expected a JSON object per line")
+    for line_no, row in json_objects(text.splitlines(), name):
         missing = [f for f in needed if not row.get(f)]
         if missing:
             raise UserError(f"{name}:{line_no}: field(s) {', '.join(missing)} missing or empty; task {task.name} "

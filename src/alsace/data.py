@@ -28,6 +28,20 @@ def local_path(task: Task, data_dir: str | Path, split: str, lang: str) -> Path:
     return base / split / f"{lang}.jsonl"
 
 
+def json_objects(lines, name, hint: str = ""):
+    """`(line_no, object)` for each non-blank line of a JSONL text; a bad line is a one-line `UserError`."""
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{name}:{line_no}: invalid JSON ({err.msg}){hint}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{name}:{line_no}: expected a JSON object per line")
+        yield line_no, obj
+
+
 def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
     """Read and validate one local file; returns normalised rows (text fields, label, optional id)."""
     if not path.is_file():
@@ -37,15 +51,7 @@ def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
         )
     rows = []
     with open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{line_no}: invalid JSON ({err.msg}); fix or re-export the file") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object per line")
+        for line_no, obj in json_objects(handle, path, "; fix or re-export the file"):
             row = {}
             for name in task.text_fields:
                 value = obj.get(name)
