@@ -239,10 +239,12 @@ def _delta_color(delta: float, stats: dict | None) -> str:
 
 
 def plot_teacher_selection(path, selection: dict, title: str | None = None) -> Path | None:
-    """Normalised score ŝ per language (ranking order), teachers vs students, and the threshold θ.
+    """Normalised score ŝ per language (ranking order) as a dot plot, teachers vs students, and the threshold θ.
 
-    `selection` is `Selection.to_dict()`. Returns None when there are no scores to draw (a fixed
-    ranking given without scoring).
+    A dot plot, not bars: softmax-normalised scores differ in the third decimal, so the axis is zoomed and
+    bars on it would be truncated. The uniform level 1/T (all languages equally confident) is drawn when it
+    differs from θ. `selection` is `Selection.to_dict()`. Writes PNG, PDF and SVG; returns the PNG's path,
+    or None when there are no scores to draw (a fixed ranking given without scoring).
     """
     if not selection.get("normalized_scores"):
         return None
@@ -250,29 +252,37 @@ def plot_teacher_selection(path, selection: dict, title: str | None = None) -> P
     index = {lang: i for i, lang in enumerate(selection["languages"])}
     s_hat = np.array([selection["normalized_scores"][index[lang]] for lang in langs])  # (T,)
     raw = [selection["scores"][index[lang]] for lang in langs]
-    is_teacher = [lang in selection["teachers"] for lang in langs]
-    fig = Figure(figsize=(max(6.0, 0.55 * len(langs) + 2.5), 4.2), layout="constrained")
+    is_teacher = np.array([lang in selection["teachers"] for lang in langs])
+    many = len(langs) > MANY
+    fig = Figure(figsize=(min(18.0, max(7.5, 0.38 * len(langs) + 4.5)), 4.8 if many else 4.4), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(langs))
-    ax.bar(x, s_hat, 0.65, color=[TEACHER_COLOR if t else STUDENT_COLOR for t in is_teacher],
-           hatch=[None if t else "//" for t in is_teacher], edgecolor="white", zorder=2)
+    ax.grid(axis="x", color="#eeeeee", zorder=0)
+    handles = [ax.scatter(x[is_teacher], s_hat[is_teacher], s=40, color=TEACHER_COLOR, marker="o", zorder=3,
+                          label=f"teachers ({int(is_teacher.sum())})"),
+               ax.scatter(x[~is_teacher], s_hat[~is_teacher], s=40, color=STUDENT_COLOR, marker="s", zorder=3,
+                          label=f"students ({int((~is_teacher).sum())})")]
     theta = selection.get("threshold")
+    uniform = 1 / len(selection["languages"])
     marks = list(s_hat) + ([theta] if theta is not None else [])
-    spread = max(max(marks) - min(marks), 1e-4)
-    # Softmax-normalised scores differ in the third decimal: zoom so the split is visible.
-    ax.set_ylim(max(0.0, min(marks) - 0.6 * spread), max(marks) + 0.6 * spread)
-    handles = [Patch(color=TEACHER_COLOR, label=f"teachers ({sum(is_teacher)})"),
-               Patch(facecolor=STUDENT_COLOR, hatch="//", edgecolor="white",
-                     label=f"students ({len(langs) - sum(is_teacher)})")]
     if theta is not None:
-        handles.append(ax.axhline(theta, color="black", ls="--", lw=1, label=f"threshold θ = {theta:.4f}"))
+        same = abs(theta - uniform) <= 1e-9  # the default θ = mean(ŝ) is the uniform level 1/T
+        handles.append(ax.axhline(theta, color="black", ls="--", lw=1, label=f"threshold θ = {theta:.4f}"
+                                  + (f" = 1/{len(selection['languages'])} (uniform)" if same else "")))
+    if theta is None or abs(theta - uniform) > 1e-9:
+        marks.append(uniform)
+        handles.append(ax.axhline(uniform, color=CHANCE_COLOR, ls=":", lw=1.5,
+                                  label=f"uniform 1/{len(selection['languages'])} = {uniform:.4f}"))
+    spread = max(max(marks) - min(marks), 1e-4)
+    ax.set_ylim(max(0.0, min(marks) - 0.15 * spread), max(marks) + 0.15 * spread)
     agreement = selection.get("agreement") or {}
     # Under each language: its raw score s and its agreement with the pseudo labels.
     ax.set_xticks(x, [f"{lang}\n{score:.3f}\n{agreement[lang]:.2f}" if lang in agreement else f"{lang}\n{score:.3f}"
-                      for lang, score in zip(langs, raw)], fontsize=8)
+                      for lang, score in zip(langs, raw)], fontsize=7 if many else 8, rotation=90 if many else 0)
+    ax.set_xlim(-0.6, len(langs) - 0.4)
     ax.set_xlabel("language, ranked by ŝ  /  raw score s  /  agreement with the pseudo labels", fontsize=8)
-    ax.set_ylabel("normalised score ŝ = softmax(s)")
-    ax.legend(handles=handles, fontsize=8, loc="upper right")
+    ax.set_ylabel("normalised score ŝ = softmax(s)\n(dots: zoomed axis)")
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     how = "fixed ranking (scores for reference)" if selection.get("method") == "fixed_rank" else "scores on the pool"
     ax.set_title(title or f"Teacher selection: {how}, {selection.get('num_items', 0)} parallel items\n"
                           "s = mean confidence in the majority-vote pseudo label", fontsize=10)
