@@ -37,12 +37,21 @@ def plot_language_accuracy(path, before: dict, after: dict | None = None, signif
                            roles: dict[str, str] | None = None, source_language: str = "en",
                            title: str | None = None, num_classes: int | None = None,
                            collapsed: list[str] | None = None) -> Path:
+    """Draw `language_accuracy_figure` (same arguments) and write it as PNG, PDF and SVG; return the PNG's path."""
+    return _save(language_accuracy_figure(before, after, significance, roles, source_language, title, num_classes,
+                                          collapsed), path)
+
+
+def language_accuracy_figure(before: dict, after: dict | None = None, significance: dict | None = None,
+                             roles: dict[str, str] | None = None, source_language: str = "en",
+                             title: str | None = None, num_classes: int | None = None,
+                             collapsed: list[str] | None = None) -> Figure:
     """Bars of per-language accuracy (results.json dicts), best baseline language first, axis from 0.
 
     With `after`: before and after bars side by side, and a second panel with each language's change,
     the average's and the gap's, with the bootstrap CI when `significance` is given. `num_classes` draws
     the chance level 1/C; `collapsed` (comparison.json's "collapsed_languages"; computed from the
-    majority-class shares when None) puts a warning in the title. Writes PNG, PDF and SVG; returns the PNG.
+    majority-class shares when None) puts a warning in the title.
     """
     langs = sorted(before["per_language"], key=lambda lang: -before["per_language"][lang]["accuracy"])
     if num_classes is None:
@@ -76,7 +85,8 @@ def plot_language_accuracy(path, before: dict, after: dict | None = None, signif
                    label=f"chance 1/{num_classes} = {100 / num_classes:.2f}")
     values = np.concatenate([acc_before] + ([acc_after] if after else []))
     # Bars start at 0 (no truncated bars); differences of a point are in the Δ panel below.
-    ax.set_ylim(0, min(100.0, np.ceil((values.max() + 4) / 10) * 10))
+    headroom = 10 if many and after is None else 4  # room for the rotated value labels
+    ax.set_ylim(0, min(100.0, np.ceil((values.max() + headroom) / 10) * 10))
     ax.set_ylabel("accuracy (%)")
     if after is None:
         for xi, value in zip(x, acc_before):
@@ -95,7 +105,7 @@ def plot_language_accuracy(path, before: dict, after: dict | None = None, signif
                  color=DOWN_COLOR if collapsed else "black")
     if after is not None:
         _delta_panel(ax_delta, langs, before, after, significance, source_language, collapsed or [])
-    return _save(fig, path)
+    return fig
 
 
 def infer_num_classes(results: dict) -> int | None:
