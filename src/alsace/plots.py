@@ -1,4 +1,4 @@
-"""Figures of a run as PNG files: per-language accuracy (before -> after) and teacher selection.
+"""Figures of a run as PNG (linked from the markdown), with PDF and SVG beside it: per-language accuracy (before → after) and teacher selection.
 
 Uses matplotlib's object API on the Agg canvas (no pyplot, no global backend switch), so it works on a
 headless node and leaves the plotting state of a notebook that imports the package alone.
@@ -150,7 +150,8 @@ def title_text(before: dict, after: dict | None, significance: dict | None = Non
         return f"{head}\naverage {100 * before['average']:.2f}, {gap_text} points"
     lines = [head]
     if collapsed:
-        lines.insert(0, f"PREDICTIONS COLLAPSED in {', '.join(collapsed)}: the gap change is not a result")
+        shown = ", ".join(collapsed[:8]) + (f" and {len(collapsed) - 8} more" if len(collapsed) > 8 else "")
+        lines.insert(0, f"PREDICTIONS COLLAPSED in {shown}: the gap change is not a result")
     text = (f"average {100 * before['average']:.2f} → {100 * after['average']:.2f} "
             f"(Δ {100 * (after['average'] - before['average']):+.2f})")
     if before.get("transfer_gap") is not None and after.get("transfer_gap") is not None:
@@ -229,8 +230,8 @@ def _delta_panel(ax, langs: list[str], before: dict, after: dict, significance: 
                    Patch(color=DOWN_COLOR, label=f"{conf} CI below 0 (gap: above 0, wider)"),
                    Patch(color=FLAT_COLOR, label=f"{conf} CI contains 0")]
     if collapsed:
-        handles.append(Patch(facecolor=WARN_COLOR, hatch="xx", edgecolor="white",
-                             label="predictions collapsed: not a result"))
+        handles += [Patch(facecolor="white", hatch="xxx", edgecolor="#555555", label="hatched: predictions collapsed"),
+                    Patch(color=WARN_COLOR, label="gap change with collapse: not a result")]
     if handles:
         ax.figure.legend(handles=handles, fontsize=8, ncol=2 if len(handles) > 3 else 3,
                          loc="outside lower center", frameon=False,
