@@ -1,4 +1,6 @@
-"""Figures of a run as PNG (linked from the markdown), with PDF and SVG beside it: per-language accuracy (before → after) and teacher selection.
+"""Figures of a run: per-language accuracy (before → after) and teacher selection.
+
+Each as PNG (linked from the markdown) with PDF and SVG beside it (same stem).
 
 Uses matplotlib's object API on the Agg canvas (no pyplot, no global backend switch), so it works on a
 headless node and leaves the plotting state of a notebook that imports the package alone.
