@@ -16,7 +16,9 @@ import pytest
 from alsace.aggregation import aggregate, aggregate_markdown, check_compatible, load_run
 from alsace.errors import UserError
 from alsace.metrics import disparity
-from alsace.plots import link_figure, plot_language_accuracy, plot_run, plot_teacher_selection
+from alsace.plots import (collapsed_languages, gap_colour, language_accuracy_figure, link_figure,
+                          plot_language_accuracy, plot_run, plot_teacher_selection, title_text)
+from alsace.plots import DOWN_COLOR, FLAT_COLOR, UP_COLOR, WARN_COLOR
 from alsace.reporting import compare, comparison_markdown
 from alsace.significance import bootstrap_means, holm, paired_significance, significance_between_runs
 from alsace.tracking import check_report_to, language_scalars
@@ -265,6 +267,8 @@ def test_plots_are_valid_pngs_of_sensible_size(tmp_path):
                  "agreement": {"en": 0.9, "fr": 0.8, "de": 0.7}, "num_items": 16, "method": "scores"}
     assert plot_teacher_selection(tmp_path / "sel.png", selection) == tmp_path / "sel.png"
     for name in ("one.png", "two.png", "sel.png"):
+        for suffix, magic in ((".pdf", b"%PDF"), (".svg", b"<?xml")):  # PDF and SVG beside each PNG
+            assert (tmp_path / name).with_suffix(suffix).read_bytes().startswith(magic), (name, suffix)
         width, height = _png_size(tmp_path / name)
         assert 600 <= width <= 3000 and 400 <= height <= 2000, (name, width, height)
         assert 10_000 < (tmp_path / name).stat().st_size < 2_000_000
@@ -279,6 +283,8 @@ def test_plot_run_draws_and_links_once(tmp_path):
                  "agreement": {}, "num_items": 16, "method": "scores"}
     (run / "teacher_selection.json").write_text(json.dumps({"selection": selection}))
     assert sorted(p.name for p in plot_run(run)) == ["per_language_accuracy.png", "teacher_selection.png"]
+    assert {p.name for p in run.glob("*.pdf")} | {p.name for p in run.glob("*.svg")} == {
+        "per_language_accuracy.pdf", "per_language_accuracy.svg", "teacher_selection.pdf", "teacher_selection.svg"}
     plot_run(run)  # a second call must not link twice
     comparison_md = (run / "comparison.md").read_text()
     assert comparison_md.count("](per_language_accuracy.png)") == 1
@@ -286,6 +292,47 @@ def test_plot_run_draws_and_links_once(tmp_path):
     assert (run / "results.md").read_text().count("](per_language_accuracy.png)") == 1
     link_figure(tmp_path / "new.md", "x.png", "x")
     assert (tmp_path / "new.md").read_text().strip() == "![x](x.png)"
+
+
+def test_accuracy_figure_starts_at_zero_with_a_chance_line_and_an_outside_legend():
+    before, after = _results(BEFORE[0]), _results(AFTER[0])
+    for fig in (language_accuracy_figure(before, num_classes=3),
+                language_accuracy_figure(before, after, num_classes=3)):
+        ax = fig.axes[0]
+        assert ax.get_ylim()[0] == 0
+        chance = [line for line in ax.get_lines() if line.get_label().startswith("chance 1/3")]
+        assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(100 / 3)
+        assert ax.get_xlabel().startswith("language")
+        assert ax.get_legend().get_bbox_to_anchor().x0 >= ax.get_window_extent().x1  # right of the axes
+    no_c = language_accuracy_figure(before).axes[0].get_lines()  # without C: no chance line, no guess
+    assert not any(line.get_label().startswith("chance") for line in no_c)
+
+
+def test_accuracy_title_rounds_like_the_table():
+    # 25.154 -> 5.986: the rounded ends differ by 19.16, the stored delta is -19.168 -> -19.17 in the table.
+    before = {"average": 0.70004, "transfer_gap": 0.25154, "per_language": {}}
+    after = {"average": 0.60006, "transfer_gap": 0.05986, "per_language": {}}
+    title = title_text(before, after)
+    comp = compare({**_results(BEFORE[0]), **{k: before[k] for k in ("average", "transfer_gap")}},
+                   {**_results(AFTER[0]), **{k: after[k] for k in ("average", "transfer_gap")}}, ["en"], ["fr", "de"])
+    table = comparison_markdown(comp)
+    assert "| transfer_gap | 25.15 | 5.99 | -19.17 |" in table and "| average | 70.00 | 60.01 | -10.00 |" in table
+    assert "transfer gap 25.15 → 5.99 (Δ -19.17" in title and "-19.16" not in title
+    assert "average 70.00 → 60.01 (Δ -10.00)" in title and "->" not in title
+
+
+def test_collapse_is_in_the_title_and_the_gap_is_not_green():
+    before, after = _results(BEFORE[0]), _results(AFTER[0])
+    after["per_language"]["de"] = {**after["per_language"]["de"], "majority_share": 0.98}
+    assert collapsed_languages(before, after) == ["de"]
+    fig = language_accuracy_figure(before, after)  # collapse computed from the shares
+    assert fig.get_suptitle().startswith("PREDICTIONS COLLAPSED in de")
+    assert title_text(before, after, collapsed=[]).startswith("Per-language accuracy before → after")
+    narrowed = {"ci_low": -0.05, "ci_high": -0.01}
+    assert gap_colour(-3.0, narrowed, []) == UP_COLOR  # real narrowing
+    assert gap_colour(-3.0, narrowed, ["de"]) == WARN_COLOR  # narrower from collapse: not a result
+    assert gap_colour(-3.0, {"ci_low": -0.05, "ci_high": 0.01}, []) == FLAT_COLOR  # CI contains 0
+    assert gap_colour(3.0, {"ci_low": 0.01, "ci_high": 0.05}, []) == DOWN_COLOR  # wider
 
 
 # ---------------------------------------------------------------- tracking
