@@ -353,7 +353,7 @@ def _num_classes(run_dir: Path, results: dict) -> int | None:
     found = infer_num_classes(results)
     if found is None:
         for logits in sorted((run_dir / "predictions").glob("*_logits.npy")):
-            shape = np.load(logits, mmap_mode="r").shape
+            shape = np.load(logits, mmap_mode="r", allow_pickle=False).shape
             return int(shape[-1]) if len(shape) == 2 else None
     return found
 
