@@ -20,50 +20,20 @@ import datetime
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from alsace.errors import UserError
+from alsace.tasks import TASKS, HubSource, Task
 
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Source:
-    """One Hub dataset feeding (part of) a task."""
-
-    name: str
-    task: str  # folder under the data directory
-    hub_id: str
-    languages: tuple[str, ...]
-    splits: dict[str, str]  # our split -> the Hub's split
-    text_fields: tuple[str, ...]
-    num_labels: int
-    license: str
-    id_column: str | None = None
-    config: str | None = None  # a fixed Hub config; None: the language code is the config
-    revision: str = "main"
-
-
-XNLI_LANGUAGES = ("en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
-ALL_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
-SOURCES = {
-    "xnli": Source("xnli", "xnli", "facebook/xnli", XNLI_LANGUAGES, ALL_SPLITS, ("premise", "hypothesis"), 3,
-                   "CC BY-NC 4.0 (English train = MultiNLI: OANC / CC BY-SA 3.0 / CC BY 3.0)"),
-    "pawsx": Source("pawsx", "pawsx", "google-research-datasets/paws-x", ("en", "de", "es", "fr", "ja", "ko", "zh"),
-                    ALL_SPLITS, ("sentence1", "sentence2"), 2,
-                    "free for any purpose, acknowledgement of Google LLC appreciated", id_column="id"),
-    "xcopa": Source("xcopa", "xcopa", "cambridgeltl/xcopa",
-                    ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh"),
-                    {"validation": "validation", "test": "test"},
-                    ("premise", "choice1", "choice2", "question"), 2, "CC BY 4.0", id_column="idx"),
-    # XCOPA's English: COPA from SuperGLUE (train 400, validation 100, test 500 with hidden labels).
-    "copa": Source("copa", "xcopa", "aps/super_glue", ("en",), ALL_SPLITS,
-                   ("premise", "choice1", "choice2", "question"), 2, "BSD 2-Clause", id_column="idx", config="copa"),
-}
-TASK_SOURCES = {"xnli": ("xnli",), "pawsx": ("pawsx",), "xcopa": ("copa", "xcopa")}
+# Exportable tasks (those with Hub sources) and their sources, by name; all of it comes from the registry.
+TASK_SOURCES: dict[str, tuple[HubSource, ...]] = {name: task.hub_sources for name, task in TASKS.items()
+                                                 if task.hub_sources}
+SOURCES: dict[str, HubSource] = {source.name: source for sources in TASK_SOURCES.values() for source in sources}
 
 
 class HubClient:
@@ -110,16 +80,16 @@ def _hub(what: str, call):
 # --------------------------------------------------------------------------------------------------
 
 
-def normalise_row(raw: dict, source: Source) -> tuple[dict | None, str | None]:
+def normalise_row(raw: dict, task: Task, source: HubSource) -> tuple[dict | None, str | None]:
     """A Hub row in our local format, or (None, why) when a model cannot use it."""
     row = {}
-    for name in source.text_fields:
+    for name in task.text_fields:
         value = raw.get(name)
         if not isinstance(value, str) or not value.strip():
             return None, f"empty {name}"
         row[name] = value
     label = raw.get("label")
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < source.num_labels:
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < task.num_labels:
         return None, f"label {label!r} (hidden or out of range)"
     row["label"] = label
     if source.id_column is not None:
@@ -184,9 +154,9 @@ def export_task(task: str, data_dir: str | Path, client, splits=("train", "valid
     """
     if task not in TASK_SOURCES:
         raise UserError(f"--tasks: unknown task {task!r}; choose from {', '.join(TASK_SOURCES)}")
-    data_dir = Path(data_dir)
+    data_dir, task = Path(data_dir), TASKS[task]
     entry = {"sources": {}, "text_fields": None, "num_labels": None, "files": {}, "dropped": {}, "notes": []}
-    for source in (SOURCES[name] for name in TASK_SOURCES[task]):
+    for source in task.hub_sources:
         wanted = [lang for lang in source.languages if languages is None or lang in languages]
         if not wanted:
             continue
@@ -194,32 +164,33 @@ def export_task(task: str, data_dir: str | Path, client, splits=("train", "valid
         sha = _hub(f"{source.hub_id} (revision {revision})", lambda: client.dataset_revision(source.hub_id, revision))
         entry["sources"][source.name] = {"hub_id": source.hub_id, "revision": sha, "requested_revision": revision,
                                          "license": source.license}
-        entry["text_fields"], entry["num_labels"] = list(source.text_fields), source.num_labels
+        entry["text_fields"], entry["num_labels"] = list(task.text_fields), task.num_labels
         for split in (s for s in splits if s in source.splits):
             split_langs = wanted if split != "train" or train_languages == "all" else [
                 lang for lang in wanted if lang == "en"]
             if split_langs:
-                _export_split(source, split, split_langs, sha, client, data_dir, entry)
+                _export_split(task, source, split, split_langs, sha, client, data_dir, entry)
     if not entry["files"]:
-        raise UserError(f"task {task}: nothing to export for the requested --languages / --splits")
+        raise UserError(f"task {task.name}: nothing to export for the requested --languages / --splits")
     # Sources are aligned one by one above; COPA's English must also line up with XCOPA's languages.
-    rows = {relative: _read_checked(data_dir / task / relative, entry["text_fields"], entry["num_labels"])[0]
+    task_dir = data_dir / task.name
+    rows = {relative: _read_checked(task_dir / relative, entry["text_fields"], entry["num_labels"])[0]
             for relative in entry["files"]}
-    for problem in _alignment_problems(data_dir / task, rows):
+    for problem in _alignment_problems(task_dir, rows):
         logger.warning("%s", problem)
         entry["notes"].append(f"WARNING {problem}")
-    _update_manifest(data_dir, task, entry)
+    _update_manifest(data_dir, task.name, entry)
     return entry
 
 
-def _export_split(source: Source, split: str, split_langs: list[str], sha: str, client, data_dir: Path,
-                  entry: dict) -> None:
+def _export_split(task: Task, source: HubSource, split: str, split_langs: list[str], sha: str, client,
+                  data_dir: Path, entry: dict) -> None:
     per_language = {}
     for lang in split_langs:
         config = source.config or lang
         raw = _hub(f"{source.hub_id} ({config}, {split})",
                    lambda: client.load_split(source.hub_id, config, source.splits[split], sha))
-        per_language[lang] = [normalise_row(dict(r), source) for r in raw]
+        per_language[lang] = [normalise_row(dict(r), task, source) for r in raw]
         logger.info("%s %s %s: %d rows", source.hub_id, config, split, len(per_language[lang]))
     kept, dropped, skipped = align_split(per_language, f"{source.hub_id} {split}")
     for lang, why in skipped.items():
@@ -228,7 +199,7 @@ def _export_split(source: Source, split: str, split_langs: list[str], sha: str, 
         entry["dropped"].setdefault(split, []).extend({**d, "source": source.name} for d in dropped)
     for lang, rows in kept.items():
         relative = f"{split}/{lang}.jsonl"
-        entry["files"][relative] = {**write_rows(data_dir / source.task / relative, rows), "source": source.name}
+        entry["files"][relative] = {**write_rows(data_dir / task.name / relative, rows), "source": source.name}
 
 
 def _update_manifest(data_dir: Path, task: str, entry: dict) -> None:
