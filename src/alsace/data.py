@@ -49,36 +49,41 @@ def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
             f"{path}: data file not found; export it with run_script/prepare_data.sh, "
             "or point --data_dir at a folder holding <task>/<split>/<lang>.jsonl"
         )
-    rows = []
     with open_text(path) as handle:
-        for line_no, obj in json_objects(handle, path, "; fix or re-export the file"):
-            row = {}
-            for name in task.text_fields:
-                value = obj.get(name)
-                if not isinstance(value, str) or not value.strip():
-                    raise UserError(
-                        f"{path}:{line_no}: field {name!r} is missing or empty; every row needs "
-                        f"non-empty {', '.join(task.text_fields)}"
-                    )
-                row[name] = value
-            num_classes = task.num_labels
-            if task.candidate_field:
-                row[task.candidate_field] = _candidates(obj, task, f"{path}:{line_no}")
-                num_classes = len(row[task.candidate_field])
-            if need_labels:
-                label = obj.get("label")
-                if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
-                    raise UserError(
-                        f"{path}:{line_no}: label {label!r} is not an integer in 0..{num_classes - 1} "
-                        f"({', '.join(task.label_names[:num_classes])})"
-                    )
-                row["label"] = label
-            if "id" in obj:
-                row["id"] = str(obj["id"])
-            rows.append(row)
+        rows = [parse_row(obj, task, f"{path}:{line_no}", need_labels)
+                for line_no, obj in json_objects(handle, path, "; fix or re-export the file")]
     if not rows:
         raise UserError(f"{path}: the file has no rows")
     return rows
+
+
+def parse_row(obj: dict, task: Task, where: str, need_labels: bool = True) -> dict:
+    """One JSON object as a normalised row (text fields, label, optional id); a bad one is a `UserError`
+    that starts with `where`."""
+    row = {}
+    for name in task.text_fields:
+        value = obj.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(
+                f"{where}: field {name!r} is missing or empty; every row needs "
+                f"non-empty {', '.join(task.text_fields)}"
+            )
+        row[name] = value
+    num_classes = task.num_labels
+    if task.candidate_field:
+        row[task.candidate_field] = _candidates(obj, task, where)
+        num_classes = len(row[task.candidate_field])
+    if need_labels:
+        label = obj.get("label")
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
+            raise UserError(
+                f"{where}: label {label!r} is not an integer in 0..{num_classes - 1} "
+                f"({', '.join(task.label_names[:num_classes])})"
+            )
+        row["label"] = label
+    if "id" in obj:
+        row["id"] = str(obj["id"])
+    return row
 
 
 def _candidates(obj: dict, task: Task, where: str) -> list[str]:

@@ -22,6 +22,7 @@ import json
 import logging
 from pathlib import Path
 
+from alsace.data import json_objects, open_text, parse_row
 from alsace.errors import UserError
 from alsace.tasks import TASKS, HubSource, Task
 
@@ -174,7 +175,7 @@ def export_task(task: str, data_dir: str | Path, client, splits=("train", "valid
         raise UserError(f"task {task.name}: nothing to export for the requested --languages / --splits")
     # Sources are aligned one by one above; COPA's English must also line up with XCOPA's languages.
     task_dir = data_dir / task.name
-    rows = {relative: _read_checked(task_dir / relative, entry["text_fields"], entry["num_labels"])[0]
+    rows = {relative: _read_checked(task_dir / relative, task)[0]
             for relative in entry["files"]}
     for problem in _alignment_problems(task_dir, rows):
         logger.warning("%s", problem)
@@ -235,6 +236,9 @@ def verify(data_dir: str | Path) -> tuple[list[str], int]:
         raise UserError(f"{path}: invalid JSON ({err.msg}); re-export the data") from None
     problems, checked = [], 0
     for task, entry in manifest.get("tasks", {}).items():
+        if task not in TASK_SOURCES:
+            problems.append(f"{path}: unknown task {task!r} (exportable: {', '.join(TASK_SOURCES)})")
+            continue
         loaded = {}
         for relative, expected in entry["files"].items():
             file = data_dir / task / relative
@@ -242,7 +246,7 @@ def verify(data_dir: str | Path) -> tuple[list[str], int]:
             if not file.is_file():
                 problems.append(f"{file}: missing")
                 continue
-            rows, bad = _read_checked(file, entry["text_fields"], entry["num_labels"])
+            rows, bad = _read_checked(file, TASKS[task])
             problems += bad
             if len(rows) != expected["rows"]:
                 problems.append(f"{file}: {len(rows)} rows, manifest says {expected['rows']}")
@@ -253,24 +257,24 @@ def verify(data_dir: str | Path) -> tuple[list[str], int]:
     return problems, checked
 
 
-def _read_checked(file: Path, text_fields: list[str], num_labels: int) -> tuple[list[dict], list[str]]:
-    """The rows of one file, and its first invalid row (if any) as a problem line."""
+def _read_checked(file: Path, task: Task) -> tuple[list[dict], list[str]]:
+    """The rows of one file (as written), and its first invalid row (if any) as a problem line.
+
+    Rows are checked by the training code's own reader (`alsace.data`); a line that is not a JSON
+    object, or text that is not UTF-8, ends the reading of the file."""
     rows, problems = [], []
-    with open(file, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            ok = isinstance(row, dict) and all(isinstance(row.get(f), str) and row[f].strip() for f in text_fields)
-            label = row.get("label") if isinstance(row, dict) else None
-            ok = ok and isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_labels
-            if not ok and not problems:
-                problems.append(f"{file}:{line_no}: not a valid row (needs {', '.join(text_fields)} and an "
-                                f"integer label in 0..{num_labels - 1})")
-            rows.append(row if isinstance(row, dict) else {})
+    try:
+        with open_text(file) as handle:
+            for line_no, obj in json_objects(handle, file):
+                where = f"{file}:{line_no}"
+                try:
+                    parse_row(obj, task, where)
+                except UserError as err:
+                    if not problems:
+                        problems.append(f"{where}: not a valid row ({str(err).removeprefix(where + ': ')})")
+                rows.append(obj)
+    except UserError as err:
+        problems = problems or [str(err)]
     return rows, problems
 
 
