@@ -22,7 +22,7 @@ import json
 import logging
 from pathlib import Path
 
-from alsace.data import json_objects, open_text, parse_row
+from alsace.data import json_objects, open_text, parse_row, read_hub
 from alsace.errors import UserError
 from alsace.tasks import TASKS, HubSource, Task
 
@@ -38,7 +38,10 @@ SOURCES: dict[str, HubSource] = {source.name: source for sources in TASK_SOURCES
 
 
 class HubClient:
-    """The real Hugging Face Hub: revisions from `huggingface_hub`, rows from `datasets`."""
+    """The real Hugging Face Hub: revisions from `huggingface_hub`, rows from `alsace.data.read_hub`.
+
+    A thin layer over data's reader: the exporter pins revisions and snapshots models, and tests
+    replace the whole client with an in-memory stand-in."""
 
     def dataset_revision(self, repo_id: str, revision: str) -> str:
         from huggingface_hub import HfApi
@@ -46,9 +49,7 @@ class HubClient:
         return HfApi().dataset_info(repo_id, revision=revision).sha
 
     def load_split(self, repo_id: str, config: str, split: str, revision: str):
-        import datasets
-
-        return datasets.load_dataset(repo_id, config, split=split, revision=revision)
+        return read_hub(repo_id, config, split, revision)
 
     def model_files(self, repo_id: str, revision: str) -> tuple[str, list[str]]:
         from huggingface_hub import HfApi
