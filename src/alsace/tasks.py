@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from alsace.errors import UserError
+from alsace.task_file import read_task_file
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,7 @@ TASKS: dict[str, Task] = _build_registry()
 def get_task(name: str) -> Task:
     """Look a task up by name (`xnli`, `pawsx`, `xcopa`, `geomlama`) or load a task file (`*.json`)."""
     if name.endswith(".json"):
-        from alsace.task_file import load_task_file
-
-        return load_task_file(name)
+        return Task(**read_task_file(name))
     if name not in TASKS:
         raise UserError(f"--task {name!r}: unknown task; choose one of {', '.join(sorted(TASKS))} "
                         "or pass the path of a task file (*.json)")
