@@ -49,36 +49,41 @@ def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
             f"{path}: data file not found; export it with run_script/prepare_data.sh, "
             "or point --data_dir at a folder holding <task>/<split>/<lang>.jsonl"
         )
-    rows = []
     with open_text(path) as handle:
-        for line_no, obj in json_objects(handle, path, "; fix or re-export the file"):
-            row = {}
-            for name in task.text_fields:
-                value = obj.get(name)
-                if not isinstance(value, str) or not value.strip():
-                    raise UserError(
-                        f"{path}:{line_no}: field {name!r} is missing or empty; every row needs "
-                        f"non-empty {', '.join(task.text_fields)}"
-                    )
-                row[name] = value
-            num_classes = task.num_labels
-            if task.candidate_field:
-                row[task.candidate_field] = _candidates(obj, task, f"{path}:{line_no}")
-                num_classes = len(row[task.candidate_field])
-            if need_labels:
-                label = obj.get("label")
-                if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
-                    raise UserError(
-                        f"{path}:{line_no}: label {label!r} is not an integer in 0..{num_classes - 1} "
-                        f"({', '.join(task.label_names[:num_classes])})"
-                    )
-                row["label"] = label
-            if "id" in obj:
-                row["id"] = str(obj["id"])
-            rows.append(row)
+        rows = [parse_row(obj, task, f"{path}:{line_no}", need_labels)
+                for line_no, obj in json_objects(handle, path, "; fix or re-export the file")]
     if not rows:
         raise UserError(f"{path}: the file has no rows")
     return rows
+
+
+def parse_row(obj: dict, task: Task, where: str, need_labels: bool = True) -> dict:
+    """One JSON object as a normalised row (text fields, label, optional id); a bad one is a `UserError`
+    that starts with `where`."""
+    row = {}
+    for name in task.text_fields:
+        value = obj.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(
+                f"{where}: field {name!r} is missing or empty; every row needs "
+                f"non-empty {', '.join(task.text_fields)}"
+            )
+        row[name] = value
+    num_classes = task.num_labels
+    if task.candidate_field:
+        row[task.candidate_field] = _candidates(obj, task, where)
+        num_classes = len(row[task.candidate_field])
+    if need_labels:
+        label = obj.get("label")
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
+            raise UserError(
+                f"{where}: label {label!r} is not an integer in 0..{num_classes - 1} "
+                f"({', '.join(task.label_names[:num_classes])})"
+            )
+        row["label"] = label
+    if "id" in obj:
+        row["id"] = str(obj["id"])
+    return row
 
 
 def _candidates(obj: dict, task: Task, where: str) -> list[str]:
@@ -107,19 +112,30 @@ def open_text(path: Path):
             raise UserError(f"{path}: not UTF-8 text; re-export the file as UTF-8") from None
 
 
-def load_hub(task: Task, split: str, lang: str, need_labels: bool = True) -> list[dict]:
-    """Download one language/split from the Hugging Face Hub and normalise it like a local file."""
-    hub_id, config, hub_split = task.hub_source(lang, split)
+def read_hub(hub_id: str, config: str | None, split: str, revision: str | None = None):
+    """One split of a Hub dataset as `datasets` loads it: the one place rows are read from the Hub
+    (training here, `alsace.export` for prepare_data.py). `revision`: a branch, tag or commit to pin."""
     import datasets
 
+    pinned = {} if revision is None else {"revision": revision}
+    return datasets.load_dataset(hub_id, config, split=split, **pinned)
+
+
+def _read_hub_or_explain(hub_id: str, config: str | None, split: str):
+    """`read_hub` for training: any failure becomes one `UserError` pointing to exported files."""
     try:
-        raw = datasets.load_dataset(hub_id, config, split=hub_split)
+        return read_hub(hub_id, config, split)
     except Exception as err:  # the Hub raises many types for "offline"; all mean the same to the user
         raise UserError(
-            f"could not load {hub_id} ({config}, {hub_split}) from the Hugging Face Hub "
+            f"could not load {hub_id} ({config}, {split}) from the Hugging Face Hub "
             f"({type(err).__name__}); without internet, export the data elsewhere with "
             "run_script/prepare_data.sh and pass --data_dir"
         ) from None
+
+
+def load_hub(task: Task, split: str, lang: str, need_labels: bool = True) -> list[dict]:
+    """Download one language/split from the Hugging Face Hub and normalise it like a local file."""
+    raw = _read_hub_or_explain(*task.hub_source(lang, split))
     rows = []
     for obj in raw:
         row = {name: obj[name] for name in task.text_fields}
@@ -184,7 +200,7 @@ def load_pool(
     if pool_file is not None:
         return _read_pool_file(Path(pool_file), task, languages, size)
     if data_dir is None and task.data_dir is None and task.name == "xnli":
-        return _xnli_hub_pool(languages, size)
+        return _xnli_hub_pool(task, languages, size)
     pool = {}
     for lang in languages:
         rows = load_split(task, task.pool_split, lang, data_dir, need_labels=False)
@@ -224,18 +240,10 @@ def _exported_unchanged(task: Task, data_dir: str, split: str, languages: list[s
     return True
 
 
-def _xnli_hub_pool(languages: list[str], size: int | None) -> dict[str, list[dict]]:
+def _xnli_hub_pool(task: Task, languages: list[str], size: int | None) -> dict[str, list[dict]]:
     """XNLI's pool from the Hub's `all_languages` configuration: one row holds every language's
     translation of one item, so the pool is parallel by construction."""
-    import datasets
-
-    try:
-        raw = datasets.load_dataset("facebook/xnli", "all_languages", split="validation")
-    except Exception as err:  # the Hub raises many types for "offline"
-        raise UserError(
-            f"could not load facebook/xnli (all_languages, validation) from the Hugging Face Hub "
-            f"({type(err).__name__}); without internet, export the data with run_script/prepare_data.sh "
-            "and pass --data_dir") from None
+    raw = _read_hub_or_explain(task.hub_sources[0].hub_id, "all_languages", "validation")
     if size is not None and len(raw) < size:
         raise UserError(f"--pool_size {size} is larger than XNLI's validation split ({len(raw)} rows): lower it")
     pool = {lang: [] for lang in languages}

@@ -20,54 +20,28 @@ import datetime
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
+from alsace.data import json_objects, open_text, parse_row, read_hub
 from alsace.errors import UserError
+from alsace.tasks import TASKS, HubSource, Task
 
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Source:
-    """One Hub dataset feeding (part of) a task."""
-
-    name: str
-    task: str  # folder under the data directory
-    hub_id: str
-    languages: tuple[str, ...]
-    splits: dict[str, str]  # our split -> the Hub's split
-    text_fields: tuple[str, ...]
-    num_labels: int
-    license: str
-    id_column: str | None = None
-    config: str | None = None  # a fixed Hub config; None: the language code is the config
-    revision: str = "main"
-
-
-XNLI_LANGUAGES = ("en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
-ALL_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
-SOURCES = {
-    "xnli": Source("xnli", "xnli", "facebook/xnli", XNLI_LANGUAGES, ALL_SPLITS, ("premise", "hypothesis"), 3,
-                   "CC BY-NC 4.0 (English train = MultiNLI: OANC / CC BY-SA 3.0 / CC BY 3.0)"),
-    "pawsx": Source("pawsx", "pawsx", "google-research-datasets/paws-x", ("en", "de", "es", "fr", "ja", "ko", "zh"),
-                    ALL_SPLITS, ("sentence1", "sentence2"), 2,
-                    "free for any purpose, acknowledgement of Google LLC appreciated", id_column="id"),
-    "xcopa": Source("xcopa", "xcopa", "cambridgeltl/xcopa",
-                    ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh"),
-                    {"validation": "validation", "test": "test"},
-                    ("premise", "choice1", "choice2", "question"), 2, "CC BY 4.0", id_column="idx"),
-    # XCOPA's English: COPA from SuperGLUE (train 400, validation 100, test 500 with hidden labels).
-    "copa": Source("copa", "xcopa", "aps/super_glue", ("en",), ALL_SPLITS,
-                   ("premise", "choice1", "choice2", "question"), 2, "BSD 2-Clause", id_column="idx", config="copa"),
-}
-TASK_SOURCES = {"xnli": ("xnli",), "pawsx": ("pawsx",), "xcopa": ("copa", "xcopa")}
+# Exportable tasks (those with Hub sources) and their sources, by name; all of it comes from the registry.
+TASK_SOURCES: dict[str, tuple[HubSource, ...]] = {name: task.hub_sources for name, task in TASKS.items()
+                                                 if task.hub_sources}
+SOURCES: dict[str, HubSource] = {source.name: source for sources in TASK_SOURCES.values() for source in sources}
 
 
 class HubClient:
-    """The real Hugging Face Hub: revisions from `huggingface_hub`, rows from `datasets`."""
+    """The real Hugging Face Hub: revisions from `huggingface_hub`, rows from `alsace.data.read_hub`.
+
+    A thin layer over data's reader: the exporter pins revisions and snapshots models, and tests
+    replace the whole client with an in-memory stand-in."""
 
     def dataset_revision(self, repo_id: str, revision: str) -> str:
         from huggingface_hub import HfApi
@@ -75,9 +49,7 @@ class HubClient:
         return HfApi().dataset_info(repo_id, revision=revision).sha
 
     def load_split(self, repo_id: str, config: str, split: str, revision: str):
-        import datasets
-
-        return datasets.load_dataset(repo_id, config, split=split, revision=revision)
+        return read_hub(repo_id, config, split, revision)
 
     def model_files(self, repo_id: str, revision: str) -> tuple[str, list[str]]:
         from huggingface_hub import HfApi
@@ -110,16 +82,16 @@ def _hub(what: str, call):
 # --------------------------------------------------------------------------------------------------
 
 
-def normalise_row(raw: dict, source: Source) -> tuple[dict | None, str | None]:
+def normalise_row(raw: dict, task: Task, source: HubSource) -> tuple[dict | None, str | None]:
     """A Hub row in our local format, or (None, why) when a model cannot use it."""
     row = {}
-    for name in source.text_fields:
+    for name in task.text_fields:
         value = raw.get(name)
         if not isinstance(value, str) or not value.strip():
             return None, f"empty {name}"
         row[name] = value
     label = raw.get("label")
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < source.num_labels:
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < task.num_labels:
         return None, f"label {label!r} (hidden or out of range)"
     row["label"] = label
     if source.id_column is not None:
@@ -184,9 +156,9 @@ def export_task(task: str, data_dir: str | Path, client, splits=("train", "valid
     """
     if task not in TASK_SOURCES:
         raise UserError(f"--tasks: unknown task {task!r}; choose from {', '.join(TASK_SOURCES)}")
-    data_dir = Path(data_dir)
+    data_dir, task = Path(data_dir), TASKS[task]
     entry = {"sources": {}, "text_fields": None, "num_labels": None, "files": {}, "dropped": {}, "notes": []}
-    for source in (SOURCES[name] for name in TASK_SOURCES[task]):
+    for source in task.hub_sources:
         wanted = [lang for lang in source.languages if languages is None or lang in languages]
         if not wanted:
             continue
@@ -194,32 +166,33 @@ def export_task(task: str, data_dir: str | Path, client, splits=("train", "valid
         sha = _hub(f"{source.hub_id} (revision {revision})", lambda: client.dataset_revision(source.hub_id, revision))
         entry["sources"][source.name] = {"hub_id": source.hub_id, "revision": sha, "requested_revision": revision,
                                          "license": source.license}
-        entry["text_fields"], entry["num_labels"] = list(source.text_fields), source.num_labels
+        entry["text_fields"], entry["num_labels"] = list(task.text_fields), task.num_labels
         for split in (s for s in splits if s in source.splits):
             split_langs = wanted if split != "train" or train_languages == "all" else [
                 lang for lang in wanted if lang == "en"]
             if split_langs:
-                _export_split(source, split, split_langs, sha, client, data_dir, entry)
+                _export_split(task, source, split, split_langs, sha, client, data_dir, entry)
     if not entry["files"]:
-        raise UserError(f"task {task}: nothing to export for the requested --languages / --splits")
+        raise UserError(f"task {task.name}: nothing to export for the requested --languages / --splits")
     # Sources are aligned one by one above; COPA's English must also line up with XCOPA's languages.
-    rows = {relative: _read_checked(data_dir / task / relative, entry["text_fields"], entry["num_labels"])[0]
+    task_dir = data_dir / task.name
+    rows = {relative: _read_checked(task_dir / relative, task)[0]
             for relative in entry["files"]}
-    for problem in _alignment_problems(data_dir / task, rows):
+    for problem in _alignment_problems(task_dir, rows):
         logger.warning("%s", problem)
         entry["notes"].append(f"WARNING {problem}")
-    _update_manifest(data_dir, task, entry)
+    _update_manifest(data_dir, task.name, entry)
     return entry
 
 
-def _export_split(source: Source, split: str, split_langs: list[str], sha: str, client, data_dir: Path,
-                  entry: dict) -> None:
+def _export_split(task: Task, source: HubSource, split: str, split_langs: list[str], sha: str, client,
+                  data_dir: Path, entry: dict) -> None:
     per_language = {}
     for lang in split_langs:
         config = source.config or lang
         raw = _hub(f"{source.hub_id} ({config}, {split})",
                    lambda: client.load_split(source.hub_id, config, source.splits[split], sha))
-        per_language[lang] = [normalise_row(dict(r), source) for r in raw]
+        per_language[lang] = [normalise_row(dict(r), task, source) for r in raw]
         logger.info("%s %s %s: %d rows", source.hub_id, config, split, len(per_language[lang]))
     kept, dropped, skipped = align_split(per_language, f"{source.hub_id} {split}")
     for lang, why in skipped.items():
@@ -228,7 +201,7 @@ def _export_split(source: Source, split: str, split_langs: list[str], sha: str, 
         entry["dropped"].setdefault(split, []).extend({**d, "source": source.name} for d in dropped)
     for lang, rows in kept.items():
         relative = f"{split}/{lang}.jsonl"
-        entry["files"][relative] = {**write_rows(data_dir / source.task / relative, rows), "source": source.name}
+        entry["files"][relative] = {**write_rows(data_dir / task.name / relative, rows), "source": source.name}
 
 
 def _update_manifest(data_dir: Path, task: str, entry: dict) -> None:
@@ -264,6 +237,9 @@ def verify(data_dir: str | Path) -> tuple[list[str], int]:
         raise UserError(f"{path}: invalid JSON ({err.msg}); re-export the data") from None
     problems, checked = [], 0
     for task, entry in manifest.get("tasks", {}).items():
+        if task not in TASK_SOURCES:
+            problems.append(f"{path}: unknown task {task!r} (exportable: {', '.join(TASK_SOURCES)})")
+            continue
         loaded = {}
         for relative, expected in entry["files"].items():
             file = data_dir / task / relative
@@ -271,7 +247,7 @@ def verify(data_dir: str | Path) -> tuple[list[str], int]:
             if not file.is_file():
                 problems.append(f"{file}: missing")
                 continue
-            rows, bad = _read_checked(file, entry["text_fields"], entry["num_labels"])
+            rows, bad = _read_checked(file, TASKS[task])
             problems += bad
             if len(rows) != expected["rows"]:
                 problems.append(f"{file}: {len(rows)} rows, manifest says {expected['rows']}")
@@ -282,24 +258,24 @@ def verify(data_dir: str | Path) -> tuple[list[str], int]:
     return problems, checked
 
 
-def _read_checked(file: Path, text_fields: list[str], num_labels: int) -> tuple[list[dict], list[str]]:
-    """The rows of one file, and its first invalid row (if any) as a problem line."""
+def _read_checked(file: Path, task: Task) -> tuple[list[dict], list[str]]:
+    """The rows of one file (as written), and its first invalid row (if any) as a problem line.
+
+    Rows are checked by the training code's own reader (`alsace.data`); a line that is not a JSON
+    object, or text that is not UTF-8, ends the reading of the file."""
     rows, problems = [], []
-    with open(file, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            ok = isinstance(row, dict) and all(isinstance(row.get(f), str) and row[f].strip() for f in text_fields)
-            label = row.get("label") if isinstance(row, dict) else None
-            ok = ok and isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_labels
-            if not ok and not problems:
-                problems.append(f"{file}:{line_no}: not a valid row (needs {', '.join(text_fields)} and an "
-                                f"integer label in 0..{num_labels - 1})")
-            rows.append(row if isinstance(row, dict) else {})
+    try:
+        with open_text(file) as handle:
+            for line_no, obj in json_objects(handle, file):
+                where = f"{file}:{line_no}"
+                try:
+                    parse_row(obj, task, where)
+                except UserError as err:
+                    if not problems:
+                        problems.append(f"{where}: not a valid row ({str(err).removeprefix(where + ': ')})")
+                rows.append(obj)
+    except UserError as err:
+        problems = problems or [str(err)]
     return rows, problems
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from alsace.errors import UserError
 from alsace.prompts import template_slots
-from alsace.tasks import Task
 
 REQUIRED_KEYS = ("name", "languages", "text_fields", "label_names", "data_dir")
 OPTIONAL_KEYS = ("prompt", "pool_size", "description")
@@ -33,8 +32,9 @@ PROMPT_KEYS = ("template", "label_words")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def load_task_file(path: str | Path) -> Task:
-    """Read, validate and turn a task file into a `Task`; raise one `UserError` listing every problem."""
+def read_task_file(path: str | Path) -> dict:
+    """Read and validate a task file; return the keyword arguments of its `alsace.tasks.Task` (this module
+    does not import `alsace.tasks`: `get_task` builds the task). Raise one `UserError` listing every problem."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--task {path}: task file not found")
@@ -48,7 +48,7 @@ def load_task_file(path: str | Path) -> Task:
     if problems:
         listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, start=1))
         raise UserError(f"--task {path}: {len(problems)} problem(s): {listed}")
-    return _to_task(spec, path)
+    return _task_arguments(spec, path)
 
 
 def _check_spec(spec: dict, path: Path) -> list[str]:
@@ -141,13 +141,13 @@ def _unique_strings(value, minimum: int) -> bool:
             and all(isinstance(v, str) and v.strip() for v in value))
 
 
-def _to_task(spec: dict, path: Path) -> Task:
+def _task_arguments(spec: dict, path: Path) -> dict:
     langs = tuple(spec["languages"])
     prompt = spec.get("prompt", {})
     template, words = prompt.get("template", {}), prompt.get("label_words", {})
     templates = template if isinstance(template, dict) else {langs[0]: template}
     label_words = words if isinstance(words, dict) else {langs[0]: words}
-    return Task(
+    return dict(
         name=spec["name"],
         languages=langs,
         text_fields=tuple(spec["text_fields"]),

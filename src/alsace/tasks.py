@@ -23,6 +23,26 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from alsace.errors import UserError
+from alsace.task_file import read_task_file
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """One Hugging Face Hub dataset holding some of a task's languages."""
+
+    name: str  # what `prepare_data.py --hub_revisions NAME=...` pins
+    hub_id: str
+    languages: tuple[str, ...]
+    splits: dict[str, str]  # our split -> the Hub's split
+    license: str
+    config: str | None = None  # a fixed Hub config; None: the language code is the config
+    id_column: str | None = None  # the Hub column exported as the row's `id`
+    revision: str = "main"
+    # Read straight from the Hub (no exported files): our split -> the Hub split read instead.
+    stand_ins: dict[str, str] = field(default_factory=dict)
+
+
+ALL_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -33,10 +53,7 @@ class Task:
     label_names: tuple[str, ...]
     templates: dict[str, str]  # language -> prompt template; the source language's always present
     label_words: dict[str, tuple[str, ...]]  # language -> one verbalizer word per label
-    hub_id: str | None = None
-    hub_split_names: dict[str, str] = field(default_factory=dict)  # our split -> Hub split
-    # Languages stored elsewhere on the Hub (XCOPA's English is SuperGLUE COPA): lang -> (id, config, splits).
-    hub_sources: dict[str, tuple[str, str | None, dict[str, str]]] = field(default_factory=dict)
+    hub_sources: tuple[HubSource, ...] = ()  # where the task's data lives on the Hub (none: local files only)
     num_placeholder_tokens: int = 0  # the original's default count of `歌` placeholders
     pool_size: int | None = 500  # unlabeled parallel items for selection and distillation (None: all rows)
     pool_split: str = "validation"  # the split the default pool is read from
@@ -60,13 +77,14 @@ class Task:
 
     def hub_source(self, lang: str, split: str) -> tuple[str, str | None, str]:
         """(Hub id, config name, Hub split) holding `split` of `lang`."""
-        hub_id, config, splits = self.hub_sources.get(lang, (self.hub_id, lang, self.hub_split_names))
-        if hub_id is None:
+        source = next((s for s in self.hub_sources if lang in s.languages), None)
+        if source is None:
             raise UserError(f"task {self.name} has no Hub source: pass --data_dir with local files")
-        if split not in splits:
-            raise UserError(f"task {self.name} has no {split} split for {lang} on the Hub ({hub_id}); "
+        hub_split = source.stand_ins.get(split, source.splits.get(split))
+        if hub_split is None:
+            raise UserError(f"task {self.name} has no {split} split for {lang} on the Hub ({source.hub_id}); "
                             "use local files for it")
-        return hub_id, config, splits[split]
+        return source.hub_id, source.config or lang, hub_split
 
     def check_languages(self, languages, flag: str) -> list[str]:
         """Validate a user-given language list against the task; return it as a list."""
@@ -106,17 +124,18 @@ def _build_registry() -> dict[str, Task]:
             original["xnli"]["template_parts"], ("premise", "hypothesis"), placeholders=True
         ),
         label_words={k: tuple(v) for k, v in original["xnli"]["label_words"].items()},
-        hub_id="facebook/xnli",
-        hub_split_names={"train": "train", "validation": "validation", "test": "test"},
+        hub_sources=(HubSource("xnli", "facebook/xnli", xnli_langs, ALL_SPLITS,
+                               "CC BY-NC 4.0 (English train = MultiNLI: OANC / CC BY-SA 3.0 / CC BY 3.0)"),),
         num_placeholder_tokens=6,
         pool_size=500,
         paper_threshold=0.06,
         lang_rank=("en", "fr", "bg", "es", "de", "vi", "ru", "el", "zh", "th", "tr", "hi", "ar", "ur", "sw"),
         num_students=8,
     )
+    pawsx_langs = ("en", "de", "es", "fr", "ja", "ko", "zh")
     pawsx = Task(
         name="pawsx",
-        languages=("en", "de", "es", "fr", "ja", "ko", "zh"),
+        languages=pawsx_langs,
         text_fields=("sentence1", "sentence2"),
         label_names=("not_paraphrase", "paraphrase"),
         # The original has no `歌` slot in the PAWS-X template and English prompts only.
@@ -124,17 +143,18 @@ def _build_registry() -> dict[str, Task]:
             original["pawsx"]["template_parts"], ("sentence1", "sentence2"), placeholders=False
         ),
         label_words={k: tuple(v) for k, v in original["pawsx"]["label_words"].items()},
-        hub_id="google-research-datasets/paws-x",
-        hub_split_names={"train": "train", "validation": "validation", "test": "test"},
+        hub_sources=(HubSource("pawsx", "google-research-datasets/paws-x", pawsx_langs, ALL_SPLITS,
+                               "free for any purpose, acknowledgement of Google LLC appreciated", id_column="id"),),
         num_placeholder_tokens=0,
         pool_size=500,
         paper_threshold=0.2,
         lang_rank=("en", "es", "fr", "de", "zh", "ko", "ja"),
         num_students=5,
     )
+    xcopa_langs = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
     xcopa = Task(
         name="xcopa",
-        languages=("en", "et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh"),
+        languages=("en", *xcopa_langs),
         text_fields=("premise", "question", "choice1", "choice2"),
         label_names=("choice1", "choice2"),
         # Our design (the original has no XCOPA): premise, the asked relation (`question` is the English
@@ -143,11 +163,14 @@ def _build_registry() -> dict[str, Task]:
         templates={"en": "{premise} What was the {question}? Option 1: {choice1} Option 2: {choice2} "
                          "Answer: option {mask}."},
         label_words={"en": ("1", "2")},
-        hub_id="cambridgeltl/xcopa",
-        hub_split_names={"validation": "validation", "test": "test"},
-        # English is SuperGLUE COPA; its test labels are hidden, so its validation doubles as the test.
-        hub_sources={"en": ("aps/super_glue", "copa",
-                            {"train": "train", "validation": "validation", "test": "validation"})},
+        hub_sources=(
+            # English is SuperGLUE COPA (train 400, validation 100, test 500 with hidden labels): its test
+            # is not exported, and read from the Hub its validation doubles as the test.
+            HubSource("copa", "aps/super_glue", ("en",), ALL_SPLITS, "BSD 2-Clause", config="copa",
+                      id_column="idx", stand_ins={"test": "validation"}),
+            HubSource("xcopa", "cambridgeltl/xcopa", xcopa_langs, {"validation": "validation", "test": "test"},
+                      "CC BY 4.0", id_column="idx"),
+        ),
         pool_size=100,  # the whole dev split: XCOPA has only 100 dev rows per language
         paper_threshold=0.2,
         choice_fields=("choice1", "choice2"),
@@ -175,9 +198,7 @@ TASKS: dict[str, Task] = _build_registry()
 def get_task(name: str) -> Task:
     """Look a task up by name (`xnli`, `pawsx`, `xcopa`, `geomlama`) or load a task file (`*.json`)."""
     if name.endswith(".json"):
-        from alsace.task_file import load_task_file
-
-        return load_task_file(name)
+        return Task(**read_task_file(name))
     if name not in TASKS:
         raise UserError(f"--task {name!r}: unknown task; choose one of {', '.join(sorted(TASKS))} "
                         "or pass the path of a task file (*.json)")
