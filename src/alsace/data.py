@@ -259,15 +259,9 @@ def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> 
         raise UserError(f"--pool_file {path}: file not found")
     pool = {lang: [] for lang in languages}
     with open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+        for line_no, item in json_objects(handle, path):
             for lang in languages:
-                texts = item.get(lang) if isinstance(item, dict) else None
+                texts = item.get(lang)
                 if not isinstance(texts, dict) or any(
                     not isinstance(texts.get(f), str) or not texts.get(f).strip() for f in task.text_fields
                 ):
