@@ -102,7 +102,8 @@ def main(argv=None) -> dict:
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)
-    pairs = (all_pairs(pair_languages) if pair_languages else build_pairs(selection.ranking, selection.teachers, selection.students))
+    pairs = (all_pairs(pair_languages) if pair_languages
+             else build_pairs(selection.ranking, selection.teachers, selection.students))
     if is_main_process():
         write_json(selection_path, {"selection": selection.to_dict(), "pairs": pairs, "num_pairs": len(pairs)})
     logger.info("teacher selection\n%s\n%d language pairs x %d items", selection_table(selection), len(pairs),

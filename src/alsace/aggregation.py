@@ -145,8 +145,10 @@ def _health(runs: list[dict], langs: list[str]) -> dict:
     """What a narrower gap must be read with: collapse flags, majority shares, entropy, the relative gap
     change, English's change, and how well the teacher scores ranked the languages."""
     comps = [r["comparison"] for r in runs]
-    per_lang = {lang: {"majority_share_after": mean_std([c["per_language"][lang]["majority_share_after"] for c in comps]),
-                       "runs_collapsed": sum(c["per_language"][lang]["collapsed"] for c in comps)} for lang in langs}
+    per_lang = {lang: {"majority_share_after": mean_std([c["per_language"][lang]["majority_share_after"]
+                                                         for c in comps]),
+                       "runs_collapsed": sum(c["per_language"][lang]["collapsed"] for c in comps)}
+                for lang in langs}
     gap = [c["summary"]["transfer_gap"] for c in comps if "transfer_gap" in c["summary"]]
     health = {
         "per_language": per_lang,
