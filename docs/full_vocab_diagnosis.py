@@ -10,9 +10,11 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 import numpy as np
 import torch
 import torch.nn.functional as F
-from alsace.tasks import get_task
-from alsace.scoring import Featurizer, Collator, load_tokenizer_and_model, class_logits, mlm_head_parts
 from alsace.data import load_split
+from alsace.features import Collator, Featurizer
+from alsace.modeling import load_tokenizer_and_model
+from alsace.scoring import class_logits, mlm_head_parts
+from alsace.tasks import get_task
 
 torch.set_num_threads(1)
 
@@ -48,7 +50,7 @@ def feats(tok, model, split, n):
     out = {}
     for lang in LANGS:
         rows = load_split(task, split, lang, data_dir)[:n]
-        out[lang] = fz.encode(rows, lang)
+        out[lang] = [fz.encode_row(row, lang) for row in rows]
     return out
 
 

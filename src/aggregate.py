@@ -10,18 +10,36 @@ model or hyperparameters differ (naming the field), and writes aggregate.json an
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from alsace.aggregation import aggregate, aggregate_markdown, check_compatible, load_run
-from alsace.arguments import AggregateArguments, parse, split_list
-from alsace.errors import run_cli
-from alsace.reporting import write_json, write_text
+from alsace.arguments import parse, split_list
+from alsace.errors import UserError, run_cli
+from alsace.files import write_json, write_text
+from alsace.report.aggregation import aggregate, aggregate_markdown, check_compatible, load_run
 
 logger = logging.getLogger("alsace.aggregate")
 
 
+@dataclass
+class AggregateArguments:
+    run_dirs: list[str] = field(default_factory=list, metadata={
+        "help": "Finished run directories of one configuration, one per seed (all fine-tuning or all "
+                "distillation runs)."})
+    output_dir: str = field(default="", metadata={"help": "Where aggregate.json and aggregate.md are written."})
+    ignore_fields: str | None = field(default=None, metadata={
+        "help": "Comma-separated run_args fields to leave out of the same-configuration check, for "
+                "differences that do not change the numbers (e.g. data_dir after moving the data)."})
+
+    def __post_init__(self):
+        if not self.run_dirs:
+            raise UserError("--run_dirs: give the run directories to aggregate, e.g. outputs/ms/seed-*/distill")
+        if not self.output_dir:
+            raise UserError("--output_dir: say where aggregate.json and aggregate.md go")
+
+
 def main(argv=None) -> dict:
-    (args,) = parse((AggregateArguments,), argv)
+    (args,) = parse((AggregateArguments,), argv, __doc__)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO)
     ignore = frozenset(split_list(args.ignore_fields) or [])

@@ -7,10 +7,10 @@ weights, nothing downloaded) and synthetic inputs with XNLI-like lengths, it com
 1. evaluation: ours (`alsace.evaluation.predict_logits`: length-sorted batches, `inference_mode`, LM
    head at the mask on the label rows only) against a naive baseline (stock masked-LM forward with
    `no_grad`, batches in file order, then gather at the mask): examples/s and peak memory;
-2. a fine-tuning step (forward + backward) with the faithful loss: ours (`alsace.trainer.supervised_loss`,
+2. a fine-tuning step (forward + backward) with the faithful loss: ours (`alsace.losses.supervised_loss`,
    full-vocabulary cross-entropy at the mask only) against the stock masked-LM loss (labels -100
    except at the mask) on the same batches; the two losses are equal, the benchmark checks it;
-3. a distillation step: the stacked pair batch (`alsace.trainer.pair_loss`, one forward of 2B)
+3. a distillation step: the stacked pair batch (`alsace.losses.pair_loss`, one forward of 2B)
    against two passes of B;
 4. model FLOP utilisation of our evaluation: FLOPs counted from the config and the token counts,
    divided by the time, divided by the measured rate of a large fp32 matmul in the same run.
@@ -43,11 +43,11 @@ import numpy as np
 import torch
 
 from alsace.arguments import parse
-from alsace.distillation import consistency_loss
 from alsace.evaluation import predict_logits
-from alsace.reporting import write_json, write_text
-from alsace.scoring import Collator, class_logits
-from alsace.trainer import pair_loss, supervised_loss
+from alsace.features import Collator
+from alsace.files import write_json, write_text
+from alsace.losses import consistency_loss, pair_loss, supervised_loss
+from alsace.scoring import class_logits
 
 logger = logging.getLogger("alsace.benchmark")
 TARGETS = {"eval_speedup": 8.0, "eval_memory_ratio": 10.0, "train_speedup": 2.5, "mfu": 0.6}
@@ -492,7 +492,7 @@ def summary_table(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    (args,) = parse((BenchmarkArguments,), argv)
+    (args,) = parse((BenchmarkArguments,), argv, __doc__)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO)
     if args.threads:

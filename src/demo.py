@@ -4,7 +4,7 @@
     python src/finetune.py ... ; python src/distill.py ...                   # the real pipeline
     python src/demo.py report --output_dir outputs/demo                      # the three tables
 
-`prepare` writes the synthetic parallel task to <data_dir>/demo/ (see alsace.demo_data), trains a
+`prepare` writes the synthetic parallel task to <data_dir>/demo/ (see alsace.prepare.demo_data), trains a
 tokenizer on an unlabeled corpus of every demo language, builds a small randomly initialised XLM-R
 masked LM from a config into <output_dir>/model, and records each language's measured token overlap
 with English in <output_dir>/languages.json. `report` reads the runs' JSON files and prints (and
@@ -55,9 +55,9 @@ class ReportArguments:
 
 
 def prepare(args: PrepareArguments) -> None:
-    from alsace.demo_data import LANGUAGES, token_overlap, tokenizer_corpus, write_demo_data
-    from alsace.reporting import write_json
-    from alsace.tiny import build_tiny_model
+    from alsace.files import write_json
+    from alsace.prepare.demo_data import LANGUAGES, token_overlap, tokenizer_corpus, write_demo_data
+    from alsace.prepare.tiny import build_tiny_model
 
     sizes = {"train": args.train_size, "validation": args.validation_size, "test": args.test_size}
     task_dir = write_demo_data(args.data_dir, sizes, args.seed)
@@ -72,7 +72,7 @@ def prepare(args: PrepareArguments) -> None:
 
 
 def report(args: ReportArguments) -> str:
-    from alsace.reporting import write_text
+    from alsace.files import write_text
 
     text = summary(Path(args.output_dir))
     if args.wall_time_s is not None:
@@ -84,7 +84,7 @@ def report(args: ReportArguments) -> str:
 
 def summary(output_dir: Path) -> str:
     """The three tables of a finished demo, as markdown."""
-    from alsace.reporting import comparison_markdown
+    from alsace.report.results import comparison_markdown
 
     def load(relative):
         path = output_dir / relative

@@ -21,23 +21,24 @@ from transformers import TrainingArguments, set_seed
 
 from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
 from alsace.data import load_pool, load_split
-from alsace.distillation import PairDataset, all_pairs, build_pairs
+from alsace.distributed import broadcast_from_main, is_main_process
 from alsace.errors import UserError, run_cli
 from alsace.evaluation import eval_bf16, score_languages
-from alsace.features import encode_cached
+from alsace.features import Collator, Featurizer, encode_cached, split_features
+from alsace.files import write_json, write_text
 from alsace.metrics import selection_quality
-from alsace.pipeline import (broadcast_from_main, evaluate, prepare_output_dir, resolve_languages,
-                             save_results, setup_logging, split_features, stop_cleanly, train)
-from alsace.plots import plot_run
-from alsace.reporting import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
-                              is_main_process, results_markdown, write_json, write_run_record, write_text)
-from alsace.scoring import (CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model, placeholder_count,
-                            write_checkpoint_info)
-from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning,
-                             select_teachers, selection_table, softmax)
-from alsace.significance import significance_between_runs
+from alsace.modeling import CHECKPOINT_INFO, load_tokenizer_and_model, placeholder_count, write_checkpoint_info
+from alsace.pairs import PairDataset, all_pairs, build_pairs
+from alsace.report.plots import plot_run
+from alsace.report.results import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
+                                   results_markdown, save_results)
+from alsace.report.run_record import write_run_record
+from alsace.report.significance import significance_between_runs
+from alsace.report.tracking import LanguageDevMetrics
+from alsace.runs import evaluate, prepare_output_dir, resolve_languages, setup_logging, stop_cleanly, train
+from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning, select_teachers,
+                              selection_table, softmax)
 from alsace.tasks import get_task
-from alsace.tracking import LanguageDevMetrics
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.distill")

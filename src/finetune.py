@@ -16,16 +16,16 @@ from transformers import TrainingArguments, set_seed
 
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
+from alsace.distributed import is_main_process
 from alsace.errors import UserError, run_cli
-from alsace.features import encode_cached
-from alsace.pipeline import (evaluate, prepare_output_dir, resolve_languages, save_results, setup_logging,
-                             split_features, train)
-from alsace.plots import plot_run
-from alsace.reporting import is_main_process, write_run_record
-from alsace.scoring import (Collator, Featurizer, load_tokenizer_and_model, placeholder_count,
-                            write_checkpoint_info)
+from alsace.features import Collator, Featurizer, encode_cached, split_features
+from alsace.modeling import load_tokenizer_and_model, placeholder_count, write_checkpoint_info
+from alsace.report.plots import plot_run
+from alsace.report.results import save_results
+from alsace.report.run_record import write_run_record
+from alsace.report.tracking import LanguageDevMetrics
+from alsace.runs import evaluate, prepare_output_dir, resolve_languages, setup_logging, train
 from alsace.tasks import get_task
-from alsace.tracking import LanguageDevMetrics
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.finetune")
@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
 def training_features(task, featurizer, data_args, ft_args, seed: int):
     """English training rows: all, the first N (the original's k-shot) or a stratified sample.
 
-    Tokenised once and cached (`alsace.features`); a memory-mapped `datasets.Dataset`.
+    Tokenised once and cached (`alsace.features.encode_cached`); a memory-mapped `datasets.Dataset`.
     """
     train_rows = load_split(task, "train", task.source_language, data_args.data_dir)
     train_rows = first_n(train_rows, ft_args.max_train_samples, seed,

@@ -24,8 +24,9 @@ from alsace.arguments import parse
 from alsace.data import json_objects
 from alsace.errors import UserError, run_cli
 from alsace.evaluation import predict_logits
-from alsace.reporting import write_text
-from alsace.scoring import CHECKPOINT_INFO, Collator, Featurizer, load_tokenizer_and_model
+from alsace.features import Collator, Featurizer
+from alsace.files import write_text
+from alsace.modeling import CHECKPOINT_INFO, load_tokenizer_and_model
 from alsace.tasks import get_task
 
 

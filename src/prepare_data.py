@@ -5,7 +5,7 @@
     python src/prepare_data.py --data_dir data --verify                       # on the cluster, after copying
 
 Writes <data_dir>/<task>/<split>/<lang>.jsonl (the layout `--data_dir` reads) and <data_dir>/manifest.json
-(source, Hub revision, row count and sha256 of every file); see alsace.export and data/README.md.
+(source, Hub revision, row count and sha256 of every file); see alsace.prepare.export and data/README.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from alsace.arguments import parse, split_list
 from alsace.errors import UserError, run_cli
-from alsace.export import SOURCES, TASK_SOURCES, HubClient, export_task, snapshot_model, verify
+from alsace.prepare.export import SOURCES, TASK_SOURCES, HubClient, export_task, snapshot_model, verify
 
 logger = logging.getLogger("alsace.prepare_data")
 
@@ -67,7 +67,7 @@ class ModelSnapshotArguments:
 
 
 def main(argv=None) -> dict:
-    export_args, model_args = parse((ExportArguments, ModelSnapshotArguments), argv)
+    export_args, model_args = parse((ExportArguments, ModelSnapshotArguments), argv, __doc__)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO)
     if export_args.verify:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from alsace.prepare.tiny import build_tiny_model
 from alsace.tasks import get_task
-from alsace.tiny import build_tiny_model
 
 LANGS = ("en", "fr", "de")
 WORDS = {
@@ -17,6 +17,11 @@ WORDS = {
     "fr": ["chat", "chien", "assis", "couru", "le", "tapis", "parc", "un", "rouge", "grand"],
     "de": ["Katze", "Hund", "saß", "lief", "die", "Matte", "Park", "ein", "rot", "groß"],
 }
+
+
+def encode_rows(featurizer, rows: list[dict], lang: str) -> list[dict]:
+    """Features of `rows` without the cache (what `encode_cached` must equal)."""
+    return [featurizer.encode_row(row, lang) for row in rows]
 
 
 def sentence(rng: random.Random, lang: str, n: int) -> tuple[str, list[int]]:

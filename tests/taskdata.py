@@ -118,7 +118,7 @@ _TINY: dict[str, Path] = {}
 
 def tiny_model(family: str, tmp_path_factory) -> Path:
     """A tiny model of `family` trained on `corpus()`, built once per test session."""
-    from alsace.tiny import build_tiny_model
+    from alsace.prepare.tiny import build_tiny_model
 
     if family not in _TINY:
         _TINY[family] = build_tiny_model(tmp_path_factory.mktemp(f"tiny_{family}"), corpus(), family,

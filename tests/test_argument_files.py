@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from transformers import TrainingArguments
 
-from alsace.arguments import (DataArguments, FinetuneArguments, ModelArguments, PromptArguments, flatten_run_args,
-                              parse)
+from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, flatten_run_args, parse
 from alsace.errors import UserError
-from alsace.reporting import write_json
+from alsace.files import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments)

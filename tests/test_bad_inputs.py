@@ -24,7 +24,7 @@ import pytest
 import distill
 import finetune
 from alsace.errors import UserError
-from alsace.tiny import build_tiny_model
+from alsace.prepare.tiny import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -123,7 +123,8 @@ def test_shuffled_language_file_with_ids_is_refused(data_dir, tmp_path):
 
 def test_exported_files_without_ids_are_trusted_only_while_unchanged(data_dir, tmp_path):
     """prepare_data.py aligned the rows and recorded each file's sha256: unchanged files need no ids."""
-    from alsace.export import MANIFEST, sha256_of
+    from alsace.data import MANIFEST
+    from alsace.files import sha256_of
 
     copy = _without_ids(data_dir, tmp_path)
     files = {f"validation/{lang}.jsonl": {"sha256": sha256_of(copy / "xnli" / "validation" / f"{lang}.jsonl")}

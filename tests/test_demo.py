@@ -16,9 +16,9 @@ import demo
 import distill
 import finetune
 from alsace.data import load_pool, load_split
-from alsace.demo_data import (LABEL_NAMES, LANGUAGES, NEUTRAL_WORDS, TOPIC_WORDS, generate_split, lexicon, realize,
-                              write_demo_data)
 from alsace.errors import UserError
+from alsace.prepare.demo_data import (LABEL_NAMES, LANGUAGES, NEUTRAL_WORDS, TOPIC_WORDS, generate_split, lexicon,
+                                      realize, write_demo_data)
 from alsace.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]

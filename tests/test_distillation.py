@@ -6,9 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alsace.distillation import PairDataset, all_pairs, build_pairs, consistency_loss
-from alsace.scoring import Collator, Featurizer, class_logits, load_tokenizer_and_model
+from alsace.features import Collator, Featurizer
+from alsace.losses import consistency_loss
+from alsace.modeling import load_tokenizer_and_model
+from alsace.pairs import PairDataset, all_pairs, build_pairs
+from alsace.scoring import class_logits
 from alsace.tasks import get_task
+from conftest import encode_rows
 
 XNLI = get_task("xnli")
 
@@ -77,7 +81,7 @@ def test_stacked_forward_equals_two_passes(tiny_mlm, data_dir):
     from alsace.data import load_pool
 
     pool = load_pool(XNLI, ["en", "fr"], str(data_dir), 4)
-    pairs = [{"a": a, "b": b} for a, b in zip(feat.encode(pool["en"], "en"), feat.encode(pool["fr"], "fr"))]
+    pairs = [{"a": a, "b": b} for a, b in zip(encode_rows(feat, pool["en"], "en"), encode_rows(feat, pool["fr"], "fr"))]
     collate = Collator(tokenizer.pad_token_id)
 
     stacked = collate(pairs)

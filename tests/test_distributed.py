@@ -23,10 +23,11 @@ from safetensors.torch import load_file
 import finetune
 from alsace.data import load_pool
 from alsace.evaluation import evaluate_languages, score_languages
-from alsace.pipeline import split_features
-from alsace.scoring import Collator, Featurizer, load_tokenizer_and_model
+from alsace.features import Collator, Featurizer, split_features
+from alsace.modeling import load_tokenizer_and_model
 from alsace.selection import select_teachers
 from alsace.tasks import get_task
+from conftest import encode_rows
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -94,7 +95,7 @@ def test_two_processes_train_evaluate_and_select_like_one(tmp_path, data_dir, no
     evaluation = evaluate_languages(model, split_features(task, featurizer, str(data_dir), "test", LANGS),
                                     collator, 8, "cpu")
     pool = load_pool(task, LANGS, str(data_dir), 16)
-    pool_logits = score_languages(model, {lang: featurizer.encode(rows, lang) for lang, rows in pool.items()},
+    pool_logits = score_languages(model, {lang: encode_rows(featurizer, rows, lang) for lang, rows in pool.items()},
                                   collator, 8, "cpu")
     for lang in LANGS:
         saved = np.load(ddp / "predictions" / f"{lang}_test_logits.npy", allow_pickle=False)

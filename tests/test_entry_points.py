@@ -11,8 +11,11 @@ from safetensors.torch import load_file
 import distill
 import finetune
 from alsace.data import load_split
-from alsace.scoring import Collator, Featurizer, class_logits, load_tokenizer_and_model
+from alsace.features import Collator, Featurizer
+from alsace.modeling import load_tokenizer_and_model
+from alsace.scoring import class_logits
 from alsace.tasks import get_task
+from conftest import encode_rows
 
 COMMON = ["--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "128", "--report_to", "none",
           "--use_cpu", "--per_device_eval_batch_size", "16", "--disable_tqdm", "true"]
@@ -53,8 +56,8 @@ def test_checkpoint_reloads_with_the_same_logits(finetuned, data_dir):
     task = get_task("xnli")
     tokenizer, model = load_tokenizer_and_model(str(out), "prompt", task, 6)
     model.eval()
-    feats = Featurizer(tokenizer, task, "prompt", 128, 6, languages=("fr",)).encode(
-        load_split(task, "test", "fr", str(data_dir)), "fr")
+    feats = encode_rows(Featurizer(tokenizer, task, "prompt", 128, 6, languages=("fr",)),
+                        load_split(task, "test", "fr", str(data_dir)), "fr")
     with torch.no_grad():
         logits = class_logits(model, Collator(tokenizer.pad_token_id)(feats)).numpy()
     saved = np.load(out / "predictions" / "fr_test_logits.npy", allow_pickle=False)
@@ -93,10 +96,10 @@ def test_distill_end_to_end(finetuned, data_dir, tmp_path):
 
 def test_collapse_warning_is_in_results_md_too(finetuned, data_dir, tmp_path, monkeypatch):
     """A reader of results.md alone (not only comparison.md and the log) sees that predictions collapsed."""
-    import alsace.reporting
+    import alsace.report.results
 
     model_dir, _ = finetuned
-    monkeypatch.setattr(alsace.reporting, "is_collapsed", lambda before, after: True)
+    monkeypatch.setattr(alsace.report.results, "is_collapsed", lambda before, after: True)
     distill.main(distill_args(model_dir, data_dir, tmp_path / "c", "--max_steps", "1"))
     for name in ("results.md", "comparison.md"):
         assert "**WARNING: predictions collapsed in en, fr, de**" in (tmp_path / "c" / name).read_text(), name
@@ -154,16 +157,16 @@ def test_untuned_checkpoint_is_refused_or_warned_about(tiny_mlm, data_dir, tmp_p
 def test_kl_direction_and_temperature_reach_the_loss(finetuned, data_dir, tmp_path, monkeypatch, direction,
                                                      temperature):
     """The command-line values arrive in every consistency-loss call of the training run."""
-    import alsace.trainer
+    import alsace.losses
 
     calls = []
-    loss = alsace.trainer.consistency_loss
+    loss = alsace.losses.consistency_loss
 
     def spy(logits_a, logits_b, kl_direction, detach_a, temp, *extensions):
         calls.append((kl_direction, detach_a, temp))
         return loss(logits_a, logits_b, kl_direction, detach_a, temp, *extensions)
 
-    monkeypatch.setattr(alsace.trainer, "consistency_loss", spy)
+    monkeypatch.setattr(alsace.losses, "consistency_loss", spy)
     model_dir, _ = finetuned
     distill.main(distill_args(model_dir, data_dir, tmp_path / "k", "--max_steps", "2",
                               "--kl_direction", direction, "--temperature", temperature, "--detach_teacher"))

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import distill
-from alsace.distillation import PairDataset, consistency_loss
 from alsace.errors import UserError
-from alsace.scoring import Collator
-from alsace.trainer import pair_loss
+from alsace.features import Collator
+from alsace.losses import consistency_loss, pair_loss
+from alsace.pairs import PairDataset
 
 
 @pytest.fixture(scope="module")

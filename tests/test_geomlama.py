@@ -8,8 +8,8 @@ import pytest
 
 from alsace.data import load_pool, load_split
 from alsace.errors import UserError
-from alsace.geomlama import main as convert_main
 from alsace.tasks import get_task
+from convert_geomlama import main as convert_main
 
 HEADER = "Prompt\tCorresponding Questions\tAns\tCandidate Ans\tContext\tGPT-3 Pred\tGPT-3 Pred (T/F/I)\tcomments"
 COUNTRIES = ("Atlantis", "Lemuria", "Mu", "Thule", "Avalon")

@@ -27,7 +27,7 @@ def test_accuracy_and_health():
 
 
 def test_collapse_flags():
-    from alsace.reporting import is_collapsed
+    from alsace.report.results import is_collapsed
 
     assert is_collapsed(0.35, 0.95)        # one class for 95% of rows
     assert is_collapsed(0.30, 0.70)        # partial collapse: share up 40 points
@@ -60,7 +60,7 @@ def test_macro_f1_and_confusion_matrix_by_hand():
 
 
 def test_dev_table_is_compact():
-    from alsace.tracking import dev_table, language_scalars
+    from alsace.report.tracking import dev_table, language_scalars
 
     table = dev_table(language_scalars({"en": 0.9, "fr": 0.75, "de": 0.7}, "en"))
     assert table.splitlines() == ["    en      fr      de", " 90.00   75.00   70.00",

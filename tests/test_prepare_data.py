@@ -13,7 +13,7 @@ import pytest
 import prepare_data
 from alsace.data import load_split
 from alsace.errors import UserError
-from alsace.export import export_task, snapshot_model, verify
+from alsace.prepare.export import export_task, snapshot_model, verify
 from alsace.tasks import get_task
 
 

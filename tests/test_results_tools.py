@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alsace.aggregation import aggregate, aggregate_markdown, check_compatible, load_run
 from alsace.errors import UserError
 from alsace.metrics import disparity
-from alsace.plots import (collapsed_languages, gap_colour, language_accuracy_figure, link_figure,
-                          plot_language_accuracy, plot_run, plot_teacher_selection, title_text)
-from alsace.plots import DOWN_COLOR, FLAT_COLOR, UP_COLOR, WARN_COLOR
-from alsace.reporting import compare, comparison_markdown
-from alsace.significance import bootstrap_means, holm, paired_significance, significance_between_runs
-from alsace.tracking import check_report_to, language_scalars
+from alsace.report.aggregation import aggregate, aggregate_markdown, check_compatible, load_run
+from alsace.report.plots import (DOWN_COLOR, FLAT_COLOR, UP_COLOR, WARN_COLOR, collapsed_languages, gap_colour,
+                                 language_accuracy_figure, link_figure, plot_language_accuracy, plot_run,
+                                 plot_teacher_selection, title_text)
+from alsace.report.results import compare, comparison_markdown
+from alsace.report.significance import bootstrap_means, holm, paired_significance, significance_between_runs
+from alsace.report.tracking import check_report_to, language_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ("en", "fr", "de")
@@ -292,6 +292,20 @@ def test_plot_run_draws_and_links_once(tmp_path):
     assert (run / "results.md").read_text().count("](per_language_accuracy.png)") == 1
     link_figure(tmp_path / "new.md", "x.png", "x")
     assert (tmp_path / "new.md").read_text().strip() == "![x](x.png)"
+
+
+def test_plot_command_redraws_a_finished_run_and_refuses_anything_else(tmp_path):
+    run = fake_run(tmp_path / "run", 1, BEFORE[0], AFTER[0])
+    proc = subprocess.run([sys.executable, str(REPO / "src" / "plot.py"), "--run_dir", str(run)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(run / "per_language_accuracy.png")]
+    assert (run / "per_language_accuracy.svg").is_file()
+    proc = subprocess.run([sys.executable, str(REPO / "src" / "plot.py"), "--run_dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: --run_dir {tmp_path}: no results.json there; pass a "
+                                                "finished run directory"]
 
 
 def test_accuracy_figure_starts_at_zero_with_a_chance_line_and_an_outside_legend():

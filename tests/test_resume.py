@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 import distill
 import finetune
 from alsace.errors import RunComplete, UserError
-from alsace.pipeline import last_complete_checkpoint, prepare_output_dir
+from alsace.runs import last_complete_checkpoint, prepare_output_dir
 from alsace.trainer import AlsaceTrainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import finetune
-from alsace.reporting import environment
+from alsace.report.run_record import environment
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import TrainingArguments
 
-from alsace.arguments import (DataArguments, DistillArguments, FinetuneArguments, ModelArguments,
-                              PromptArguments, parse)
+from alsace.arguments import DataArguments, DistillArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from benchmark import BenchmarkArguments
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,8 +4,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from alsace.scoring import Collator, Featurizer, class_logits, load_tokenizer_and_model
+from alsace.features import Collator, Featurizer
+from alsace.modeling import load_tokenizer_and_model
+from alsace.scoring import class_logits
 from alsace.tasks import get_task
+from conftest import encode_rows
 
 XNLI = get_task("xnli")
 ROWS = [{"premise": "the cat sat on the mat", "hypothesis": "a cat sat", "label": 0},
@@ -15,7 +18,8 @@ ROWS = [{"premise": "the cat sat on the mat", "hypothesis": "a cat sat", "label"
 def batch_for(tiny_mlm, head, lang="en", prompt_language="en"):
     tokenizer, model = load_tokenizer_and_model(str(tiny_mlm), head, XNLI, 6)
     model.eval()
-    feats = Featurizer(tokenizer, XNLI, head, 128, 6, prompt_language, languages=("en", "fr", "de")).encode(ROWS, lang)
+    featurizer = Featurizer(tokenizer, XNLI, head, 128, 6, prompt_language, languages=("en", "fr", "de"))
+    feats = encode_rows(featurizer, ROWS, lang)
     return tokenizer, model, Collator(tokenizer.pad_token_id)(feats)
 
 
@@ -36,8 +40,8 @@ def test_prompt_head_matches_stock_masked_lm(tiny_mlm):
 def test_native_prompts_use_per_language_label_words(tiny_mlm):
     tokenizer, model, batch = batch_for(tiny_mlm, "prompt", lang="de", prompt_language="native")
     words = [tokenizer.convert_ids_to_tokens(i) for i in batch["label_token_ids"][0].tolist()]
-    assert words != [tokenizer.convert_ids_to_tokens(i) for i in
-                     Featurizer(tokenizer, XNLI, "prompt", 128, 6).label_token_ids("de")]
+    english = Featurizer(tokenizer, XNLI, "prompt", 128, 6).encode_row(ROWS[0], "de")["label_token_ids"]
+    assert words != [tokenizer.convert_ids_to_tokens(i) for i in english]
     assert "Vermuten" in tokenizer.decode(batch["input_ids"][0])
 
 
@@ -54,7 +58,7 @@ def test_padding_does_not_change_scores(tiny_mlm):
     tokenizer, model, batch = batch_for(tiny_mlm, "prompt")
     with torch.no_grad():
         together = class_logits(model, batch)
-        feats = Featurizer(tokenizer, XNLI, "prompt", 128, 6).encode(ROWS, "en")
+        feats = encode_rows(Featurizer(tokenizer, XNLI, "prompt", 128, 6), ROWS, "en")
         alone = torch.cat([class_logits(model, Collator(tokenizer.pad_token_id)([f])) for f in feats])
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 

@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, DebertaV2Config, DebertaV2ForMaskedLM
 
 from alsace.errors import UserError
+from alsace.features import Collator, Featurizer
+from alsace.modeling import _load_masked_lm, load_tokenizer_and_model
 from alsace.prompts import word_pieces
-from alsace.scoring import (NO_CANDIDATE, Collator, Featurizer, _load_masked_lm, class_logits,
-                            load_tokenizer_and_model, mlm_head_parts)
+from alsace.scoring import NO_CANDIDATE, class_logits, mlm_head_parts
 from alsace.tasks import Task, get_task
-from conftest import WORDS
+from conftest import WORDS, encode_rows
 from taskdata import one_cpu_thread, tiny_model
 
 MLM_FAMILIES = ("xlm-roberta", "bert", "deberta-v2")
@@ -43,7 +44,7 @@ def load(family, tmp_path_factory, task_name: str, head: str = "prompt"):
 
 
 def batch_of(featurizer, rows, lang="en"):
-    return Collator(featurizer.tokenizer.pad_token_id)(featurizer.encode(rows, lang))
+    return Collator(featurizer.tokenizer.pad_token_id)(encode_rows(featurizer, rows, lang))
 
 
 # ---------------------------------------------------------------------------------------------------

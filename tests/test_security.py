@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from alsace.arguments import ModelArguments
-from alsace.scoring import load_tokenizer_and_model
+from alsace.modeling import load_tokenizer_and_model
 from alsace.tasks import get_task
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -19,13 +19,13 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, XLMRobertaConfig, XLMRobertaForMaskedLM
 
 from alsace.data import load_split
-from alsace.distillation import consistency_loss
 from alsace.evaluation import predict_logits
-from alsace.features import encode_cached, features_fingerprint
-from alsace.pipeline import split_features
-from alsace.scoring import Collator, Featurizer, class_logits, load_tokenizer_and_model
+from alsace.features import Collator, Featurizer, encode_cached, features_fingerprint, split_features
+from alsace.losses import consistency_loss, pair_loss, supervised_loss
+from alsace.modeling import load_tokenizer_and_model
+from alsace.scoring import class_logits
 from alsace.tasks import get_task
-from alsace.trainer import pair_loss, supervised_loss
+from conftest import encode_rows
 
 TIGHT = dict(rtol=1e-5, atol=1e-5)
 
@@ -42,7 +42,7 @@ def setup(tiny_mlm, data_dir):
 
 def _features(setup, data_dir, lang="en", split="test"):
     task, featurizer, _, _ = setup
-    return featurizer.encode(load_split(task, split, lang, str(data_dir)), lang)
+    return encode_rows(featurizer, load_split(task, split, lang, str(data_dir)), lang)
 
 
 def test_sorted_evaluation_equals_one_by_one_in_file_order(setup, data_dir):
@@ -150,7 +150,7 @@ def test_bf16_evaluation_gives_float32_close_to_fp32(setup, data_dir):
 def test_cached_tokenisation_equals_fresh(setup, data_dir, tmp_path):
     task, featurizer, _, _ = setup
     rows = load_split(task, "test", "fr", str(data_dir))
-    fresh = featurizer.encode(rows, "fr")
+    fresh = encode_rows(featurizer, rows, "fr")
     first = encode_cached(featurizer, rows, "fr", tmp_path)  # tokenises and writes the Arrow file
     files = list(tmp_path.rglob("*.arrow"))
     assert len(files) == 1
@@ -163,7 +163,7 @@ def test_cached_tokenisation_equals_fresh(setup, data_dir, tmp_path):
     refusing.encode_row = refuse
     assert encode_cached(refusing, rows, "fr", tmp_path).to_list() == fresh
     by_split = split_features(task, featurizer, str(data_dir), "test", ["en", "fr"], cache_dir=str(tmp_path))
-    assert by_split["fr"] == fresh and by_split["en"] == featurizer.encode(load_split(task, "test", "en",
+    assert by_split["fr"] == fresh and by_split["en"] == encode_rows(featurizer, load_split(task, "test", "en",
                                                                                       str(data_dir)), "en")
 
 
@@ -209,5 +209,5 @@ def test_cached_tokenisation_equals_fresh_for_every_feature_shape(task_name, fam
                             is_seq2seq=model.config.is_encoder_decoder)
     rows = load_split(task, "test", lang, str(tmp_path))
     cached = encode_cached(featurizer, rows, lang, tmp_path / "cache").to_list()
-    assert cached == featurizer.encode(rows, lang)
+    assert cached == encode_rows(featurizer, rows, lang)
     assert encode_cached(featurizer, rows, lang, tmp_path / "cache").to_list() == cached  # from the file

@@ -12,8 +12,8 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 
-from alsace.distillation import KL_DIRECTIONS
 from alsace.errors import UserError
+from alsace.losses import KL_DIRECTIONS
 
 
 def split_list(value: str | None) -> list[str] | None:
@@ -216,23 +216,6 @@ class DistillArguments(OutputArguments):
                                 "use mean or a float")
             return task.paper_threshold
         return float(self.teacher_threshold)
-
-
-@dataclass
-class AggregateArguments:
-    run_dirs: list[str] = field(default_factory=list, metadata={
-        "help": "Finished run directories of one configuration, one per seed (all fine-tuning or all "
-                "distillation runs)."})
-    output_dir: str = field(default="", metadata={"help": "Where aggregate.json and aggregate.md are written."})
-    ignore_fields: str | None = field(default=None, metadata={
-        "help": "Comma-separated run_args fields to leave out of the same-configuration check, for "
-                "differences that do not change the numbers (e.g. data_dir after moving the data)."})
-
-    def __post_init__(self):
-        if not self.run_dirs:
-            raise UserError("--run_dirs: give the run directories to aggregate, e.g. outputs/ms/seed-*/distill")
-        if not self.output_dir:
-            raise UserError("--output_dir: say where aggregate.json and aggregate.md go")
 
 
 def select_best_flags(argv: list[str]) -> list[str]:

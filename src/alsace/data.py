@@ -17,10 +17,12 @@ import logging
 from pathlib import Path
 
 from alsace.errors import UserError
+from alsace.files import sha256_of
 from alsace.tasks import Task
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
+MANIFEST = "manifest.json"  # written by the exporter (`prepare_data.py`): every file it wrote, with its sha256
 
 
 def local_path(task: Task, data_dir: str | Path, split: str, lang: str) -> Path:
@@ -114,7 +116,7 @@ def open_text(path: Path):
 
 def read_hub(hub_id: str, config: str | None, split: str, revision: str | None = None):
     """One split of a Hub dataset as `datasets` loads it: the one place rows are read from the Hub
-    (training here, `alsace.export` for prepare_data.py). `revision`: a branch, tag or commit to pin."""
+    (training here, `alsace.prepare.export` for prepare_data.py). `revision`: a branch, tag or commit to pin."""
     import datasets
 
     pinned = {} if revision is None else {"revision": revision}
@@ -224,8 +226,6 @@ def load_pool(
 def _exported_unchanged(task: Task, data_dir: str, split: str, languages: list[str]) -> bool:
     """True when every language's file is listed in `<data_dir>/manifest.json` with its current sha256
     (the exporter aligned those rows across the Hub's languages and dropped a bad row in all of them)."""
-    from alsace.export import MANIFEST, sha256_of
-
     manifest = Path(data_dir) / MANIFEST
     if task.data_dir or not manifest.is_file():
         return False

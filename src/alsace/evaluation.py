@@ -10,14 +10,15 @@ every world_size-th batch and the results are all-gathered, so every row is coun
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from alsace.distributed import rank_and_world, show_progress
+from alsace.features import Collator
 from alsace.metrics import accuracy
-from alsace.scoring import ClassScorer, Collator, class_logits
+from alsace.scoring import ClassScorer, class_logits
 
 
 def eval_bf16(training_args) -> bool:
@@ -33,7 +34,7 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
     """Class logits `(N, C)` float32 for `features`, in their original order."""
     order = sorted(range(len(features)), key=lambda i: _num_tokens(features[i]["input_ids"]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    rank, world = _rank_world()
+    rank, world = rank_and_world()
     mine = batches[rank::world]
     model = model.model if isinstance(model, ClassScorer) else model  # the Trainer's callbacks pass the scorer
     was_training = model.training
@@ -43,7 +44,7 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
                 if bf16 else contextlib.nullcontext())
     results = []
     with torch.inference_mode(), autocast:
-        for idx in tqdm(mine, desc=desc, disable=rank != 0 or not sys.stderr.isatty(), leave=False):
+        for idx in tqdm(mine, desc=desc, disable=not show_progress(), leave=False):
             batch = collator([_without_labels(features[i]) for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
             results.append((idx, class_logits(model, batch).float().cpu().numpy()))
@@ -67,12 +68,6 @@ def _num_tokens(ids: list) -> int:
 def _without_labels(feature: dict) -> dict:
     # Scoring never needs gold labels; dropping them here keeps selection provably label-free.
     return {k: v for k, v in feature.items() if k != "labels"}
-
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def score_languages(model, features_by_lang: dict[str, list[dict]], collator: Collator,

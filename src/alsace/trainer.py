@@ -2,10 +2,7 @@
 
 The Trainer trains `ClassScorer(model)`, whose `forward` is `class_logits`; supervised batches
 (English fine-tuning, dev evaluation) and pair batches (self-distillation) both go through it; the loss
-differs:
-- supervised, `full_vocab`: cross-entropy over the whole vocabulary at the mask against the gold
-  label word (the original's loss); `label_words`: cross-entropy over the class logits;
-- pairs: the consistency KL between the stacked halves of one forward pass.
+differs (`alsace.losses`): cross-entropy for labelled batches, the consistency KL for pair batches.
 The returned outputs carry `logits` = class logits, so the stock evaluation loop and
 `compute_metrics` work unchanged.
 
@@ -22,12 +19,11 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import Trainer
 
-from alsace.distillation import consistency_loss
+from alsace.files import write_text
+from alsace.losses import pair_loss, supervised_loss
 from alsace.metrics import accuracy
-from alsace.reporting import write_text
 from alsace.scoring import as_scorer
 
 
@@ -81,41 +77,6 @@ class AlsaceTrainer(Trainer):
     def _pair_loss(self, model, inputs):
         return pair_loss(model, inputs, self.kl_direction, self.detach_teacher, self.temperature,
                          self.min_teacher_confidence, self.anchor_weight, self.teacher_temperature)
-
-
-def supervised_loss(model, inputs: dict, finetune_loss: str):
-    """Fine-tuning loss and `(B, C)` class logits of a labelled batch (the Trainer's step; benchmarked)."""
-    labels = inputs["labels"]  # (B,)
-    if finetune_loss == "full_vocab" and "label_token_ids" in inputs:
-        # Whole vocabulary at the mask only: equal to the stock masked-LM loss with every other
-        # position ignored, without the (B, L, V) logits.
-        logits, vocab = as_scorer(model)(**inputs, return_vocab=True)  # (B, C), (B, V)
-        target = inputs["label_token_ids"].gather(1, labels[:, None]).squeeze(1)  # gold label word id
-        return F.cross_entropy(vocab.float(), target), logits
-    logits = as_scorer(model)(**inputs)  # (B, C)
-    return F.cross_entropy(logits.float(), labels), logits
-
-
-def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_teacher: bool = False,
-              temperature: float = 1.0, min_teacher_confidence: float = 0.0, anchor_weight: float = 0.0,
-              teacher_temperature: float | None = None):
-    """Consistency loss of a pair batch (`Collator`: B higher-ranked sides, then B others).
-
-    With a frozen teacher the batch holds only the B other sides and `teacher_logits` `(B, C)`. With
-    `anchor` rows, `anchor_weight` x their supervised cross-entropy (over the class logits) is added.
-    Returns the loss and the `(B, C)` class logits of the lower-ranked sides.
-    """
-    n = int(inputs["num_pairs"])
-    sides = {k: v for k, v in inputs.items() if k not in ("num_pairs", "teacher_logits", "anchor")}
-    logits = as_scorer(model)(**sides)  # (2B, C): both sides in one forward pass; (B, C) when frozen
-    teacher = inputs["teacher_logits"] if "teacher_logits" in inputs else logits[:n]
-    student = logits[-n:]
-    loss = consistency_loss(teacher, student, kl_direction, detach_teacher, temperature, min_teacher_confidence,
-                            teacher_temperature)
-    if anchor_weight > 0 and "anchor" in inputs:
-        anchor_loss, _ = supervised_loss(model, inputs["anchor"], "label_words")
-        loss = loss + anchor_weight * anchor_loss
-    return loss, student
 
 
 def compute_accuracy(eval_pred) -> dict:

@@ -1,7 +1,7 @@
 """GeoMLAMA: convert the released TSV files into our normalised, row-parallel JSONL.
 
     git clone https://github.com/WadeYin9712/GeoMLAMA        # the released data (no Hub copy)
-    python -m alsace.geomlama --released_dir GeoMLAMA --data_dir data
+    python src/convert_geomlama.py --released_dir GeoMLAMA --data_dir data
 
 Released format, per language `lang` in en zh hi fa sw:
 - `gd_prompt_<lang>.tsv`: a header row, then 25 concepts of 5 rows (one per country: United States,
@@ -24,12 +24,10 @@ languages (detected as gold answers at different positions). The counts are prin
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError
 
 LANGUAGES = ("en", "zh", "hi", "fa", "sw")
 COUNTRIES = 5  # rows per concept in the released files
@@ -140,30 +138,3 @@ def _misaligned(items: tuple[Prompt, ...]) -> bool:
         return True
     golds = {gold_index(p) for p in items}
     return None not in golds and len(golds) > 1
-
-
-def main(argv=None) -> dict:
-    from alsace.reporting import write_json, write_text
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--released_dir", required=True, help="Folder of the released GeoMLAMA TSV files.")
-    parser.add_argument("--data_dir", required=True, help="Output root: writes <data_dir>/geomlama/test/<lang>.jsonl.")
-    parser.add_argument("--languages", default=",".join(LANGUAGES), help="Comma-separated languages (default: all 5).")
-    parser.add_argument("--no_paraphrases", action="store_true", help="Convert the 125 original prompts only.")
-    args = parser.parse_args(argv)
-    langs = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
-    unknown = [lang for lang in langs if lang not in LANGUAGES]
-    if unknown:
-        raise UserError(f"--languages: {', '.join(unknown)} not in GeoMLAMA ({', '.join(LANGUAGES)})")
-    per_language = {lang: read_released(Path(args.released_dir), lang, not args.no_paraphrases) for lang in langs}
-    kept, summary = convert(per_language)
-    out = Path(args.data_dir) / "geomlama"
-    for lang, rows in kept.items():
-        write_text(out / "test" / f"{lang}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    write_json(out / "conversion.json", summary)
-    print(json.dumps(summary, ensure_ascii=False))
-    return summary
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -5,7 +5,7 @@ Each as PNG (linked from the markdown) with PDF and SVG beside it (same stem).
 Uses matplotlib's object API on the Agg canvas (no pyplot, no global backend switch), so it works on a
 headless node and leaves the plotting state of a notebook that imports the package alone.
 
-    python -m alsace.plots outputs/xnli-distill      # (re)draw the figures of a finished run
+    python src/plot.py --run_dir outputs/xnli-distill      # (re)draw the figures of a finished run
 
 `plot_run` reads what a run wrote (results.json, baseline/results.json, comparison.json,
 teacher_selection.json), draws the figures beside them and links them from results.md / comparison.md.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from alsace.reporting import format_p, is_collapsed, write_bytes, write_text
+from alsace.files import write_bytes, write_text
+from alsace.report.results import format_p, is_collapsed
 
 ACCURACY_PNG = "per_language_accuracy.png"
 SELECTION_PNG = "teacher_selection.png"
@@ -360,10 +360,3 @@ def _num_classes(run_dir: Path, results: dict) -> int | None:
 
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text("utf-8")) if path.is_file() else None
-
-
-if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m alsace.plots RUN_DIR [SOURCE_LANGUAGE]")
-    for png in plot_run(*sys.argv[1:]):
-        print(png)

@@ -17,17 +17,16 @@ the Hub) is not exported, and a note in the manifest says so.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 from pathlib import Path
 
-from alsace.data import json_objects, open_text, parse_row, read_hub
+from alsace.data import MANIFEST, json_objects, open_text, parse_row, read_hub
 from alsace.errors import UserError
+from alsace.files import sha256_of, write_json, write_text
 from alsace.tasks import TASKS, HubSource, Task
 
 logger = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
@@ -129,18 +128,8 @@ def align_split(per_language: dict[str, list[tuple[dict | None, str | None]]], w
 # --------------------------------------------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_rows(path: Path, rows: list[dict]) -> dict:
     """Write one JSONL file (atomically); return its manifest entry."""
-    from alsace.reporting import write_text
-
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return {"rows": len(rows), "bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
@@ -205,8 +194,6 @@ def _export_split(task: Task, source: HubSource, split: str, split_langs: list[s
 
 
 def _update_manifest(data_dir: Path, task: str, entry: dict) -> None:
-    from alsace.reporting import write_json
-
     path = data_dir / MANIFEST
     manifest = json.loads(path.read_text("utf-8")) if path.is_file() else {"format_version": FORMAT_VERSION, "tasks": {}}
     import datasets
@@ -317,8 +304,6 @@ def snapshot_model(name: str, model_dir: str | Path, client, revision: str = "ma
     Only safetensors weights are fetched (no pickled `.bin`, no TF/Flax/ONNX copies); a repository
     without them is refused. `snapshot.json` records the commit sha and the sha256 of every file.
     """
-    from alsace.reporting import write_json
-
     sha, files = _hub(f"model {name} (revision {revision})", lambda: client.model_files(name, revision))
     if not any(f.endswith(".safetensors") for f in files):
         raise UserError(f"--model {name}: the repository has no safetensors weights; convert it first "

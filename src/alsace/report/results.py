@@ -1,149 +1,20 @@
-"""Writing run records: atomic files, results.json / results.md, predictions, environment.
+"""Results of an evaluation and of a before -> after comparison: results.json / results.md, predictions.
 
-Every file is written to a temporary name and renamed into place, so a crash never leaves a
-half-written result. Only the main process writes.
+`build_results` turns per-language logits into the results.json dictionary (DESIGN.md section 5),
+`compare` sets two of them side by side; the markdown and terminal tables are drawn from the same
+stored numbers. Files are written atomically (`alsace.files`), by the main process only.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import platform
-import subprocess
-import tempfile
+import logging
 from pathlib import Path
 
-import numpy as np
-
+from alsace.distributed import is_main_process
+from alsace.files import write_json, write_npy, write_text
 from alsace.metrics import class_metrics, disparity, prediction_health
 
-
-def is_main_process() -> bool:
-    import torch
-
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
-        torch.distributed.get_rank() == 0
-
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results should be readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path, text: str) -> None:
-    _atomic_write(path, lambda h: h.write(text.encode("utf-8")))
-
-
-def write_bytes(path, data: bytes) -> None:
-    _atomic_write(path, lambda h: h.write(data))
-
-
-def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
-
-
-def write_npy(path, array: np.ndarray) -> None:
-    _atomic_write(path, lambda h: np.save(h, array, allow_pickle=False))
-
-
-def _jsonable(obj):
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
-
-
-def environment() -> dict:
-    """Package versions, machine and git commit, for the run record."""
-    import datasets
-    import torch
-    import transformers
-
-    commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "cuda": torch.cuda.is_available(),
-        "cpu_count": os.cpu_count(),
-        "git_commit": commit or None,
-        # Uncommitted changes mean git_commit alone does not say what code ran; None: not a git checkout.
-        "git_dirty": None if status is None or not commit else bool(status),
-    }
-
-
-def _git(*args: str) -> str | None:
-    """stdout of a git command run in the package's folder, or None when git or the repository is missing."""
-    try:
-        proc = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def write_run_record(output_dir, args: dict) -> None:
-    """The resolved arguments and the environment of a run, and the checkpoint's model card."""
-    write_json(Path(output_dir) / "run_args.json", args)
-    write_json(Path(output_dir) / "environment.json", environment())
-    write_text(Path(output_dir) / "README.md", model_card(output_dir, json.loads(json.dumps(args, default=_jsonable))))
-
-
-# The settings a reader of a model card needs to know how the checkpoint was trained, in this order.
-CARD_SETTINGS = ("model_name_or_path", "task", "head", "prompt_language", "num_placeholder_tokens", "finetune_loss",
-                 "max_train_samples", "selection_language", "kl_direction", "detach_teacher", "temperature",
-                 "teacher_threshold", "pool_size", "learning_rate", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "num_train_epochs", "max_steps", "warmup_steps", "weight_decay",
-                 "lr_scheduler_type", "max_seq_length", "bf16", "seed")
-
-
-def model_card(output_dir, args: dict) -> str:
-    """README.md for the checkpoint in `output_dir`: task, languages, head, results, training settings.
-
-    Built from the run's own files (alsace_task.json, results.md, comparison.md) and its arguments
-    (`args` as in run_args.json, nested by section).
-    """
-    from alsace.arguments import flatten_run_args
-
-    output_dir = Path(output_dir)
-    flat = flatten_run_args(args)
-    info_path = output_dir / "alsace_task.json"
-    info = json.loads(info_path.read_text("utf-8")) if info_path.is_file() else {}
-    languages = args.get("resolved", {}).get("languages") or []
-    stage = "self-distillation (src/distill.py)" if "distill_args" in args else "English fine-tuning (src/finetune.py)"
-    lines = ["---", f"language: [{', '.join(languages)}]", "library_name: transformers",
-             f"tags: [alsace, cross-lingual, {info.get('task', flat.get('task', ''))}]", "---", "",
-             f"# {info.get('task', flat.get('task'))}: {stage}", "",
-             f"Trained from `{flat.get('model_name_or_path')}` by this project's {stage}.", "",
-             f"- task: `{info.get('task', flat.get('task'))}`, labels: {', '.join(info.get('label_names', []))}",
-             f"- head: `{info.get('head', flat.get('head'))}`, prompt language: `{info.get('prompt_language')}`, "
-             f"placeholder tokens: {info.get('num_placeholder_tokens')}",
-             f"- languages evaluated: {', '.join(languages)}", "",
-             "Classify new text with `python src/predict.py --model_name_or_path <this folder> --input rows.jsonl`.", ""]
-    for name in ("results.md", "comparison.md"):
-        if (output_dir / name).is_file():  # their headings one level down, under this card's title
-            lines += ["#" + line if line.startswith("#") else line
-                      for line in (output_dir / name).read_text("utf-8").splitlines()] + [""]
-    lines += ["## How it was trained", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {key} | {flat[key]} |" for key in CARD_SETTINGS if flat.get(key) is not None]
-    lines += ["", "All arguments: `run_args.json`; package versions and git commit: `environment.json`."]
-    return "\n".join(lines) + "\n"
+logger = logging.getLogger("alsace")
 
 
 def build_results(task, split: str, model_name: str, evaluation: dict,
@@ -237,7 +108,7 @@ def collapse_warning(collapsed: list[str]) -> str:
 
 
 def comparison_markdown(comp: dict) -> str:
-    """The before -> after tables; with `comp["significance"]` (see `alsace.significance`), CI and p columns."""
+    """The before -> after tables; with `comp["significance"]` (see `alsace.report.significance`), CI and p columns."""
     sig = comp.get("significance")
     lines = ["# Before -> after self-distillation", "",
              f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
@@ -288,3 +159,13 @@ def comparison_for_terminal(comp: dict) -> str:
     for key, r in comp["summary"].items():
         lines.append(f"{key:<15}{100 * r['before']:8.2f}{100 * r['after']:8.2f}{100 * r['delta']:+8.2f}")
     return "\n".join(lines)
+
+
+def save_results(output_dir, task, split: str, model_name: str, evaluation: dict, title: str,
+                 teachers=None, students=None) -> dict:
+    """Write results.json / results.md / predictions (main process only) and print the table."""
+    results = build_results(task, split, model_name, evaluation, teachers, students)
+    if is_main_process():
+        save_evaluation(output_dir, results, evaluation, split, title)
+        logger.info("%s\n%s", title, table_for_terminal(results))
+    return results

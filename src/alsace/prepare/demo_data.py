@@ -190,7 +190,7 @@ def write_demo_data(data_dir: str | Path, sizes: dict[str, int], seed: int = 0,
 
     `sizes` maps split -> rows; the train split is written for English only.
     """
-    from alsace.reporting import write_json, write_text
+    from alsace.files import write_json, write_text
 
     root = Path(data_dir) / NAME
     lexicons = {lang.code: lexicon(lang, seed) for lang in languages}

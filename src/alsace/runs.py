@@ -1,4 +1,9 @@
-"""Wiring shared by the two entry points: logging, output directories, features, evaluation."""
+"""The life of a run, shared by the entry points: logging, the output directory, training and stopping.
+
+A run's output directory is created, resumed or refused here (`prepare_output_dir`); `train` runs the
+Trainer and turns Ctrl-C, a non-finite loss and running out of memory into one line that names what a
+rerun does; `evaluate` scores every language under the same guard.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from alsace.data import load_split
+from alsace.distributed import broadcast_from_main, is_main_process
 from alsace.errors import Interrupted, RunComplete, UserError, track_output_dir, where_results_are
 from alsace.evaluation import eval_bf16, evaluate_languages
-from alsace.features import encode_cached
-from alsace.reporting import build_results, is_main_process, save_evaluation, table_for_terminal
-from alsace.scoring import Collator, Featurizer
+from alsace.features import Collator
+from alsace.report.run_record import save_training_record
+from alsace.report.tracking import check_report_to
 from alsace.tasks import Task
-from alsace.tracking import check_report_to
 
 logger = logging.getLogger("alsace")
 
@@ -37,11 +41,6 @@ def setup_logging(training_args) -> None:
         datasets.disable_progress_bars()
     if training_args.use_cpu or training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per eval
-
-
-def show_progress() -> bool:
-    """Progress bars on rank 0 of an interactive terminal only (they would flood a log file)."""
-    return is_main_process() and sys.stderr.isatty()
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool, requested: str | None = None) -> str | None:
@@ -149,17 +148,6 @@ def _is_complete(checkpoint: Path, step: int) -> bool:
         return False
 
 
-def broadcast_from_main(obj):
-    """`obj` as rank 0 has it, on every rank (itself when not distributed)."""
-    import torch
-
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return obj
-    box = [obj]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 @contextlib.contextmanager
 def stop_cleanly(training_args, phase: str):
     """Turn the two failures of long runs into one-line `UserError`s that name the fix.
@@ -207,23 +195,6 @@ def train(trainer, resume_from: str | None) -> None:
         save_training_record(trainer.args.output_dir, result.metrics, trainer.state)
 
 
-def save_training_record(output_dir, metrics: dict, state) -> None:
-    """train_results.json / all_results.json (train metrics) and trainer_state.json, as the HF examples.
-
-    trainer_state.json holds the loss curve (`log_history`) and `best_model_checkpoint`. Written with our
-    atomic writer rather than `Trainer.save_metrics` / `save_state`; `log_metrics` is not called because
-    it prints to stdout.
-    """
-    import dataclasses
-
-    from alsace.reporting import write_json, write_text
-
-    output_dir = Path(output_dir)
-    write_json(output_dir / "train_results.json", metrics)
-    write_json(output_dir / "all_results.json", metrics)
-    write_text(output_dir / "trainer_state.json", json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True) + "\n")
-
-
 def resolve_languages(task: Task, languages: str | None) -> list[str]:
     from alsace.arguments import split_list
 
@@ -231,45 +202,8 @@ def resolve_languages(task: Task, languages: str | None) -> list[str]:
     return task.check_languages(chosen, "--languages")
 
 
-def split_features(task: Task, featurizer: Featurizer, data_dir: str | None, split: str,
-                   languages: list[str], max_rows: int | None = None, cache_dir: str | None = None,
-                   overwrite_cache: bool = False) -> dict[str, list[dict]]:
-    """Tokenised rows of one split for each language, tokenised once and cached (`alsace.features`).
-
-    Returned as lists: evaluation sorts and indexes them many times, which plain lists do fastest.
-    """
-    import datasets
-    from tqdm.auto import tqdm
-
-    out = {}
-    bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # one bar for the split below, not one per language
-    try:
-        for lang in tqdm(languages, desc=f"tokenising {split}", unit="lang", disable=not show_progress(),
-                         leave=False):
-            rows = load_split(task, split, lang, data_dir)
-            rows = rows[:max_rows] if max_rows else rows
-            out[lang] = encode_cached(featurizer, rows, lang, cache_dir, overwrite_cache).to_list()
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
-    logger.info("%s split: %d language(s), %d rows, tokenised (or read from the feature cache)", split,
-                len(out), sum(len(rows) for rows in out.values()))
-    return out
-
-
 def evaluate(model, features: dict[str, list[dict]], collator: Collator, training_args) -> dict:
     """Every language's class logits, labels and accuracy (one length-sorted pass)."""
     with stop_cleanly(training_args, "evaluation"):
         return evaluate_languages(model, features, collator, training_args.per_device_eval_batch_size,
                                   training_args.device, bf16=eval_bf16(training_args))
-
-
-def save_results(output_dir, task: Task, split: str, model_name: str, evaluation: dict, title: str,
-                 teachers=None, students=None) -> dict:
-    """Write results.json / results.md / predictions (main process only) and print the table."""
-    results = build_results(task, split, model_name, evaluation, teachers, students)
-    if is_main_process():
-        save_evaluation(output_dir, results, evaluation, split, title)
-        logger.info("%s\n%s", title, table_for_terminal(results))
-    return results

@@ -1,15 +1,11 @@
-"""Cross-lingual self-distillation: language pairs, the pair dataset and the consistency loss."""
+"""Cross-lingual self-distillation data: which language pairs to train on, and the pair dataset."""
 
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
-
-KL_DIRECTIONS = ("teacher_target", "student_target", "symmetric")
 
 
 def build_pairs(ranking: list[str], teachers: list[str], students: list[str]) -> list[tuple[str, str]]:
@@ -31,47 +27,6 @@ def build_pairs(ranking: list[str], teachers: list[str], students: list[str]) ->
 def all_pairs(languages: list[str]) -> list[tuple[str, str]]:
     """All 2-combinations of an explicit language list, in the order given."""
     return list(itertools.combinations(languages, 2))
-
-
-def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: str = "teacher_target",
-                     detach_a: bool = False, temperature: float = 1.0,
-                     min_confidence: float = 0.0, temperature_a: float | None = None) -> torch.Tensor:
-    """Batch-mean KL divergence between the class distributions of the two sides of each pair.
-
-    logits_a: `(B, C)` class logits of the higher-ranked (teacher) side; logits_b: `(B, C)` of the other.
-    - teacher_target: KL(P_a || P_b), the teacher's distribution is the target (the paper);
-    - student_target: KL(P_b || P_a), what the released code computes (`KLDivLoss(log P_a, log P_b)`);
-    - symmetric: the mean of the two.
-    With `detach_a`, no gradient flows into side a (a fixed teacher). Computed in float32, so bf16
-    logits give a finite float32 loss. An empty batch gives 0.
-
-    `min_confidence` (this project's extension; 0 = off, the paper): only pairs whose side-a maximum class
-    probability (at temperature 1) is at least this value count; the loss is the mean over those pairs
-    (0 when none is kept). `temperature_a` (extension; None = `temperature`): side a's own temperature,
-    below 1 to sharpen the targets.
-    """
-    if direction not in KL_DIRECTIONS:
-        raise ValueError(f"unknown kl direction {direction!r}")
-    if logits_a.shape[0] == 0:
-        return logits_b.float().sum() * 0.0
-    if detach_a:
-        logits_a = logits_a.detach()
-    log_p_a = F.log_softmax(logits_a.float() / (temperature_a or temperature), dim=-1)  # (B, C)
-    log_p_b = F.log_softmax(logits_b.float() / temperature, dim=-1)  # (B, C)
-
-    def kl(log_target, log_input):  # KL(target || input) per pair, (B,)
-        return (log_target.exp() * (log_target - log_input)).sum(-1)
-
-    if direction == "teacher_target":
-        per_pair = kl(log_p_a, log_p_b)
-    elif direction == "student_target":
-        per_pair = kl(log_p_b, log_p_a)
-    else:
-        per_pair = 0.5 * (kl(log_p_a, log_p_b) + kl(log_p_b, log_p_a))
-    if min_confidence <= 0:
-        return per_pair.mean()
-    keep = (logits_a.detach().float().softmax(-1).amax(-1) >= min_confidence).float()  # (B,)
-    return (per_pair * keep).sum() / keep.sum().clamp(min=1.0)
 
 
 class PairDataset(Dataset):

@@ -1,0 +1,1 @@
+"""What a run reports: results and comparisons, run records, figures, significance, aggregation, tracking."""

@@ -1,0 +1,107 @@
+"""What a run leaves beside its results: its arguments, its environment, its training record, a model card."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from alsace.files import jsonable, write_json, write_text
+
+
+def environment() -> dict:
+    """Package versions, machine and git commit, for the run record."""
+    import datasets
+    import torch
+    import transformers
+
+    commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "cuda": torch.cuda.is_available(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": commit or None,
+        # Uncommitted changes mean git_commit alone does not say what code ran; None: not a git checkout.
+        "git_dirty": None if status is None or not commit else bool(status),
+    }
+
+
+
+def _git(*args: str) -> str | None:
+    """stdout of a git command run in the package's folder, or None when git or the repository is missing."""
+    try:
+        proc = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+
+def write_run_record(output_dir, args: dict) -> None:
+    """The resolved arguments and the environment of a run, and the checkpoint's model card."""
+    write_json(Path(output_dir) / "run_args.json", args)
+    write_json(Path(output_dir) / "environment.json", environment())
+    write_text(Path(output_dir) / "README.md", model_card(output_dir, json.loads(json.dumps(args, default=jsonable))))
+
+
+
+# The settings a reader of a model card needs to know how the checkpoint was trained, in this order.
+CARD_SETTINGS = ("model_name_or_path", "task", "head", "prompt_language", "num_placeholder_tokens", "finetune_loss",
+                 "max_train_samples", "selection_language", "kl_direction", "detach_teacher", "temperature",
+                 "teacher_threshold", "pool_size", "learning_rate", "per_device_train_batch_size",
+                 "gradient_accumulation_steps", "num_train_epochs", "max_steps", "warmup_steps", "weight_decay",
+                 "lr_scheduler_type", "max_seq_length", "bf16", "seed")
+
+
+
+def model_card(output_dir, args: dict) -> str:
+    """README.md for the checkpoint in `output_dir`: task, languages, head, results, training settings.
+
+    Built from the run's own files (alsace_task.json, results.md, comparison.md) and its arguments
+    (`args` as in run_args.json, nested by section).
+    """
+    from alsace.arguments import flatten_run_args
+
+    output_dir = Path(output_dir)
+    flat = flatten_run_args(args)
+    info_path = output_dir / "alsace_task.json"
+    info = json.loads(info_path.read_text("utf-8")) if info_path.is_file() else {}
+    languages = args.get("resolved", {}).get("languages") or []
+    stage = "self-distillation (src/distill.py)" if "distill_args" in args else "English fine-tuning (src/finetune.py)"
+    lines = ["---", f"language: [{', '.join(languages)}]", "library_name: transformers",
+             f"tags: [alsace, cross-lingual, {info.get('task', flat.get('task', ''))}]", "---", "",
+             f"# {info.get('task', flat.get('task'))}: {stage}", "",
+             f"Trained from `{flat.get('model_name_or_path')}` by this project's {stage}.", "",
+             f"- task: `{info.get('task', flat.get('task'))}`, labels: {', '.join(info.get('label_names', []))}",
+             f"- head: `{info.get('head', flat.get('head'))}`, prompt language: `{info.get('prompt_language')}`, "
+             f"placeholder tokens: {info.get('num_placeholder_tokens')}",
+             f"- languages evaluated: {', '.join(languages)}", "",
+             "Classify new text with `python src/predict.py --model_name_or_path <this folder> --input rows.jsonl`.", ""]
+    for name in ("results.md", "comparison.md"):
+        if (output_dir / name).is_file():  # their headings one level down, under this card's title
+            lines += ["#" + line if line.startswith("#") else line
+                      for line in (output_dir / name).read_text("utf-8").splitlines()] + [""]
+    lines += ["## How it was trained", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {key} | {flat[key]} |" for key in CARD_SETTINGS if flat.get(key) is not None]
+    lines += ["", "All arguments: `run_args.json`; package versions and git commit: `environment.json`."]
+    return "\n".join(lines) + "\n"
+
+
+def save_training_record(output_dir, metrics: dict, state) -> None:
+    """train_results.json / all_results.json (train metrics) and trainer_state.json, as the HF examples.
+
+    trainer_state.json holds the loss curve (`log_history`) and `best_model_checkpoint`. Written with our
+    atomic writer rather than `Trainer.save_metrics` / `save_state`; `log_metrics` is not called because
+    it prints to stdout.
+    """
+    output_dir = Path(output_dir)
+    write_json(output_dir / "train_results.json", metrics)
+    write_json(output_dir / "all_results.json", metrics)
+    write_text(output_dir / "trainer_state.json", json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True) + "\n")
