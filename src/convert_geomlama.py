@@ -23,7 +23,7 @@ from alsace.prepare.geomlama import LANGUAGES, convert, read_released
 class ConvertArguments:
     released_dir: str = field(default="", metadata={"help": "Folder of the released GeoMLAMA TSV files."})
     data_dir: str = field(default="", metadata={"help": "Output root: writes <data_dir>/geomlama/test/<lang>.jsonl."})
-    languages: str = field(default=",".join(LANGUAGES), metadata={"help": "Comma-separated languages (default: all 5)."})
+    languages: str = field(default=",".join(LANGUAGES), metadata={"help": "Comma-separated languages (default: all)."})
     no_paraphrases: bool = field(default=False, metadata={"help": "Convert the 125 original prompts only."})
 
     def __post_init__(self):

@@ -27,7 +27,8 @@ from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.files import write_json, write_text
 from alsace.metrics import selection_quality
-from alsace.modeling import CHECKPOINT_INFO, load_tokenizer_and_model, placeholder_count, write_checkpoint_info
+from alsace.modeling import (CHECKPOINT_INFO, load_tokenizer_and_model, placeholder_count, read_checkpoint_info,
+                             write_checkpoint_info)
 from alsace.pairs import PairDataset, all_pairs, build_pairs
 from alsace.report.plots import plot_run
 from alsace.report.results import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
@@ -63,7 +64,7 @@ def main(argv=None) -> dict:
             f"{max_normalized_score(len(languages)):.3f}; use mean (the default) or a float near 1/T = "
             f"{1 / len(languages):.3f}")
     pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
-    if not d_args.allow_untuned_checkpoint and not (Path(model_args.model_name_or_path) / CHECKPOINT_INFO).is_file():
+    if not d_args.allow_untuned_checkpoint and read_checkpoint_info(model_args.model_name_or_path) is None:
         raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: no {CHECKPOINT_INFO}, so not a "
                         f"checkpoint fine-tuned for a task by src/finetune.py (an untuned model picks teachers by "
                         f"noise); fine-tune it first (run_script/finetuning.sh) or pass --allow_untuned_checkpoint")
@@ -120,14 +121,17 @@ def main(argv=None) -> dict:
                               "Before self-distillation", selection.teachers, selection.students)
 
     # Stage 2: self-distillation on parallel pairs; the loss never sees a gold label.
-    dev_features = None
+    dev_by_lang, dev_features = None, None
     if d_args.select_best_on_dev:
         if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
             raise UserError("--select_best_on_dev needs --eval_strategy steps (or epoch) and the same "
                             "--save_strategy, so that evaluated checkpoints are saved")
-        dev_features = split_features(task, featurizer, data_args.data_dir, "validation",
-                                      [task.check_languages([d_args.dev_language], "--dev_language")[0]], **cache)
-        dev_features = dev_features[d_args.dev_language]  # the flags it stands for were set in `parse`
+        # Read once: the selection language's dev set (+ every language's, for the per-language dev scalars).
+        dev_language = task.check_languages([d_args.dev_language], "--dev_language")[0]
+        dev_languages = languages if data_args.eval_all_dev_languages else []
+        dev_by_lang = split_features(task, featurizer, data_args.data_dir, "validation",
+                                     list(dict.fromkeys([dev_language, *dev_languages])), **cache)
+        dev_features = dev_by_lang[dev_language]  # the flags it stands for were set in `parse`
     anchor_features = None
     if d_args.anchor_weight > 0:  # labelled source-language training rows (this project's extension)
         anchor_features = encode_cached(featurizer, load_split(task, "train", task.source_language, data_args.data_dir),
@@ -144,11 +148,10 @@ def main(argv=None) -> dict:
         min_teacher_confidence=d_args.min_teacher_confidence, anchor_weight=d_args.anchor_weight,
         teacher_temperature=d_args.teacher_temperature,
     )
-    if dev_features is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
-        trainer.add_callback(LanguageDevMetrics(
-            split_features(task, featurizer, data_args.data_dir, "validation", languages, data_args.max_eval_samples,
-                           **cache),
-            collator, task.source_language, trainer.log))
+    if dev_by_lang is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
+        limit = data_args.max_eval_samples
+        trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang][:limit] for lang in languages},
+                                                collator, task.source_language, trainer.log))
     train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():

@@ -26,7 +26,7 @@ from alsace.errors import UserError, run_cli
 from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer
 from alsace.files import write_text
-from alsace.modeling import CHECKPOINT_INFO, load_tokenizer_and_model
+from alsace.modeling import CHECKPOINT_INFO, load_tokenizer_and_model, read_checkpoint_info
 from alsace.tasks import get_task
 
 
@@ -81,14 +81,14 @@ def main(argv=None) -> list[dict]:
 
 def checkpoint_info(path: str) -> dict:
     """The task/head/prompt settings saved beside the checkpoint (`alsace_task.json`)."""
-    info_path = Path(path).expanduser() / CHECKPOINT_INFO
     if not Path(path).expanduser().is_dir():
         raise UserError(f"--model_name_or_path {path}: directory not found; pass the --output_dir of a "
                         "finetune.py or distill.py run")
-    if not info_path.is_file():
+    info = read_checkpoint_info(path)
+    if info is None:
         raise UserError(f"--model_name_or_path {path}: no {CHECKPOINT_INFO}, so not a checkpoint written by "
                         "finetune.py or distill.py; pass the --output_dir of such a run")
-    return json.loads(info_path.read_text("utf-8"))
+    return info
 
 
 def read_rows(source: str, task) -> list[dict]:

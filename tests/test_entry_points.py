@@ -220,6 +220,36 @@ def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path, mo
     assert not all(torch.equal(last[k], best[k]) for k in best)
 
 
+def test_dev_split_is_read_once_for_best_checkpoint_and_per_language_scalars(finetuned, data_dir, tmp_path,
+                                                                            monkeypatch):
+    """--select_best_on_dev with --eval_all_dev_languages reads the validation split once; the per-language
+    dev scalars still see --max_eval_samples rows per language (the selection language: all of its rows)."""
+    model_dir, _ = finetuned
+    reads, given = [], {}
+    real_split_features = distill.split_features
+
+    def counting(task, featurizer, data_dir, split, languages, *args, **kwargs):
+        reads.append((split, tuple(languages)))
+        return real_split_features(task, featurizer, data_dir, split, languages, *args, **kwargs)
+
+    class Recording(distill.LanguageDevMetrics):
+        def __init__(self, features, *args):
+            given.update({lang: len(rows) for lang, rows in features.items()})
+            super().__init__(features, *args)
+
+    monkeypatch.setattr(distill, "split_features", counting)
+    monkeypatch.setattr(distill, "LanguageDevMetrics", Recording)
+    args = distill_args(model_dir, data_dir, tmp_path / "d", "--select_best_on_dev", "--eval_all_dev_languages",
+                        "--eval_strategy", "steps", "--eval_steps", "2", "--save_steps", "2", "--max_steps", "2",
+                        "--max_eval_samples", "5")
+    args[args.index("--save_strategy") + 1] = "steps"
+    distill.main(args)
+    assert [r for r in reads if r[0] == "validation"] == [("validation", ("en", "fr", "de"))]
+    assert given == {"en": 5, "fr": 5, "de": 5}
+    state = json.loads((tmp_path / "d" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"].endswith("checkpoint-2")
+
+
 def test_best_on_dev_refuses_save_steps_that_skip_evaluated_steps(finetuned, data_dir, tmp_path):
     """--save_steps 3 with --eval_steps 2 would never save most evaluated steps: the library's check runs."""
     model_dir, _ = finetuned

@@ -111,6 +111,26 @@ def test_xcopa_takes_english_from_copa_and_skips_hidden_test_labels(tmp_path):
     assert verify(tmp_path) == ([], 6)
 
 
+def test_rows_read_straight_from_the_hub_equal_the_exported_rows(tmp_path, monkeypatch):
+    """One normalisation of Hub rows: training without --data_dir reads what prepare_data.py would write
+    (ids from the source's id column, rows a model cannot use skipped), for a split that needs no
+    cross-language dropping (XCOPA's Swahili test split, COPA's English train split)."""
+    copa = [{"premise": f"p{i}", "choice1": "c1", "choice2": "c2", "question": "cause", "label": i % 2,
+             "idx": 10 + i} for i in range(4)]
+    copa[2]["choice2"] = ""  # unusable: dropped by both paths
+    swahili = [{**row, "premise": f"sw{i}", "choice2": "c2", "label": 1 - i % 2} for i, row in enumerate(copa)]
+    swahili.append({**swahili[0], "idx": 99, "label": -1})  # a hidden label: dropped by both paths
+    tables = {("aps/super_glue", "copa", "train"): copa, ("cambridgeltl/xcopa", "sw", "test"): swahili,
+              ("aps/super_glue", "copa", "test"): [{**copa[0], "label": -1}]}  # hidden: not exported
+    export_task("xcopa", tmp_path, FakeHub(tables), splits=("train", "test"), languages=["en", "sw"])
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, config, split, **kw: tables[(hub_id, config, split)])
+    task = get_task("xcopa")
+    for split, lang in (("train", "en"), ("test", "sw")):
+        from_hub = load_split(task, split, lang, data_dir=None)
+        assert from_hub == load_split(task, split, lang, str(tmp_path)), (split, lang)
+        assert [r["id"] for r in from_hub] == (["10", "11", "13"] if lang == "en" else ["10", "11", "12", "13"])
+
+
 def test_languages_of_different_lengths_are_refused(tmp_path):
     hub = xnli_hub()
     hub.tables[("facebook/xnli", "de", "test")].pop()

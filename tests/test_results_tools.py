@@ -296,13 +296,12 @@ def test_plot_run_draws_and_links_once(tmp_path):
 
 def test_plot_command_redraws_a_finished_run_and_refuses_anything_else(tmp_path):
     run = fake_run(tmp_path / "run", 1, BEFORE[0], AFTER[0])
-    proc = subprocess.run([sys.executable, str(REPO / "src" / "plot.py"), "--run_dir", str(run)], capture_output=True,
-                          text=True, timeout=120)
+    plot = [sys.executable, str(REPO / "src" / "plot.py")]
+    proc = subprocess.run([*plot, "--run_dir", str(run)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(run / "per_language_accuracy.png")]
     assert (run / "per_language_accuracy.svg").is_file()
-    proc = subprocess.run([sys.executable, str(REPO / "src" / "plot.py"), "--run_dir", str(tmp_path)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([*plot, "--run_dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: --run_dir {tmp_path}: no results.json there; pass a "
                                                 "finished run directory"]

@@ -46,7 +46,8 @@ def test_load_hub_reads_the_mapped_source(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     rows = load_split(get_task("xcopa"), "test", "en", data_dir=None)
     assert calls == [("aps/super_glue", "copa", "validation")]
-    assert rows == [{"premise": "p", "question": "cause", "choice1": "a", "choice2": "b", "label": 1}]
+    # The hidden label is skipped and `idx` becomes the id, exactly as prepare_data.py exports the split.
+    assert rows == [{"premise": "p", "question": "cause", "choice1": "a", "choice2": "b", "label": 1, "id": "0"}]
 
 
 def test_xcopa_local_files_and_default_pool(tmp_path):

@@ -135,20 +135,36 @@ def _read_hub_or_explain(hub_id: str, config: str | None, split: str):
         ) from None
 
 
+def hub_row(raw: dict, task: Task, id_column: str | None,
+            need_labels: bool = True) -> tuple[dict | None, str | None]:
+    """A Hub row in the local format, or `(None, why)` when a model cannot use it (an empty text field; a
+    hidden (-1) or out-of-range label, when labels are read). The one normalisation of Hub rows: reading
+    straight from the Hub and exporting for offline machines (`prepare_data.py`) both use it, so a run
+    reads the same rows either way. `id_column`: the Hub column kept as the row's `id`."""
+    row = {}
+    for name in task.text_fields:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip():
+            return None, f"empty {name}"
+        row[name] = value
+    if need_labels:
+        label = raw.get("label")
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < task.num_labels:
+            return None, f"label {label!r} (hidden or out of range)"
+        row["label"] = label
+    if id_column is not None:
+        row["id"] = str(raw[id_column])
+    return row, None
+
+
 def load_hub(task: Task, split: str, lang: str, need_labels: bool = True) -> list[dict]:
-    """Download one language/split from the Hugging Face Hub and normalise it like a local file."""
-    raw = _read_hub_or_explain(*task.hub_source(lang, split))
-    rows = []
-    for obj in raw:
-        row = {name: obj[name] for name in task.text_fields}
-        if need_labels:
-            if obj["label"] < 0:  # some Hub sets mark unlabeled rows with -1
-                continue
-            row["label"] = int(obj["label"])
-        if "id" in obj:
-            row["id"] = str(obj["id"])
-        rows.append(row)
-    return rows
+    """One language/split straight from the Hugging Face Hub, normalised like an exported file
+    (`hub_row`; unusable rows are skipped)."""
+    hub_id, config, hub_split = task.hub_source(lang, split)
+    id_column = task.hub_source_for(lang).id_column
+    raw = _read_hub_or_explain(hub_id, config, hub_split)
+    rows = (hub_row(dict(obj), task, id_column, need_labels)[0] for obj in raw)
+    return [row for row in rows if row is not None]
 
 
 def load_split(

@@ -32,25 +32,20 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-
 def write_text(path, text: str) -> None:
     _atomic_write(path, lambda h: h.write(text.encode("utf-8")))
-
 
 
 def write_bytes(path, data: bytes) -> None:
     _atomic_write(path, lambda h: h.write(data))
 
 
-
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=jsonable) + "\n")
 
 
-
 def write_npy(path, array: np.ndarray) -> None:
     _atomic_write(path, lambda h: np.save(h, array, allow_pickle=False))
-
 
 
 def jsonable(obj):

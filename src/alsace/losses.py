@@ -18,7 +18,6 @@ from alsace.scoring import as_scorer
 KL_DIRECTIONS = ("teacher_target", "student_target", "symmetric")
 
 
-
 def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: str = "teacher_target",
                      detach_a: bool = False, temperature: float = 1.0,
                      min_confidence: float = 0.0, temperature_a: float | None = None) -> torch.Tensor:
@@ -71,7 +70,6 @@ def supervised_loss(model, inputs: dict, finetune_loss: str):
         return F.cross_entropy(vocab.float(), target), logits
     logits = as_scorer(model)(**inputs)  # (B, C)
     return F.cross_entropy(logits.float(), labels), logits
-
 
 
 def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_teacher: bool = False,

@@ -30,9 +30,7 @@ logger = logging.getLogger(__name__)
 HEADS = ("prompt", "classification")
 
 
-
 CHECKPOINT_INFO = "alsace_task.json"  # task/head/prompt settings saved beside every checkpoint
-
 
 
 def load_tokenizer_and_model(path: str, head: str, task: Task, num_placeholder_tokens: int,
@@ -87,10 +85,8 @@ def load_tokenizer_and_model(path: str, head: str, task: Task, num_placeholder_t
     return tokenizer, model
 
 
-
 # Hub routes that no user or organisation can be named after: `models/x` is always a local path.
 RESERVED_HUB_NAMES = {"models", "datasets", "spaces", "docs"}
-
 
 
 def looks_like_path(path: str) -> bool:
@@ -104,12 +100,10 @@ def looks_like_path(path: str) -> bool:
             or ("/" in path and (first in RESERVED_HUB_NAMES or Path(first).is_dir())))
 
 
-
 def hub_is_offline() -> bool:
     import os
 
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
-
 
 
 def hub_access(model_id: str) -> dict:
@@ -136,7 +130,6 @@ def hub_access(model_id: str) -> dict:
     return {}
 
 
-
 def _grow_vocabulary(model, size: int) -> None:
     """`resize_token_embeddings`, except for DeBERTa-v2's non-legacy head.
 
@@ -158,7 +151,6 @@ def _grow_vocabulary(model, size: int) -> None:
     model.config.vocab_size = size
 
 
-
 def _load_classifier(path: str, task: Task, config, kwargs):
     """`AutoModelForMultipleChoice` for a multiple-choice task (XCOPA), else sequence classification."""
     from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
@@ -172,7 +164,6 @@ def _load_classifier(path: str, task: Task, config, kwargs):
     except ValueError as err:
         raise UserError(f"--head classification: model type {config.model_type!r} has no {auto.__name__} head "
                         f"({str(err).splitlines()[0][:120]}); use --head prompt") from None
-
 
 
 def _load_masked_lm(path: str, config, kwargs):
@@ -200,7 +191,6 @@ def _load_masked_lm(path: str, config, kwargs):
     return model
 
 
-
 def write_checkpoint_info(output_dir: str | Path, task: Task, head: str, featurizer: Featurizer) -> None:
     info = {
         "task": task.name,
@@ -212,24 +202,25 @@ def write_checkpoint_info(output_dir: str | Path, task: Task, head: str, featuri
     write_json(Path(output_dir) / CHECKPOINT_INFO, info)
 
 
+def read_checkpoint_info(path: str | Path) -> dict | None:
+    """The record `write_checkpoint_info` saved beside a checkpoint; None for a stock or foreign model."""
+    info_path = Path(path).expanduser() / CHECKPOINT_INFO
+    return json.loads(info_path.read_text("utf-8")) if info_path.is_file() else None
+
 
 def placeholder_count(model_path: str, task, flag: int | None) -> int:
     """The flag if given, else what the checkpoint was fine-tuned with, else the task's default."""
     if flag is not None:
         return flag
-    info = Path(model_path) / CHECKPOINT_INFO
-    if info.is_file():
-        return int(json.loads(info.read_text("utf-8"))["num_placeholder_tokens"])
-    return task.num_placeholder_tokens
-
+    info = read_checkpoint_info(model_path)
+    return task.num_placeholder_tokens if info is None else int(info["num_placeholder_tokens"])
 
 
 def check_checkpoint_task(path: str, task: Task, head: str) -> None:
     """A checkpoint fine-tuned by this project must match the task's label set and the head."""
-    info_path = Path(path) / CHECKPOINT_INFO
-    if not info_path.is_file():
+    info = read_checkpoint_info(path)
+    if info is None:
         return  # a stock or foreign checkpoint: nothing recorded to check against
-    info = json.loads(info_path.read_text("utf-8"))
     if list(info.get("label_names", [])) != list(task.label_names):
         raise UserError(
             f"{path}: checkpoint was fine-tuned for labels {info.get('label_names')} ({info.get('task')}) "

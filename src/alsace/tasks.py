@@ -75,11 +75,16 @@ class Task:
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    def hub_source(self, lang: str, split: str) -> tuple[str, str | None, str]:
-        """(Hub id, config name, Hub split) holding `split` of `lang`."""
+    def hub_source_for(self, lang: str) -> HubSource:
+        """The Hub dataset holding `lang`."""
         source = next((s for s in self.hub_sources if lang in s.languages), None)
         if source is None:
             raise UserError(f"task {self.name} has no Hub source: pass --data_dir with local files")
+        return source
+
+    def hub_source(self, lang: str, split: str) -> tuple[str, str | None, str]:
+        """(Hub id, config name, Hub split) holding `split` of `lang`."""
+        source = self.hub_source_for(lang)
         hub_split = source.stand_ins.get(split, source.splits.get(split))
         if hub_split is None:
             raise UserError(f"task {self.name} has no {split} split for {lang} on the Hub ({source.hub_id}); "

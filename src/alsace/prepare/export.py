@@ -21,7 +21,7 @@ import json
 import logging
 from pathlib import Path
 
-from alsace.data import MANIFEST, json_objects, open_text, parse_row, read_hub
+from alsace.data import MANIFEST, hub_row, json_objects, open_text, parse_row, read_hub
 from alsace.errors import UserError
 from alsace.files import sha256_of, write_json, write_text
 from alsace.tasks import TASKS, HubSource, Task
@@ -77,25 +77,8 @@ def _hub(what: str, call):
 
 
 # --------------------------------------------------------------------------------------------------
-# Normalisation
+# Alignment
 # --------------------------------------------------------------------------------------------------
-
-
-def normalise_row(raw: dict, task: Task, source: HubSource) -> tuple[dict | None, str | None]:
-    """A Hub row in our local format, or (None, why) when a model cannot use it."""
-    row = {}
-    for name in task.text_fields:
-        value = raw.get(name)
-        if not isinstance(value, str) or not value.strip():
-            return None, f"empty {name}"
-        row[name] = value
-    label = raw.get("label")
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < task.num_labels:
-        return None, f"label {label!r} (hidden or out of range)"
-    row["label"] = label
-    if source.id_column is not None:
-        row["id"] = str(raw[source.id_column])
-    return row, None
 
 
 def align_split(per_language: dict[str, list[tuple[dict | None, str | None]]], what: str):
@@ -181,7 +164,7 @@ def _export_split(task: Task, source: HubSource, split: str, split_langs: list[s
         config = source.config or lang
         raw = _hub(f"{source.hub_id} ({config}, {split})",
                    lambda: client.load_split(source.hub_id, config, source.splits[split], sha))
-        per_language[lang] = [normalise_row(dict(r), task, source) for r in raw]
+        per_language[lang] = [hub_row(dict(r), task, source.id_column) for r in raw]
         logger.info("%s %s %s: %d rows", source.hub_id, config, split, len(per_language[lang]))
     kept, dropped, skipped = align_split(per_language, f"{source.hub_id} {split}")
     for lang, why in skipped.items():

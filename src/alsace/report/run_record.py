@@ -33,7 +33,6 @@ def environment() -> dict:
     }
 
 
-
 def _git(*args: str) -> str | None:
     """stdout of a git command run in the package's folder, or None when git or the repository is missing."""
     try:
@@ -43,13 +42,11 @@ def _git(*args: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-
 def write_run_record(output_dir, args: dict) -> None:
     """The resolved arguments and the environment of a run, and the checkpoint's model card."""
     write_json(Path(output_dir) / "run_args.json", args)
     write_json(Path(output_dir) / "environment.json", environment())
     write_text(Path(output_dir) / "README.md", model_card(output_dir, json.loads(json.dumps(args, default=jsonable))))
-
 
 
 # The settings a reader of a model card needs to know how the checkpoint was trained, in this order.
@@ -60,7 +57,6 @@ CARD_SETTINGS = ("model_name_or_path", "task", "head", "prompt_language", "num_p
                  "lr_scheduler_type", "max_seq_length", "bf16", "seed")
 
 
-
 def model_card(output_dir, args: dict) -> str:
     """README.md for the checkpoint in `output_dir`: task, languages, head, results, training settings.
 
@@ -68,11 +64,11 @@ def model_card(output_dir, args: dict) -> str:
     (`args` as in run_args.json, nested by section).
     """
     from alsace.arguments import flatten_run_args
+    from alsace.modeling import read_checkpoint_info
 
     output_dir = Path(output_dir)
     flat = flatten_run_args(args)
-    info_path = output_dir / "alsace_task.json"
-    info = json.loads(info_path.read_text("utf-8")) if info_path.is_file() else {}
+    info = read_checkpoint_info(output_dir) or {}
     languages = args.get("resolved", {}).get("languages") or []
     stage = "self-distillation (src/distill.py)" if "distill_args" in args else "English fine-tuning (src/finetune.py)"
     lines = ["---", f"language: [{', '.join(languages)}]", "library_name: transformers",
