@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from alsace.scoring import as_scorer
 
-
 KL_DIRECTIONS = ("teacher_target", "student_target", "symmetric")
 
 
