@@ -64,6 +64,11 @@ def main(argv=None) -> dict:
             f"{max_normalized_score(len(languages)):.3f}; use mean (the default) or a float near 1/T = "
             f"{1 / len(languages):.3f}")
     pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
+    if d_args.select_best_on_dev:
+        task.check_languages([d_args.dev_language], "--dev_language")
+        if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
+            raise UserError("--select_best_on_dev needs --eval_strategy steps (or epoch) and the same "
+                            "--save_strategy, so that evaluated checkpoints are saved")
     if not d_args.allow_untuned_checkpoint and read_checkpoint_info(model_args.model_name_or_path) is None:
         raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: no {CHECKPOINT_INFO}, so not a "
                         f"checkpoint fine-tuned for a task by src/finetune.py (an untuned model picks teachers by "
@@ -123,11 +128,8 @@ def main(argv=None) -> dict:
     # Stage 2: self-distillation on parallel pairs; the loss never sees a gold label.
     dev_by_lang, dev_features = None, None
     if d_args.select_best_on_dev:
-        if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
-            raise UserError("--select_best_on_dev needs --eval_strategy steps (or epoch) and the same "
-                            "--save_strategy, so that evaluated checkpoints are saved")
         # Read once: the selection language's dev set (+ every language's, for the per-language dev scalars).
-        dev_language = task.check_languages([d_args.dev_language], "--dev_language")[0]
+        dev_language = d_args.dev_language
         dev_languages = languages if data_args.eval_all_dev_languages else []
         dev_by_lang = split_features(task, featurizer, data_args.data_dir, "validation",
                                      list(dict.fromkeys([dev_language, *dev_languages])), **cache)
@@ -184,8 +186,8 @@ def main(argv=None) -> dict:
     if comparison["collapsed_languages"] and is_main_process():
         logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "
                        "a narrower gap from collapsed predictions is not a result (a moving teacher cannot "
-                       "anchor the student: try RECIPE=recommended, i.e. --frozen_teacher with --anchor_weight, "
-                       "or a lower --learning_rate)", ", ".join(comparison["collapsed_languages"]))
+                       "anchor the student: try RECIPE=recommended, i.e. --frozen_teacher, or a lower "
+                       "--learning_rate)", ", ".join(comparison["collapsed_languages"]))
     return after
 
 
