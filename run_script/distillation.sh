@@ -26,6 +26,9 @@ if [[ "$RECIPE" == original ]]; then
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # original: no supervised anchor
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # original: every pair counts
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # original: the same temperature on both sides
+  SELECTION_METHOD=${SELECTION_METHOD:-paper} # original: confidence in the majority-vote pseudo label
+  SOURCE_GUARD=${SOURCE_GUARD:-false}       # original: the source language is ranked like any other
+  TEACHER_TARGETS=${TEACHER_TARGETS:-mixture} # (only with FROZEN_TEACHER=true)
 elif [[ "$RECIPE" == recommended ]]; then
   LR=${LR:-2e-5}                            # with a frozen teacher, a normal fine-tuning rate is safe
   EPOCHS=${EPOCHS:-1}
@@ -34,6 +37,9 @@ elif [[ "$RECIPE" == recommended ]]; then
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # ours, off: the English anchor lifts English too, so the gap narrows less
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
+  SELECTION_METHOD=${SELECTION_METHOD:-dawid_skene} # ours: robust when most languages are weak (README)
+  SOURCE_GUARD=${SOURCE_GUARD:-true}        # ours: English first in the ranking, never the learning side
+  TEACHER_TARGETS=${TEACHER_TARGETS:-mixture} # mixture | dawid_skene: the frozen targets (README)
 else
   echo "error: RECIPE=$RECIPE: choose original or recommended" >&2; exit 2
 fi
@@ -65,7 +71,8 @@ args=(
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
-  --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2
+  --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --selection_method "$SELECTION_METHOD"
+  --source_guard "$SOURCE_GUARD" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2
   --logging_steps 20 --report_to "$REPORT_TO"
 )
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")

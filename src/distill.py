@@ -32,13 +32,13 @@ from alsace.modeling import (CHECKPOINT_INFO, load_tokenizer_and_model, placehol
 from alsace.pairs import PairDataset, all_pairs, build_pairs
 from alsace.report.plots import plot_run
 from alsace.report.results import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
-                                   results_markdown, save_results)
+                                   results_markdown, save_results, top_fell)
 from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
 from alsace.report.tracking import LanguageDevMetrics
 from alsace.runs import evaluate, prepare_output_dir, resolve_languages, setup_logging, stop_cleanly, train
-from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning, select_teachers,
-                              selection_table, softmax)
+from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, max_normalized_score,
+                              score_spread_warning, select_teachers, selection_table, softmax)
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
@@ -138,8 +138,10 @@ def main(argv=None) -> dict:
     if d_args.anchor_weight > 0:  # labelled source-language training rows (this project's extension)
         anchor_features = encode_cached(featurizer, load_split(task, "train", task.source_language, data_args.data_dir),
                                         task.source_language, **cache).to_list()
-    train_dataset = PairDataset(pool_features, pairs, training_args.seed,
-                                teacher_logits=pool_logits if d_args.frozen_teacher else None,
+    teacher_logits = None
+    if d_args.frozen_teacher:  # the targets, fixed from the starting checkpoint's pool predictions
+        teacher_logits = frozen_targets(pool_logits, languages, d_args.teacher_targets)
+    train_dataset = PairDataset(pool_features, pairs, training_args.seed, teacher_logits=teacher_logits,
                                 anchor_features=anchor_features)
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=train_dataset,
@@ -163,20 +165,27 @@ def main(argv=None) -> dict:
     after = save_results(output_dir, task, data_args.eval_split, training_args.output_dir,
                          evaluate(model, eval_features, collator, training_args),
                          "After self-distillation", selection.teachers, selection.students)
-    comparison = compare(before, after, selection.teachers, selection.students)
-    if selection.method == "scores":  # how well label-free scoring ranked the languages (never used)
-        comparison["selection_quality"] = selection_quality(
-            selection.languages, selection.normalized_scores,
-            {lang: r["accuracy"] for lang, r in before["per_language"].items()})
+    comparison = compare(before, after, selection.teachers, selection.students, task.source_language)
+    if selection.normalized_scores:  # how well label-free scoring ranked the languages (reported, never used)
+        # The deciding score: the chosen method's ŝ, or for a fixed ranking its order (best first).
+        deciding = (selection.normalized_scores if selection.method == "scores"
+                    else [-selection.ranking.index(lang) for lang in selection.languages])
+        comparison["selection_quality"] = {**selection_quality(
+            selection.languages, deciding, {lang: r["accuracy"] for lang, r in before["per_language"].items()},
+            selection.estimates), "method": selection.selection_method}
     if is_main_process():
         # Paired bootstrap on the saved per-row predictions of the same test rows, before vs after.
         comparison["significance"] = significance_between_runs(baseline_dir, output_dir, data_args.eval_split,
-                                                               languages, task.source_language)
+                                                               languages, task.source_language,
+                                                               teachers=selection.teachers)
+        comparison["top_fell"] = top_fell(comparison, task.source_language)
+        comparison["frozen_teacher"] = d_args.frozen_teacher
         write_json(output_dir / "comparison.json", comparison)
         write_text(output_dir / "comparison.md", comparison_markdown(comparison))
         if comparison["collapsed_languages"]:  # results.md is read on its own too
             write_text(output_dir / "results.md", results_markdown(
-                after, "After self-distillation", collapse_warning(comparison["collapsed_languages"])))
+                after, "After self-distillation",
+                collapse_warning(comparison["collapsed_languages"], d_args.frozen_teacher)))
         write_run_record(output_dir, {
             "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args,
             "training_args": training_args.to_dict(),
@@ -184,10 +193,16 @@ def main(argv=None) -> dict:
         plot_run(output_dir, task.source_language)
     logger.info("before -> after\n%s", comparison_for_terminal(comparison))
     if comparison["collapsed_languages"] and is_main_process():
+        advice = ("the teacher was frozen already: lower --learning_rate or --max_steps, and check the selection "
+                  "quality in comparison.md" if d_args.frozen_teacher else
+                  "a moving teacher cannot anchor the student: try RECIPE=recommended, i.e. --frozen_teacher, or "
+                  "a lower --learning_rate")
         logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "
-                       "a narrower gap from collapsed predictions is not a result (a moving teacher cannot "
-                       "anchor the student: try RECIPE=recommended, i.e. --frozen_teacher, or a lower "
-                       "--learning_rate)", ", ".join(comparison["collapsed_languages"]))
+                       "a narrower gap from collapsed predictions is not a result (%s)",
+                       ", ".join(comparison["collapsed_languages"]), advice)
+    if comparison.get("top_fell"):
+        logger.warning("THE TOP FELL: %s fell significantly (paired-bootstrap CI below 0): a narrower gap from the "
+                       "top falling is not a result", ", ".join(f["name"] for f in comparison["top_fell"]))
     return after
 
 
@@ -210,11 +225,12 @@ def choose_teachers(logits: dict[str, np.ndarray], task, languages, d_args, thre
     probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
     if d_args.lang_rank is not None:
         ranking = list(task.lang_rank) if d_args.lang_rank == "original" else split_list(d_args.lang_rank)
-        return fixed_rank(ranking, d_args.num_students, languages, probs)
-    selection = select_teachers(probs, languages, threshold)
-    if warning := score_spread_warning(selection.normalized_scores):
-        logger.warning(warning)
-    return selection
+        selection = fixed_rank(ranking, d_args.num_students, languages, probs, task.source_language)
+    else:
+        selection = select_teachers(probs, languages, threshold, d_args.selection_method, task.source_language)
+        if warning := score_spread_warning(selection.normalized_scores):
+            logger.warning(warning)
+    return guard_source(selection, task.source_language) if d_args.source_guard else selection
 
 
 if __name__ == "__main__":

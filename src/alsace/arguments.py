@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from alsace.errors import UserError
 from alsace.losses import KL_DIRECTIONS
+from alsace.selection import SELECTION_METHODS, TEACHER_TARGETS
 
 
 def split_list(value: str | None) -> list[str] | None:
@@ -153,6 +154,20 @@ class DistillArguments(OutputArguments):
         "help": "With --lang_rank: the last N ranked languages are students (original XNLI: 8)."})
     pair_languages: str | None = field(default=None, metadata={
         "help": "Explicit comma-separated languages: train on all their pairs (overrides selection)."})
+    selection_method: str = field(default="paper", metadata={
+        "help": "This project's extension: the label-free estimate that scores each language. paper: the mean "
+                "probability of the majority-vote pseudo label (the paper); dawid_skene: the expected accuracy "
+                "under a Dawid-Skene model of the languages' predictions (crowd-kit), robust when most "
+                "languages are weak and the majority is often wrong; source_agreement: agreement with the "
+                "source language's predictions. Every method is computed and recorded; this one decides."})
+    source_guard: bool = field(default=False, metadata={
+        "help": "This project's extension: put the source language first in the ranking (a teacher), so it "
+                "is never the side that learns from a lower-ranked or less reliable language; off = the paper."})
+    teacher_targets: str = field(default="mixture", metadata={
+        "help": "This project's extension, with --frozen_teacher: mixture = each pair's target is its teacher "
+                "language's own starting distribution (a student paired with several teachers learns their "
+                "mixture); dawid_skene = every pair's target is the item's Dawid-Skene posterior over classes "
+                "from all languages' starting predictions."})
     kl_direction: str = field(default="teacher_target", metadata={
         "help": "teacher_target: KL(P_teacher || P_student), the paper; student_target: "
                 "KL(P_student || P_teacher), what the released code computes; symmetric: the mean."})
@@ -201,6 +216,13 @@ class DistillArguments(OutputArguments):
                 float(self.teacher_threshold)
             except ValueError:
                 raise UserError(f"--teacher_threshold {self.teacher_threshold!r}: use mean, paper or a float") from None
+        if self.selection_method not in SELECTION_METHODS:
+            raise UserError(f"--selection_method {self.selection_method!r}: choose {', '.join(SELECTION_METHODS)}")
+        if self.teacher_targets not in TEACHER_TARGETS:
+            raise UserError(f"--teacher_targets {self.teacher_targets!r}: choose {' or '.join(TEACHER_TARGETS)}")
+        if self.teacher_targets != "mixture" and not self.frozen_teacher:
+            raise UserError(f"--teacher_targets {self.teacher_targets} needs --frozen_teacher (the targets are "
+                            "computed once from the starting checkpoint); add --frozen_teacher or drop it")
         if self.lang_rank is not None and self.num_students is None:
             raise UserError("--lang_rank needs --num_students (how many of the last ranked are students)")
         if self.pool_size is not None and self.pool_size < 1:

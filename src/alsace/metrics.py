@@ -58,6 +58,29 @@ def class_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
             "confusion_matrix": confusion_matrix(labels, preds, labels=np.arange(logits.shape[-1])).tolist()}
 
 
+ECE_BINS = 15
+
+
+def calibration(logits: np.ndarray, labels: np.ndarray, num_bins: int = ECE_BINS) -> dict:
+    """Negative log-likelihood (scikit-learn's `log_loss`) and expected calibration error of `logits` `(N, C)`.
+
+    ECE: the rows are binned by their top-class probability into `num_bins` equal-width bins of (0, 1]; it is
+    the row-weighted mean over bins of |accuracy - mean top-class probability|.
+    """
+    from sklearn.metrics import log_loss
+
+    if len(labels) == 0:
+        return {"nll": float("nan"), "ece": float("nan")}
+    probs = softmax(logits.astype(np.float64))  # (N, C)
+    nll = float(log_loss(labels, probs, labels=np.arange(logits.shape[-1])))
+    confidence = probs.max(-1)  # (N,)
+    correct = probs.argmax(-1) == labels  # (N,)
+    bins = np.clip(np.ceil(confidence * num_bins).astype(int) - 1, 0, num_bins - 1)  # bin b holds (b/K, (b+1)/K]
+    ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
+              for b in np.unique(bins))
+    return {"nll": nll, "ece": float(ece)}
+
+
 def spearman(x, y) -> float:
     """Spearman rank correlation: the Pearson correlation of the ranks (ties get their average rank)."""
     rx, ry = _ranks(np.asarray(x, dtype=float)), _ranks(np.asarray(y, dtype=float))
@@ -76,7 +99,15 @@ def _ranks(v: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def selection_quality(languages: list[str], normalized_scores: list[float], accuracy_by_lang: dict[str, float]) -> dict:
-    """How well the label-free teacher scores ŝ rank the languages' true accuracy (reported, never used)."""
+def selection_quality(languages: list[str], normalized_scores: list[float], accuracy_by_lang: dict[str, float],
+                      estimates: dict[str, dict[str, float]] | None = None) -> dict:
+    """How well the label-free teacher scores ŝ rank the languages' true accuracy (reported, never used).
+
+    With `estimates` (`{method: {lang: s_t}}`, `Selection.estimates`), each method's Spearman ρ too.
+    """
     acc = [accuracy_by_lang[lang] for lang in languages]
-    return {"spearman_score_vs_accuracy": spearman(normalized_scores, acc), "num_languages": len(languages)}
+    out = {"spearman_score_vs_accuracy": spearman(normalized_scores, acc), "num_languages": len(languages)}
+    if estimates:
+        out["by_method"] = {method: spearman([values[lang] for lang in languages], acc)
+                            for method, values in estimates.items()}
+    return out

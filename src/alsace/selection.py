@@ -7,11 +7,22 @@ Given `probs` of shape `(T, N, C)` (languages x parallel items x classes):
 2. confidence per language `s_t = mean_i probs[t, i, pseudo_i]`;
 3. normalised scores `ŝ = softmax(s)` over languages;
 4. teachers `ŝ_t >= θ`, students the rest; θ defaults to `mean(ŝ)` (= 1 / T).
+
+`--selection_method` (this project's extension) replaces step 1-2's score `s_t` by another label-free
+estimate of each language's accuracy; steps 3-4 stay the same:
+- `paper`: the mean probability of the majority-vote pseudo label (above; the default);
+- `dawid_skene`: each language is an annotator; the Dawid-Skene model (crowd-kit's `DawidSkene`) estimates
+  every language's confusion matrix and each item's true-label posterior jointly by EM, and `s_t` is the
+  expected accuracy of language t's predictions under that posterior. With most languages weak the
+  majority vote is often wrong, and the paper's score then rewards languages that agree with it;
+  Dawid-Skene weighs each language by its estimated reliability instead;
+- `source_agreement`: the share of items where language t predicts what the source language predicts.
+Every method's estimates and ranking are recorded (`Selection.estimates`), whichever one decides.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -30,6 +41,9 @@ class Selection:
     agreement: dict[str, float]  # share of items where the language's argmax equals the pseudo label
     num_items: int
     method: str  # "scores" or "fixed_rank"
+    selection_method: str = "paper"  # which estimate decided the scores (SELECTION_METHODS)
+    estimates: dict[str, dict[str, float]] | None = None  # every method's per-language estimate s_t
+    source_guard: bool = False  # the source language was moved to the top of the ranking (a teacher)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,6 +58,57 @@ def pseudo_labels(probs: np.ndarray) -> np.ndarray:
     return np.where(tied, summed, -np.inf).argmax(-1)
 
 
+SELECTION_METHODS = ("paper", "dawid_skene", "source_agreement")
+TEACHER_TARGETS = ("mixture", "dawid_skene")  # a frozen teacher's targets: its own distribution, or the posterior
+
+
+def dawid_skene(probs: np.ndarray, n_iter: int = 100, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """Dawid-Skene over the languages' argmax predictions: `(T,)` expected accuracies and `(N, C)` posteriors.
+
+    crowd-kit's EM (initialised from the majority vote) with languages as workers and pool items as tasks.
+    A language's expected accuracy is the mean over items of the posterior probability of the label it
+    predicted, which equals the prior-weighted diagonal of its estimated confusion matrix at convergence.
+    Classes nobody predicted get posterior 0.
+    """
+    import pandas as pd
+    from crowdkit.aggregation import DawidSkene
+
+    num_langs, num_items, num_classes = probs.shape
+    preds = probs.argmax(-1)  # (T, N)
+    answers = pd.DataFrame({"task": np.tile(np.arange(num_items), num_langs),
+                            "worker": np.repeat(np.arange(num_langs), num_items),
+                            "label": preds.reshape(-1)})
+    model = DawidSkene(n_iter=n_iter, tol=tol).fit(answers)
+    posterior = (model.probas_.reindex(index=np.arange(num_items), columns=np.arange(num_classes))
+                 .fillna(0.0).to_numpy(dtype=np.float64))  # (N, C)
+    expected = posterior[np.arange(num_items)[None, :], preds].mean(-1)  # (T,)
+    return expected, posterior
+
+
+def frozen_targets(logits: dict[str, np.ndarray], languages: list[str], kind: str) -> dict[str, np.ndarray]:
+    """The frozen teacher's target logits on the pool, `{lang: (N, C)}`, for `--teacher_targets kind`.
+
+    `mixture`: each language's own starting logits (a student paired with several teachers learns their
+    mixture). `dawid_skene`: for every language the log of the item's Dawid-Skene posterior from all
+    languages' starting predictions (clipped at 1e-6, so a class the posterior rules out stays finite).
+    """
+    if kind == "mixture":
+        return {lang: logits[lang] for lang in languages}
+    probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
+    posterior = np.log(np.clip(dawid_skene(probs)[1], 1e-6, None)).astype(np.float32)  # (N, C)
+    return {lang: posterior for lang in languages}
+
+
+def language_estimates(probs: np.ndarray, languages: list[str], source_language: str | None) -> dict:
+    """Every selection method's label-free per-language estimate `s_t`, `{method: (T,) array}`."""
+    items = np.arange(probs.shape[1])
+    preds = probs.argmax(-1)  # (T, N)
+    out = {"paper": probs[:, items, pseudo_labels(probs)].mean(-1), "dawid_skene": dawid_skene(probs)[0]}
+    if source_language in languages:
+        out["source_agreement"] = (preds == preds[languages.index(source_language)]).mean(-1)
+    return out
+
+
 def max_normalized_score(num_languages: int) -> float:
     """The largest ŝ_t any scores s in [0, 1] allow: one language at 1, the rest at 0: e / (e + T - 1)."""
     return float(np.e / (np.e + num_languages - 1))
@@ -55,13 +120,19 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
-def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | None = None) -> Selection:
-    """Score languages by confidence in the pseudo labels and split them at θ (default mean(ŝ))."""
+def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | None = None,
+                    method: str = "paper", source_language: str | None = None) -> Selection:
+    """Score languages (`method`'s estimate; the paper: confidence in the pseudo labels), split them at θ."""
     if probs.ndim != 3 or probs.shape[0] != len(languages):
         raise ValueError(f"probs must be (languages, items, classes), got {probs.shape}")
+    if method not in SELECTION_METHODS:
+        raise ValueError(f"unknown selection method {method!r}")
     labels = pseudo_labels(probs)  # (N,)
-    items = np.arange(probs.shape[1])
-    scores = probs[:, items, labels].mean(-1)  # (T,)
+    estimates = language_estimates(probs, languages, source_language)
+    if method not in estimates:
+        raise UserError(f"--selection_method {method}: needs the source language {source_language} among "
+                        "--languages")
+    scores = estimates[method]  # (T,)
     normalized = softmax(scores)
     theta = float(normalized.mean()) if threshold is None else float(threshold)
     order = np.argsort(-normalized, kind="stable")
@@ -83,7 +154,28 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
         )
     return Selection(languages=list(languages), scores=scores.tolist(), normalized_scores=normalized.tolist(),
                      threshold=theta, ranking=ranking, teachers=teachers, students=students,
-                     agreement=agreement, num_items=int(probs.shape[1]), method="scores")
+                     agreement=agreement, num_items=int(probs.shape[1]), method="scores",
+                     selection_method=method, estimates=_estimates_dict(estimates, languages))
+
+
+def _estimates_dict(estimates: dict, languages: list[str]) -> dict[str, dict[str, float]]:
+    return {m: {lang: float(v) for lang, v in zip(languages, values)} for m, values in estimates.items()}
+
+
+def guard_source(selection: Selection, source_language: str) -> Selection:
+    """The source language first in the ranking, and a teacher (this project's `--source_guard`).
+
+    In every pair the higher-ranked language is the teacher side, so the labelled source language is
+    then never the side that learns from another language's predictions.
+    """
+    if source_language not in selection.languages:
+        return selection
+    ranking = [source_language] + [lang for lang in selection.ranking if lang != source_language]
+    teachers = [lang for lang in ranking if lang in selection.teachers or lang == source_language]
+    students = [lang for lang in ranking if lang not in teachers]
+    if not students:
+        raise UserError(f"--source_guard: making {source_language} a teacher leaves no student")
+    return replace(selection, ranking=ranking, teachers=teachers, students=students, source_guard=True)
 
 
 def score_spread_warning(normalized: list[float], min_relative_spread: float = 0.01) -> str | None:
@@ -102,7 +194,7 @@ def score_spread_warning(normalized: list[float], min_relative_spread: float = 0
 
 
 def fixed_rank(ranking: list[str], num_students: int, languages: list[str],
-               probs: np.ndarray | None = None) -> Selection:
+               probs: np.ndarray | None = None, source_language: str | None = None) -> Selection:
     """The original code's selection: a given ranking, the last `num_students` are students."""
     missing = [lang for lang in languages if lang not in ranking]
     extra = [lang for lang in ranking if lang not in languages]
@@ -113,16 +205,18 @@ def fixed_rank(ranking: list[str], num_students: int, languages: list[str],
         )
     if not 0 < num_students < len(ranking):
         raise UserError(f"--num_students {num_students}: must be between 1 and {len(ranking) - 1}")
-    agreement, scores = {}, []
+    agreement, scores, estimates = {}, [], None
     if probs is not None:  # still record the evidence, for comparison with the fixed choice
         labels = pseudo_labels(probs)
         agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
-        scores = probs[:, np.arange(probs.shape[1]), labels].mean(-1).tolist()
+        by_method = language_estimates(probs, languages, source_language)
+        scores, estimates = by_method["paper"].tolist(), _estimates_dict(by_method, languages)
     return Selection(languages=list(languages), scores=scores,
                      normalized_scores=softmax(np.array(scores)).tolist() if scores else [],
                      threshold=None, ranking=list(ranking), teachers=list(ranking[:-num_students]),
                      students=list(ranking[-num_students:]), agreement=agreement,
-                     num_items=int(probs.shape[1]) if probs is not None else 0, method="fixed_rank")
+                     num_items=int(probs.shape[1]) if probs is not None else 0, method="fixed_rank",
+                     selection_method="fixed_rank", estimates=estimates)
 
 
 def selection_table(sel: Selection) -> str:

@@ -162,9 +162,22 @@ def _health(runs: list[dict], langs: list[str]) -> dict:
     }
     if len(gap) == len(comps) and all(g["before"] for g in gap):
         health["transfer_gap_relative_change"] = mean_std([g["delta"] / g["before"] for g in gap])
+    source = comps[0].get("source_language")
+    if source in langs:  # the top: a gap that narrows because English fell is not a result
+        health["source_language"] = source
+        health["source_delta"] = mean_std([c["per_language"][source]["delta"] for c in comps])
+    health["skewed_languages_per_run"] = [len(c.get("skewed_languages", [])) for c in comps]
+    health["runs_top_fell"] = [[f["name"] for f in c.get("top_fell", [])] for c in comps]
+    if all(c.get("calibration") for c in comps):
+        health["calibration"] = {key: _before_after([c["calibration"][key] for c in comps])
+                                 for key in comps[0]["calibration"]}
     quality = [c.get("selection_quality") for c in comps]
     if all(quality):
         health["selection_spearman"] = mean_std([q["spearman_score_vs_accuracy"] for q in quality])
+        if all(q.get("by_method") for q in quality):
+            health["selection_spearman_by_method"] = {
+                method: mean_std([q["by_method"][method] for q in quality])
+                for method in quality[0]["by_method"] if all(method in q["by_method"] for q in quality)}
     return health
 
 
@@ -231,8 +244,25 @@ def aggregate_markdown(agg: dict) -> str:
                      f"{health['mean_entropy_after']['mean']:.3f}")
         if "transfer_gap_relative_change" in health:
             lines.append(f"- transfer gap, relative change: {_pm(health['transfer_gap_relative_change'], True)} %")
+        if "source_delta" in health:
+            sd = health["source_delta"]
+            fell = [i for i, names in enumerate(health["runs_top_fell"]) if names]
+            lines.append(f"- {health['source_language']} (the source language), Δ per run: "
+                         + ", ".join(f"{100 * v:+.2f}" for v in sd["values"])
+                         + (f"; the top fell significantly in run(s) "
+                            + ", ".join(f"{i + 1} ({', '.join(health['runs_top_fell'][i])})" for i in fell)
+                            if fell else "; the top fell significantly in no run"))
+        if any(health.get("skewed_languages_per_run", [])):
+            lines.append("- languages skewed (share up >= 20 points with accuracy up; not a collapse), per run: "
+                         + ", ".join(str(n) for n in health["skewed_languages_per_run"]))
+        if "calibration" in health:
+            for key, r in health["calibration"].items():
+                lines.append(f"- {key} over languages: {r['before']['mean']:.3f} → {r['after']['mean']:.3f} "
+                             f"(Δ per run: " + ", ".join(f"{v:+.3f}" for v in r["delta"]["values"]) + ")")
         if "selection_spearman" in health:
             sp = health["selection_spearman"]
-            lines.append(f"- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): "
-                         f"{sp['mean']:.3f}" + (f" ± {sp['std']:.3f}" if sp["std"] is not None else ""))
+            lines.append(f"- selection quality (Spearman ρ of the deciding score vs accuracy before; reported, never "
+                         f"used): " + ", ".join(f"{v:.3f}" for v in sp["values"]) + f" (mean {sp['mean']:.3f})")
+            for method, q in health.get("selection_spearman_by_method", {}).items():
+                lines.append(f"  - {method}: " + ", ".join(f"{v:.3f}" for v in q["values"]))
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from alsace.files import write_bytes, write_text
-from alsace.report.results import format_p, is_collapsed
+from alsace.report.results import collapse_flags, format_p, top_fell
 
 ACCURACY_PNG = "per_language_accuracy.png"
 SELECTION_PNG = "teacher_selection.png"
@@ -103,8 +103,12 @@ def language_accuracy_figure(before: dict, after: dict | None = None, significan
     # Outside the axes, to the right: the legend never covers a bar.
     ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper left", bbox_to_anchor=(1.01, 1),
               fontsize=8, frameon=False)
-    fig.suptitle(title_text(before, after, significance, title, collapsed), fontsize=10,
-                 color=DOWN_COLOR if collapsed else "black")
+    fell = top_fell({"significance": significance}, source_language) if after is not None else []
+    suptitle = title_text(before, after, significance, title, collapsed)
+    if fell:  # a narrower gap from the top falling is not the method working
+        suptitle = ("THE TOP FELL: " + ", ".join(f"{f['name']} {100 * f['delta']:+.2f} (CI below 0)" for f in fell)
+                    + "\n" + suptitle)
+    fig.suptitle(suptitle, fontsize=10, color=DOWN_COLOR if collapsed or fell else "black")
     if after is not None:
         _delta_panel(ax_delta, langs, before, after, significance, source_language, collapsed or [])
     return fig
@@ -122,7 +126,7 @@ def collapsed_languages(before: dict, after: dict) -> list[str]:
     """The languages `compare` flags as collapsed, from the majority-class shares."""
     return [lang for lang, b in before["per_language"].items()
             if "majority_share" in b and "majority_share" in after["per_language"][lang]
-            and is_collapsed(b["majority_share"], after["per_language"][lang]["majority_share"])]
+            and collapse_flags(b, after["per_language"][lang])[0]]
 
 
 def _tick_labels(langs: list[str], roles: dict[str, str] | None) -> list[str]:
@@ -199,8 +203,11 @@ def _delta_panel(ax, langs: list[str], before: dict, after: dict, significance: 
     # The summaries sit to the right of the languages, after a gap in the x positions.
     x = np.concatenate([np.arange(len(langs)), len(langs) + 0.5 + np.arange(len(names) - len(langs))])
     colors = [_delta_color(d, s) for d, s in zip(deltas, stats)]
+    fell = top_fell({"significance": significance}, source_language)
     if has_gap:
         colors[-1] = gap_colour(deltas[-1], stats[-1], collapsed)
+        if fell and deltas[-1] < 0:  # narrower, but because the top fell: never green
+            colors[-1] = WARN_COLOR
     hatches = [("xx" if name in collapsed else None) for name in names]
     if has_gap and collapsed:
         hatches[-1] = "xx"
@@ -234,6 +241,8 @@ def _delta_panel(ax, langs: list[str], before: dict, after: dict, significance: 
     if collapsed:
         handles += [Patch(facecolor="white", hatch="xxx", edgecolor="#555555", label="hatched: predictions collapsed"),
                     Patch(color=WARN_COLOR, label="gap change with collapse: not a result")]
+    elif fell and has_gap and deltas[-1] < 0:
+        handles.append(Patch(color=WARN_COLOR, label="gap narrower while the top fell: not a result"))
     if handles:
         ax.figure.legend(handles=handles, fontsize=8, ncol=2 if len(handles) > 3 else 3,
                          loc="outside lower center", frameon=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from alsace.distributed import is_main_process
 from alsace.files import write_json, write_npy, write_text
-from alsace.metrics import class_metrics, disparity, prediction_health
+from alsace.metrics import calibration, class_metrics, disparity, prediction_health
 
 logger = logging.getLogger("alsace")
 
@@ -22,12 +22,23 @@ def build_results(task, split: str, model_name: str, evaluation: dict,
     """The results.json dictionary (DESIGN.md section 5) from `evaluate_languages` output."""
     per_language = {
         lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"]),
-               **class_metrics(r["logits"], r["labels"])}
+               **calibration(r["logits"], r["labels"]), **class_metrics(r["logits"], r["labels"])}
         for lang, r in evaluation.items()
     }
     accs = {lang: r["accuracy"] for lang, r in evaluation.items()}
     return {"task": task.name, "split": split, "model": model_name, "per_language": per_language,
-            **disparity(accs, task.source_language, teachers, students)}
+            **disparity(accs, task.source_language, teachers, students), **mean_calibration(per_language)}
+
+
+CALIBRATION_KEYS = ("mean_nll", "mean_ece")  # means over languages of each language's NLL and ECE
+
+
+def mean_calibration(per_language: dict) -> dict:
+    """`mean_nll` and `mean_ece` over languages (absent in results written before they existed)."""
+    if not all("nll" in r for r in per_language.values()):
+        return {}
+    return {"mean_nll": float(sum(r["nll"] for r in per_language.values()) / len(per_language)),
+            "mean_ece": float(sum(r["ece"] for r in per_language.values()) / len(per_language))}
 
 
 def results_markdown(results: dict, title: str, warning: str | None = None) -> str:
@@ -35,16 +46,24 @@ def results_markdown(results: dict, title: str, warning: str | None = None) -> s
     langs = list(results["per_language"])
     lines = [f"# {title}", "", f"Task `{results['task']}`, split `{results['split']}`, model `{results['model']}`.", "",
              *([warning, ""] if warning else []),
-             "| language | accuracy | n | majority-class share | mean entropy |", "|---|---:|---:|---:|---:|"]
+             "| language | accuracy | n | majority-class share | mean entropy | NLL | ECE |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for lang in langs:
         r = results["per_language"][lang]
         lines.append(f"| {lang} | {100 * r['accuracy']:.2f} | {r['n']} | {100 * r['majority_share']:.1f} | "
-                     f"{r['mean_entropy']:.3f} |")
+                     f"{r['mean_entropy']:.3f} | {_num(r.get('nll'))} | {_num(r.get('ece'))} |")
     lines += ["", "| metric | value |", "|---|---:|"]
     for key in ("average", "transfer_gap", "spread", "std", "teacher_average", "student_average"):
         if results.get(key) is not None:
             lines.append(f"| {key} | {100 * results[key]:.2f} |")
+    for key in CALIBRATION_KEYS:
+        if results.get(key) is not None:
+            lines.append(f"| {key} | {results[key]:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def save_evaluation(output_dir, results: dict, evaluation: dict, split: str, title: str) -> None:
@@ -68,43 +87,90 @@ def table_for_terminal(results: dict) -> str:
 
 
 COLLAPSE_SHARE = 0.9  # a language predicting one class this often (and not before) has collapsed ...
-COLLAPSE_RISE = 0.2  # ... and one whose majority-class share rose this much is collapsing
+COLLAPSE_RISE = 0.2  # ... and one whose majority-class share rose this much is collapsing (or skewing)
 
 
 def is_collapsed(share_before: float, share_after: float) -> bool:
-    """Collapse flag from the majority-class shares before and after distillation."""
+    """The majority-class share signal: one class for >= 90 % of rows (not before), or its share up >= 20 points."""
     full = share_after >= COLLAPSE_SHARE and share_before < COLLAPSE_SHARE
     return full or share_after - share_before >= COLLAPSE_RISE
 
 
-def compare(before: dict, after: dict, teachers: list[str], students: list[str]) -> dict:
-    """Before -> after per language and for the summary metrics, with collapse flags."""
+def is_skew(share_before: float, share_after: float, accuracy_delta: float) -> bool:
+    """A share up >= 20 points while accuracy rose and below 90 %: predictions moved towards a class that
+    is more often right (a skew), not a collapse."""
+    return (share_after - share_before >= COLLAPSE_RISE and accuracy_delta > 0
+            and share_after < COLLAPSE_SHARE)
+
+
+def collapse_flags(before: dict, after: dict) -> tuple[bool, bool]:
+    """(collapsed, skewed) for one language's results.json entries before and after."""
+    share_before, share_after = before["majority_share"], after["majority_share"]
+    skewed = is_skew(share_before, share_after, after["accuracy"] - before["accuracy"])
+    return is_collapsed(share_before, share_after) and not skewed, skewed
+
+
+def compare(before: dict, after: dict, teachers: list[str], students: list[str],
+            source_language: str | None = None) -> dict:
+    """Before -> after per language and for the summary metrics, with collapse and skew flags."""
     per_language = {}
     for lang, b in before["per_language"].items():
         a = after["per_language"][lang]
-        collapsed = is_collapsed(b["majority_share"], a["majority_share"])
+        collapsed, skewed = collapse_flags(b, a)
         per_language[lang] = {
             "role": "teacher" if lang in teachers else "student" if lang in students else "-",
             "before": b["accuracy"], "after": a["accuracy"], "delta": a["accuracy"] - b["accuracy"],
             "majority_share_before": b["majority_share"], "majority_share_after": a["majority_share"],
             "entropy_before": b["mean_entropy"], "entropy_after": a["mean_entropy"], "collapsed": collapsed,
+            "skewed": skewed,
         }
+        if "nll" in b and "nll" in a:
+            per_language[lang].update({"nll_before": b["nll"], "nll_after": a["nll"],
+                                       "ece_before": b["ece"], "ece_after": a["ece"]})
     summary = {}
     for key in ("average", "transfer_gap", "spread", "std", "teacher_average", "student_average"):
         if before.get(key) is not None and after.get(key) is not None:
             summary[key] = {"before": before[key], "after": after[key], "delta": after[key] - before[key]}
-    collapsed = [lang for lang, r in per_language.items() if r["collapsed"]]
-    return {"task": after["task"], "split": after["split"], "per_language": per_language,
-            "summary": summary, "collapsed_languages": collapsed}
+    calibration = {key: {"before": before[key], "after": after[key], "delta": after[key] - before[key]}
+                   for key in CALIBRATION_KEYS if before.get(key) is not None and after.get(key) is not None}
+    return {"task": after["task"], "split": after["split"], "source_language": source_language,
+            "per_language": per_language, "summary": summary, "calibration": calibration,
+            "collapsed_languages": [lang for lang, r in per_language.items() if r["collapsed"]],
+            "skewed_languages": [lang for lang, r in per_language.items() if r["skewed"]]}
 
 
-def collapse_warning(collapsed: list[str]) -> str:
+def top_fell(comp: dict, source_language: str) -> list[dict]:
+    """The top that fell significantly: the source language and the teacher average, when their paired-bootstrap
+    interval lies below 0 (`comp["significance"]`). A narrower gap then comes partly from the top falling."""
+    sig = comp.get("significance") or {}
+    fell = []
+    for name, stats in ((source_language, sig.get("per_language", {}).get(source_language)),
+                        ("teacher_average", sig.get("teacher_average"))):
+        if stats and stats["ci_high"] < 0:
+            fell.append({"name": name, "delta": stats["delta"], "ci_low": stats["ci_low"],
+                         "ci_high": stats["ci_high"]})
+    return fell
+
+
+def top_fell_warning(fell: list[dict]) -> str:
+    """One Markdown line naming what fell, with its Δ and interval (points)."""
+    parts = [f"{f['name']} {100 * f['delta']:+.2f} (CI [{100 * f['ci_low']:+.2f}, {100 * f['ci_high']:+.2f}])"
+             for f in fell]
+    return (f"**WARNING: the top fell significantly: {'; '.join(parts)}.** A narrower gap that comes from the top "
+            "falling is not the method working; read the gap with this.")
+
+
+def collapse_warning(collapsed: list[str], frozen_teacher: bool = False) -> str:
     """The Markdown warning that comparison.md and the distilled results.md carry when predictions collapsed."""
+    advice = ("The teacher was already frozen (RECIPE=recommended): lower --learning_rate or --max_steps, and "
+              "check the teacher selection (selection quality below; --selection_method dawid_skene)."
+              if frozen_teacher else
+              "A moving teacher cannot anchor the student: use RECIPE=recommended (--frozen_teacher) or a lower "
+              "learning rate.")
     return (f"**WARNING: predictions collapsed in {', '.join(collapsed)}** (one class "
             f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows, or its share up by >= "
-            f"{100 * COLLAPSE_RISE:.0f} points): a narrower gap from collapsed "
-            "predictions is not a result. A moving teacher cannot anchor the student: use "
-            "RECIPE=recommended (--frozen_teacher) or a lower learning rate.")
+            f"{100 * COLLAPSE_RISE:.0f} points while accuracy did not rise): a narrower gap from collapsed "
+            f"predictions is not a result. {advice}")
 
 
 def comparison_markdown(comp: dict) -> str:
@@ -113,7 +179,12 @@ def comparison_markdown(comp: dict) -> str:
     lines = ["# Before -> after self-distillation", "",
              f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
     if comp["collapsed_languages"]:
-        lines += [collapse_warning(comp["collapsed_languages"]), ""]
+        lines += [collapse_warning(comp["collapsed_languages"], comp.get("frozen_teacher", False)), ""]
+    if comp.get("top_fell"):
+        lines += [top_fell_warning(comp["top_fell"]), ""]
+    if comp.get("skewed_languages"):
+        lines += [f"Skewed, not collapsed: {', '.join(comp['skewed_languages'])} (majority-class share up >= "
+                  f"{100 * COLLAPSE_RISE:.0f} points, below {100 * COLLAPSE_SHARE:.0f} %, with accuracy up).", ""]
     ci_head = f" {100 * sig['confidence']:.0f}% CI of Δ | p |" if sig else ""
     lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |"
               + (ci_head + " p (Holm) |" if sig else ""),
@@ -129,11 +200,23 @@ def comparison_markdown(comp: dict) -> str:
         if sig:
             cells = _significance_cells(sig[key]) if sig.get(key) else " | |"
         lines.append(f"| {key} | {100 * r['before']:.2f} | {100 * r['after']:.2f} | {100 * r['delta']:+.2f} |" + cells)
+    if comp.get("calibration"):
+        lines += ["", "Calibration (lower is better): negative log-likelihood and 15-bin expected calibration "
+                      "error, mean over languages, then per language.", "",
+                  "| metric | before | after | Δ |", "|---|---:|---:|---:|"]
+        lines += [f"| {key} | {r['before']:.3f} | {r['after']:.3f} | {r['delta']:+.3f} |"
+                  for key, r in comp["calibration"].items()]
+        lines += ["", "| language | NLL before → after | ECE before → after |", "|---|---:|---:|"]
+        lines += [f"| {lang} | {r['nll_before']:.3f} → {r['nll_after']:.3f} | {r['ece_before']:.3f} → "
+                  f"{r['ece_after']:.3f} |" for lang, r in comp["per_language"].items() if "nll_before" in r]
     quality = comp.get("selection_quality")
     if quality:
-        lines += ["", f"Selection quality (reported, never used): Spearman ρ between the normalised teacher "
-                      f"scores ŝ and the test accuracy before distillation, over {quality['num_languages']} "
-                      f"languages: {quality['spearman_score_vs_accuracy']:.3f}."]
+        lines += ["", f"Selection quality (reported, never used): Spearman ρ between the deciding teacher "
+                      f"scores ({quality.get('method', 'paper')}) and the test accuracy before distillation, over "
+                      f"{quality['num_languages']} languages: {quality['spearman_score_vs_accuracy']:.3f}."]
+        if quality.get("by_method"):
+            lines += ["", "| selection method | Spearman ρ vs accuracy before |", "|---|---:|"]
+            lines += [f"| {method} | {rho:.3f} |" for method, rho in quality["by_method"].items()]
     if sig:
         lines += ["", f"CI and p: {sig['method']} over the same test rows ({sig['num_samples']} resamples, "
                       f"seed {sig['seed']}, {sig['resampling']}); p tests 'no change'; Holm adjusts for testing "
@@ -153,11 +236,14 @@ def format_p(p: float) -> str:
 def comparison_for_terminal(comp: dict) -> str:
     lines = [f"{'lang':<6}{'role':<9}{'before':>8}{'after':>8}{'delta':>8}"]
     for lang, r in comp["per_language"].items():
-        flag = "  COLLAPSED" if r["collapsed"] else ""
+        flag = "  COLLAPSED" if r["collapsed"] else "  skewed" if r.get("skewed") else ""
         lines.append(f"{lang:<6}{r['role']:<9}{100 * r['before']:8.2f}{100 * r['after']:8.2f}"
                      f"{100 * r['delta']:+8.2f}{flag}")
     for key, r in comp["summary"].items():
         lines.append(f"{key:<15}{100 * r['before']:8.2f}{100 * r['after']:8.2f}{100 * r['delta']:+8.2f}")
+    if comp.get("top_fell"):
+        lines.append("THE TOP FELL (CI below 0): " + ", ".join(f"{f['name']} {100 * f['delta']:+.2f}"
+                                                             for f in comp["top_fell"]))
     return "\n".join(lines)
 
 

@@ -63,7 +63,7 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 
 def paired_significance(correct_before: dict[str, np.ndarray], correct_after: dict[str, np.ndarray],
                         source_language: str = "en", num_samples: int = NUM_SAMPLES, seed: int = 0,
-                        confidence: float = CONFIDENCE) -> dict:
+                        confidence: float = CONFIDENCE, teachers: list[str] | None = None) -> dict:
     """Paired bootstrap of each language's accuracy change and of the average and transfer gap.
 
     `correct_before[lang]`, `correct_after[lang]`: `(N_lang,)` booleans, row i of both is the same test
@@ -102,9 +102,21 @@ def paired_significance(correct_before: dict[str, np.ndarray], correct_after: di
             gap_reps = replicates[source_language] - np.stack([replicates[o] for o in others], 1).mean(1)
             gap = summarize(observed, gap_reps, confidence)
 
-    return {"method": "paired bootstrap", "num_samples": num_samples, "seed": seed, "confidence": confidence,
-            "resampling": "items jointly across languages" if parallel else "rows within each language",
-            "per_language": per_language, "average": average, "transfer_gap": gap}
+    teacher_average = None  # drawn last, so the numbers above do not depend on whether it is asked for
+    if teachers:
+        if parallel:
+            t_items = d[[langs.index(t) for t in teachers]].mean(0)  # (N,)
+            teacher_average = summarize(t_items.mean(), bootstrap_means(t_items, num_samples, rng), confidence)
+        else:
+            teacher_average = summarize(np.mean([diffs[t].mean() for t in teachers]),
+                                        np.stack([replicates[t] for t in teachers], 1).mean(1), confidence)
+
+    out = {"method": "paired bootstrap", "num_samples": num_samples, "seed": seed, "confidence": confidence,
+           "resampling": "items jointly across languages" if parallel else "rows within each language",
+           "per_language": per_language, "average": average, "transfer_gap": gap}
+    if teacher_average is not None:
+        out["teacher_average"] = teacher_average
+    return out
 
 
 def load_correct(run_dir, split: str, languages: list[str]) -> tuple[dict, dict]:
@@ -122,7 +134,7 @@ def load_correct(run_dir, split: str, languages: list[str]) -> tuple[dict, dict]
 
 
 def significance_between_runs(before_dir, after_dir, split: str, languages: list[str], source_language: str,
-                              num_samples: int = NUM_SAMPLES, seed: int = 0) -> dict:
+                              num_samples: int = NUM_SAMPLES, seed: int = 0, teachers: list[str] | None = None) -> dict:
     """`paired_significance` from two run directories' saved predictions, checking they share rows."""
     correct_before, labels_before = load_correct(before_dir, split, languages)
     correct_after, labels_after = load_correct(after_dir, split, languages)
@@ -130,4 +142,5 @@ def significance_between_runs(before_dir, after_dir, split: str, languages: list
         if not np.array_equal(labels_before[lang], labels_after[lang]):
             raise UserError(f"{before_dir} and {after_dir}: {lang} {split} predictions are not on the same rows "
                             "(labels differ); a paired test needs both models scored on identical rows")
-    return paired_significance(correct_before, correct_after, source_language, num_samples, seed)
+    return paired_significance(correct_before, correct_after, source_language, num_samples, seed,
+                               teachers=teachers)

@@ -1,0 +1,332 @@
+"""Teacher selection when most languages are weak: Dawid-Skene and source-agreement estimates, the source
+guard, Dawid-Skene frozen targets, calibration, collapse-vs-skew flags and "the top fell" reporting."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import distill
+from alsace.errors import UserError
+from alsace.metrics import calibration, selection_quality, spearman
+from alsace.pairs import build_pairs
+from alsace.report.aggregation import aggregate, aggregate_markdown
+from alsace.report.results import (collapse_flags, collapse_warning, compare, comparison_markdown, is_skew,
+                                   top_fell)
+from alsace.report.significance import paired_significance
+from alsace.selection import (dawid_skene, fixed_rank, frozen_targets, guard_source, language_estimates,
+                              select_teachers, softmax)
+
+
+def weak_majority_probs(seed: int = 0):
+    """8 languages, 3 classes, 400 items. Strong languages (en, fr, de) are right 95/90/85 % of the time but
+    unsure (0.45 on their argmax); the weak ones are right 60..40 % of the time, their errors spread over the
+    other classes, and they are very sure (0.98). The paper's score (mean probability of the majority label)
+    then prefers the confident weak languages; a model of each language's reliability does not."""
+    rng = np.random.default_rng(seed)
+    langs = ["en", "fr", "de", "w1", "w2", "w3", "w4", "w5"]
+    acc = np.array([0.95, 0.90, 0.85, 0.60, 0.55, 0.50, 0.45, 0.40])
+    conf = np.array([0.45, 0.45, 0.45, 0.98, 0.98, 0.98, 0.98, 0.98])
+    n, c = 400, 3
+    truth = rng.integers(0, c, n)
+    probs = np.empty((len(langs), n, c))
+    true_acc = []
+    for t in range(len(langs)):
+        right = rng.random(n) < acc[t]
+        pred = np.where(right, truth, (truth + rng.integers(1, c, n)) % c)
+        probs[t] = (1 - conf[t]) / (c - 1)
+        probs[t, np.arange(n), pred] = conf[t]
+        true_acc.append((pred == truth).mean())
+    return probs, langs, truth, np.array(true_acc)
+
+
+def test_dawid_skene_ranks_by_reliability_where_the_paper_score_ranks_by_confidence():
+    probs, langs, truth, true_acc = weak_majority_probs()
+    est = language_estimates(probs, langs, "en")
+    assert set(est) == {"paper", "dawid_skene", "source_agreement"}
+    assert spearman(est["paper"], true_acc) < 0  # confident weak languages first: the failure mode
+    assert spearman(est["dawid_skene"], true_acc) > 0.95
+    assert np.abs(est["dawid_skene"] - true_acc).max() < 0.06  # close to the true accuracies, label-free
+    expected, posterior = dawid_skene(probs)
+    assert np.allclose(est["dawid_skene"], expected)
+    # The expected accuracy is the mean posterior probability of each language's own prediction.
+    preds = probs.argmax(-1)
+    assert expected[3] == pytest.approx(posterior[np.arange(400), preds[3]].mean())
+    assert posterior.shape == (400, 3) and np.allclose(posterior.sum(-1), 1)
+    assert (posterior.argmax(-1) == truth).mean() > (np.eye(3)[preds].sum(0).argmax(-1) == truth).mean() - 0.01
+    # Source agreement by hand: the share of items on which a language predicts what en predicts.
+    assert est["source_agreement"][0] == 1.0
+    assert est["source_agreement"][4] == pytest.approx((preds[4] == preds[0]).mean())
+
+
+def test_select_teachers_uses_the_chosen_method_and_records_every_estimate():
+    probs, langs, _, _ = weak_majority_probs()
+    paper = select_teachers(probs, langs, source_language="en")
+    assert "source_agreement" not in select_teachers(probs, langs).estimates  # no source: not computed
+    ds = select_teachers(probs, langs, method="dawid_skene", source_language="en")
+    agree = select_teachers(probs, langs, method="source_agreement", source_language="en")
+    assert paper.selection_method == "paper" and ds.selection_method == "dawid_skene"
+    assert set(paper.ranking[:3]) <= {"w1", "w2", "w3", "w4", "w5"}  # the paper's score is fooled here
+    assert ds.ranking[:3] == ["en", "fr", "de"] and agree.ranking[0] == "en"
+    assert {"en", "fr", "de"} <= set(ds.teachers) and "w5" in ds.students
+    # ŝ = softmax(s) of the chosen estimate, θ = their mean, as in the paper.
+    s = np.array([ds.estimates["dawid_skene"][lang] for lang in langs])
+    assert ds.scores == pytest.approx(s.tolist())
+    assert ds.normalized_scores == pytest.approx(softmax(s).tolist())
+    assert ds.teachers == [lang for lang in ds.ranking if softmax(s)[langs.index(lang)] >= 1 / len(langs)]
+    # Every method's estimates are recorded whichever decides, and they differ.
+    assert paper.estimates == ds.estimates and set(paper.estimates) == {"paper", "dawid_skene", "source_agreement"}
+    assert paper.scores == pytest.approx([paper.estimates["paper"][lang] for lang in langs])
+    with pytest.raises(UserError, match="--selection_method source_agreement"):
+        select_teachers(probs, langs, method="source_agreement", source_language="zz")
+
+
+def test_fixed_rank_records_every_estimate_for_comparison():
+    probs, langs, _, _ = weak_majority_probs()
+    sel = fixed_rank(langs[::-1], 3, langs, probs, "en")
+    assert sel.ranking == langs[::-1] and sel.students == ["de", "fr", "en"]
+    assert sel.selection_method == "fixed_rank"
+    assert set(sel.estimates) == {"paper", "dawid_skene", "source_agreement"}
+
+
+def test_source_guard_puts_the_source_first_and_never_on_the_learning_side():
+    probs, langs, _, _ = weak_majority_probs()
+    paper = select_teachers(probs, langs)
+    assert "en" in paper.students  # the paper's score demotes English here
+    guarded = guard_source(paper, "en")
+    assert guarded.ranking[0] == "en" and guarded.teachers[0] == "en" and guarded.source_guard
+    assert guarded.ranking[1:] == [lang for lang in paper.ranking if lang != "en"]
+    assert set(guarded.teachers) == set(paper.teachers) | {"en"}
+    assert guarded.students == [lang for lang in paper.students if lang != "en"]
+    pairs = build_pairs(guarded.ranking, guarded.teachers, guarded.students)
+    assert all(b != "en" for _, b in pairs) and sum(a == "en" for a, _ in pairs) == len(langs) - 1
+    # By hand: ranking fr, en, de, sw with fr the only teacher.
+    sel = fixed_rank(["fr", "en", "de", "sw"], 3, ["en", "fr", "de", "sw"])
+    g = guard_source(sel, "en")
+    assert (g.ranking, g.teachers, g.students) == (["en", "fr", "de", "sw"], ["en", "fr"], ["de", "sw"])
+    with pytest.raises(UserError, match="--source_guard"):
+        guard_source(fixed_rank(["fr", "en"], 1, ["en", "fr"]), "en")
+
+
+def test_frozen_targets_mixture_is_each_language_and_dawid_skene_the_shared_posterior():
+    probs, langs, _, _ = weak_majority_probs()
+    logits = {lang: np.log(probs[t]).astype(np.float32) for t, lang in enumerate(langs)}
+    mixture = frozen_targets(logits, langs, "mixture")
+    assert all(mixture[lang] is logits[lang] for lang in langs)
+    ds = frozen_targets(logits, langs, "dawid_skene")
+    posterior = dawid_skene(probs)[1]
+    for lang in langs:
+        assert np.allclose(softmax(ds[lang].astype(np.float64)), posterior / posterior.sum(-1, keepdims=True),
+                           atol=1e-5)
+    assert ds["en"] is ds["w5"]  # one target per item, whichever language is the teacher side
+
+
+def test_calibration_by_hand():
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]]))
+    labels = np.array([0, 1, 2, 0])
+    out = calibration(logits, labels)
+    assert out["nll"] == pytest.approx(-(math.log(0.7) + math.log(0.4) + math.log(0.6) + math.log(0.9)) / 4)
+    # 15 bins: confidences 0.7, 0.5, 0.6, 0.9 fall in four different bins; correct = 1, 0, 1, 1.
+    assert out["ece"] == pytest.approx((0.3 + 0.5 + 0.4 + 0.1) / 4)
+    # Two rows in one bin: |mean correct - mean confidence| weighted by the bin's share.
+    two = calibration(np.log(np.array([[0.70, 0.30], [0.72, 0.28], [0.1, 0.9]])), np.array([0, 1, 1]))
+    assert two["ece"] == pytest.approx(2 / 3 * abs(0.5 - 0.71) + 1 / 3 * abs(1 - 0.9))
+
+
+def results(accs, shares, nll=None, ece=None):
+    per = {lang: {"accuracy": a, "majority_share": s, "mean_entropy": 1.0 - s, "n": 100}
+           for lang, a, s in zip(("en", "fr", "sw"), accs, shares)}
+    if nll:
+        for lang, v, e in zip(per, nll, ece):
+            per[lang].update(nll=v, ece=e)
+    out = {"task": "t", "split": "test", "per_language": per, "average": float(np.mean(accs)),
+           "transfer_gap": accs[0] - (accs[1] + accs[2]) / 2}
+    if nll:
+        out.update(mean_nll=float(np.mean(nll)), mean_ece=float(np.mean(ece)))
+    return out
+
+
+def test_collapse_and_skew_are_told_apart():
+    assert is_skew(0.30, 0.55, +0.05) and not is_skew(0.30, 0.55, -0.01)  # accuracy must rise
+    assert not is_skew(0.30, 0.45, +0.05)  # a rise below 20 points is neither
+    assert not is_skew(0.30, 0.92, +0.05)  # one class for >= 90 % of rows is a collapse, accuracy or not
+    before = results([0.8, 0.5, 0.4], [0.35, 0.30, 0.30])
+    after = results([0.8, 0.6, 0.35], [0.36, 0.55, 0.55])  # fr: share +25 with accuracy up; sw: with accuracy down
+    comp = compare(before, after, ["en"], ["fr", "sw"], "en")
+    assert comp["skewed_languages"] == ["fr"] and comp["collapsed_languages"] == ["sw"]
+    assert collapse_flags(before["per_language"]["fr"], after["per_language"]["fr"]) == (False, True)
+    assert comp["per_language"]["sw"]["collapsed"] and not comp["per_language"]["sw"]["skewed"]
+    assert comp["source_language"] == "en"
+    md = comparison_markdown(comp)
+    assert "Skewed, not collapsed: fr" in md and "predictions collapsed in sw" in md
+
+
+def test_collapse_advice_fits_the_recipe():
+    moving = collapse_warning(["sw"], frozen_teacher=False)
+    frozen = collapse_warning(["sw"], frozen_teacher=True)
+    assert "--frozen_teacher" in moving and "RECIPE=recommended (--frozen_teacher)" in moving
+    assert "already frozen" in frozen and "use RECIPE=recommended" not in frozen
+
+
+def test_calibration_before_and_after_in_the_comparison():
+    before = results([0.8, 0.5, 0.4], [0.4, 0.4, 0.4], nll=[0.5, 1.6, 1.9], ece=[0.05, 0.3, 0.4])
+    after = results([0.8, 0.6, 0.5], [0.4, 0.4, 0.4], nll=[0.6, 1.1, 1.2], ece=[0.06, 0.1, 0.12])
+    comp = compare(before, after, ["en"], ["fr", "sw"])
+    assert comp["calibration"]["mean_nll"] == {"before": pytest.approx(4.0 / 3), "after": pytest.approx(2.9 / 3),
+                                              "delta": pytest.approx(-1.1 / 3)}
+    assert comp["per_language"]["sw"]["ece_before"] == 0.4 and comp["per_language"]["sw"]["ece_after"] == 0.12
+    md = comparison_markdown(comp)
+    assert "| mean_nll | 1.333 | 0.967 | -0.367 |" in md and "| sw | 1.900 → 1.200 | 0.400 → 0.120 |" in md
+
+
+def test_significance_of_the_teacher_average_and_the_numbers_before_it_unchanged():
+    rng = np.random.default_rng(3)
+    before = {lang: rng.random(50) < p for lang, p in (("en", 0.8), ("fr", 0.6), ("sw", 0.4))}
+    after = {"en": before["en"].copy(), "fr": before["fr"] | (rng.random(50) < 0.3), "sw": before["sw"].copy()}
+    after["en"][:10] = False  # en loses rows
+    plain = paired_significance(before, after, "en", num_samples=2000)
+    with_t = paired_significance(before, after, "en", num_samples=2000, teachers=["en", "fr"])
+    assert "teacher_average" not in plain
+    assert with_t["per_language"] == plain["per_language"] and with_t["transfer_gap"] == plain["transfer_gap"]
+    d = {lang: after[lang].astype(int) - before[lang].astype(int) for lang in before}
+    assert with_t["teacher_average"]["delta"] == pytest.approx((d["en"].mean() + d["fr"].mean()) / 2)
+
+
+def test_the_top_falling_is_reported():
+    sig = {"per_language": {"en": {"delta": -0.09, "ci_low": -0.13, "ci_high": -0.05},
+                            "fr": {"delta": -0.05, "ci_low": -0.09, "ci_high": -0.01}},
+           "teacher_average": {"delta": -0.01, "ci_low": -0.03, "ci_high": 0.01}}
+    fell = top_fell({"significance": sig}, "en")
+    assert fell == [{"name": "en", "delta": -0.09, "ci_low": -0.13, "ci_high": -0.05}]  # fr is not the top
+    sig["teacher_average"] = {"delta": -0.02, "ci_low": -0.04, "ci_high": -0.005}
+    assert [f["name"] for f in top_fell({"significance": sig}, "en")] == ["en", "teacher_average"]
+    assert top_fell({"significance": sig}, "fr")[0]["name"] == "fr"
+    assert top_fell({}, "en") == []
+
+
+def test_the_figure_never_paints_a_narrowing_green_when_english_fell():
+    from alsace.report.plots import UP_COLOR, WARN_COLOR, language_accuracy_figure
+
+    before = results([0.80, 0.50, 0.40], [0.4, 0.4, 0.4])
+    after = results([0.70, 0.56, 0.48], [0.4, 0.4, 0.4])  # gap 35 -> 18: narrower because en fell
+    stats = lambda d, lo, hi: {"delta": d, "ci_low": lo, "ci_high": hi, "p_value": 0.01}  # noqa: E731
+    sig = {"confidence": 0.95, "per_language": {"en": stats(-0.1, -0.15, -0.05), "fr": stats(0.06, 0.01, 0.1),
+                                                "sw": stats(0.08, 0.02, 0.12)},
+           "average": stats(0.013, -0.01, 0.03), "transfer_gap": stats(-0.17, -0.22, -0.12)}
+    fig = language_accuracy_figure(before, after, sig, source_language="en", num_classes=3)
+    assert fig._suptitle.get_text().startswith("THE TOP FELL: en -10.00")
+    gap_bar = fig.axes[1].patches[-1]
+    assert gap_bar.get_facecolor()[:3] != pytest.approx(__import__("matplotlib.colors").colors.to_rgb(UP_COLOR))
+    assert gap_bar.get_facecolor()[:3] == pytest.approx(__import__("matplotlib.colors").colors.to_rgb(WARN_COLOR))
+    sig["per_language"]["en"] = stats(-0.01, -0.03, 0.01)  # en within noise: the narrowing is green again
+    fig = language_accuracy_figure(before, after, sig, source_language="en", num_classes=3)
+    assert fig.axes[1].patches[-1].get_facecolor()[:3] == pytest.approx(
+        __import__("matplotlib.colors").colors.to_rgb(UP_COLOR))
+
+
+def test_aggregate_reports_english_per_run_calibration_and_every_selection_method():
+    def comp(en_delta, fell, nll_after, rho):
+        before = results([0.8, 0.5, 0.4], [0.4, 0.4, 0.4], nll=[0.5, 1.5, 1.9], ece=[0.1, 0.3, 0.4])
+        after = results([0.8 + en_delta, 0.6, 0.5], [0.4, 0.4, 0.4], nll=nll_after, ece=[0.1, 0.2, 0.2])
+        c = compare(before, after, ["en"], ["fr", "sw"], "en")
+        c["top_fell"] = [{"name": "en", "delta": en_delta, "ci_low": -0.1, "ci_high": -0.01}] if fell else []
+        c["selection_quality"] = {"spearman_score_vs_accuracy": rho["dawid_skene"], "num_languages": 3,
+                                  "by_method": rho, "method": "dawid_skene"}
+        return {"dir": f"r{en_delta}", "results": after, "comparison": c, "seed": en_delta, "config": {}}
+
+    runs = [comp(-0.09, True, [0.5, 1.0, 1.2], {"paper": 0.5, "dawid_skene": 0.97}),
+            comp(+0.01, False, [0.6, 1.2, 1.4], {"paper": 0.9, "dawid_skene": 1.0})]
+    health = aggregate(runs)["health"]
+    assert health["source_delta"]["values"] == pytest.approx([-0.09, 0.01])
+    assert health["runs_top_fell"] == [["en"], []]
+    assert health["calibration"]["mean_nll"]["after"]["values"] == pytest.approx([2.7 / 3, 3.2 / 3])
+    assert health["calibration"]["mean_nll"]["before"]["mean"] == pytest.approx(3.9 / 3)
+    assert health["selection_spearman_by_method"]["paper"]["values"] == [0.5, 0.9]
+    md = aggregate_markdown(aggregate(runs))
+    assert "- en (the source language), Δ per run: -9.00, +1.00; the top fell significantly in run(s) 1 (en)" in md
+    assert "  - paper: 0.500, 0.900" in md and "- mean_nll over languages: 1.300 → 0.983" in md
+
+
+def test_selection_quality_per_method_by_hand():
+    q = selection_quality(["en", "fr", "sw"], [0.5, 0.3, 0.2], {"sw": 0.4, "en": 0.9, "fr": 0.6},
+                          {"paper": {"en": 0.1, "fr": 0.3, "sw": 0.2}, "dawid_skene": {"en": 0.9, "fr": 0.5, "sw": 0.4}})
+    assert q["spearman_score_vs_accuracy"] == pytest.approx(1.0)
+    assert q["by_method"] == {"paper": pytest.approx(-0.5), "dawid_skene": pytest.approx(1.0)}
+
+
+def test_teacher_targets_need_a_frozen_teacher_and_methods_are_checked(tmp_path):
+    base = ["--model_name_or_path", "unused", "--output_dir", str(tmp_path / "o")]
+    with pytest.raises(UserError, match="--teacher_targets dawid_skene needs --frozen_teacher"):
+        distill.main(base + ["--teacher_targets", "dawid_skene"])
+    with pytest.raises(UserError, match="--selection_method 'vote'"):
+        distill.main(base + ["--selection_method", "vote"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source(tiny_finetuned_ds, data_dir,
+                                                                                  tmp_path, monkeypatch):
+    """Through distill.main: the selection method decides, the source is first, and every pair's frozen target is
+    the Dawid-Skene posterior of the starting checkpoint's own pool predictions (recomputed here independently)."""
+    import alsace.pairs
+    from alsace.evaluation import score_languages
+    from alsace.features import Collator, Featurizer, encode_cached
+    from alsace.data import load_pool
+    from alsace.modeling import load_tokenizer_and_model, placeholder_count
+    from alsace.tasks import get_task
+
+    seen = {}
+    real_init = alsace.pairs.PairDataset.__init__
+
+    def spy(self, pool_features, pairs, seed, teacher_logits=None, anchor_features=None):
+        seen.update(pairs=pairs, teacher_logits=teacher_logits)
+        real_init(self, pool_features, pairs, seed, teacher_logits, anchor_features)
+
+    monkeypatch.setattr(alsace.pairs.PairDataset, "__init__", spy)
+    out = tmp_path / "kd"
+    langs = ["en", "fr", "de"]
+    distill.main(["--model_name_or_path", str(tiny_finetuned_ds), "--data_dir", str(data_dir), "--output_dir",
+                  str(out), "--task", "xnli", "--languages", ",".join(langs), "--max_seq_length", "96",
+                  "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
+                  "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no", "--frozen_teacher",
+                  "--selection_method", "dawid_skene", "--source_guard", "--teacher_targets", "dawid_skene"])
+    saved = json.loads((out / "teacher_selection.json").read_text())["selection"]
+    assert saved["selection_method"] == "dawid_skene" and saved["source_guard"] is True
+    assert saved["ranking"][0] == "en" and "en" in saved["teachers"]
+    assert set(saved["estimates"]) == {"paper", "dawid_skene", "source_agreement"}
+    assert saved["scores"] == pytest.approx([saved["estimates"]["dawid_skene"][lang] for lang in langs])
+    assert all(b != "en" for _, b in seen["pairs"])
+
+    # An independent recomputation of the starting checkpoint's pool logits, in eval mode.
+    task = get_task("xnli")
+    k = placeholder_count(str(tiny_finetuned_ds), task, None)
+    tokenizer, model = load_tokenizer_and_model(str(tiny_finetuned_ds), "prompt", task, k)
+    featurizer = Featurizer(tokenizer, task, "prompt", 96, k, "en", is_seq2seq=False, languages=tuple(langs))
+    pool = load_pool(task, langs, str(data_dir), 8, None, False)
+    feats = {lang: encode_cached(featurizer, rows, lang, cache_dir=None).to_list() for lang, rows in pool.items()}
+    logits = score_languages(model, feats, Collator(tokenizer.pad_token_id), 8, "cpu")
+    posterior = dawid_skene(np.stack([softmax(logits[lang]) for lang in langs]))[1]
+    expected = np.log(np.clip(posterior, 1e-6, None))
+    for lang in langs:
+        assert np.allclose(seen["teacher_logits"][lang], expected, atol=1e-5)
+
+    comp = json.loads((out / "comparison.json").read_text())
+    assert set(comp["selection_quality"]["by_method"]) == {"paper", "dawid_skene", "source_agreement"}
+    assert comp["selection_quality"]["method"] == "dawid_skene" and comp["frozen_teacher"] is True
+    assert "teacher_average" in comp["significance"] and isinstance(comp["top_fell"], list)
+    after = json.loads((out / "results.json").read_text())
+    assert {"nll", "ece"} <= set(after["per_language"]["fr"]) and "mean_nll" in after
+    assert set(comp["calibration"]) == {"mean_nll", "mean_ece"}
+    assert "| selection method | Spearman ρ vs accuracy before |" in (out / "comparison.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_finetuned_ds(tiny_mlm, data_dir, tmp_path_factory):
+    import finetune
+
+    out = tmp_path_factory.mktemp("ft") / "run"
+    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
+                   "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu",
+                   "--report_to", "none", "--max_steps", "4", "--per_device_train_batch_size", "8",
+                   "--learning_rate", "1e-3", "--max_train_samples", "32", "--max_eval_samples", "8"])
+    return out
