@@ -24,7 +24,8 @@ from alsace.report.plots import plot_run
 from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
 from alsace.report.tracking import LanguageDevMetrics
-from alsace.runs import evaluate, prepare_output_dir, resolve_languages, setup_logging, train
+from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
+                         resolve_languages, run_configuration, setup_logging, train)
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
@@ -42,9 +43,15 @@ def main(argv=None) -> dict:
     task.check_languages([ft_args.selection_language], "--selection_language")
     if not task.has_train and not ft_args.skip_training:
         raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
-    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir,
-                                     training_args.resume_from_checkpoint)
+    if not ft_args.skip_training:
+        check_training_numbers(training_args)
     num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
+    config = run_configuration(
+        {"model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "finetune_args": ft_args},
+        training_args, data_args.task, model_args.model_name_or_path,
+        num_placeholder_tokens=num_placeholders, languages=languages)
+    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir,
+                                     training_args.resume_from_checkpoint, config)
 
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
                                                 num_placeholders, model_args.trust_remote_code)
@@ -89,11 +96,10 @@ def main(argv=None) -> dict:
                            evaluation, "Zero-shot evaluation (--skip_training): per-language accuracy"
                            if ft_args.skip_training else "English fine-tuning: per-language accuracy")
     if is_main_process():
-        write_run_record(training_args.output_dir, {
-            "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args,
-            "finetune_args": ft_args, "training_args": training_args.to_dict(),
-            "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
+        write_run_record(training_args.output_dir, config)  # what was stored before any work: what ran
         plot_run(training_args.output_dir, task.source_language)
+    RunStages(training_args.output_dir, config).mark("run")
+    remove_checkpoints(training_args.output_dir, ft_args.keep_checkpoints)
     return results
 
 

@@ -95,7 +95,12 @@ class OutputArguments:
     """What both entry points do with a non-empty `--output_dir` (inherited by their argument classes)."""
 
     overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Allow writing into a non-empty output directory that is not a resumable run."})
+        "help": "Replace the run in a non-empty output directory (its results, checkpoints and stored "
+                "configuration are removed first). Without it, a rerun with the same configuration continues "
+                "that run and one with another configuration is refused."})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "Keep the intermediate checkpoint-* folders (optimizer state) after a finished run; off: they "
+                "are removed, the final model stays in --output_dir."})
 
 
 @dataclass
