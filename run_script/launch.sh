@@ -9,6 +9,24 @@ task_name() {
   fi
 }
 
+# `config_hash ARGS...`: 8 hex digits of the result-changing arguments and NUM_GPUS (the effective batch size),
+# so that default run folders of different configurations cannot collide.
+config_hash() {
+  printf '%s\0' "NUM_GPUS=${NUM_GPUS:-1}" "$@" \
+    | python -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:8])'
+}
+
+# `script_variables SCRIPT "flag=VAR ..." EXTRA_ARGS...`: tell the entry point which variable set each flag, so
+# that its error names the variable (`--learning_rate -0.001: must be > 0 (set by LR= in ...)`); a flag
+# given again after the script name is the user's own and is left out.
+script_variables() {
+  local script=$1 pairs=$2 kept=() pair; shift 2
+  for pair in $pairs; do
+    [[ " $* " == *" --${pair%%=*} "* || " $* " == *" --${pair%%=*}="* ]] || kept+=("$pair")
+  done
+  export ALSACE_SCRIPT=$script ALSACE_SCRIPT_VARIABLES="${kept[*]}"
+}
+
 # `launch ENTRY ARGS...` runs a Python entry point, through torchrun when
 # NUM_GPUS > 1, or only prints the command when DRY_RUN is set.
 launch() {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -258,6 +259,7 @@ def parse(dataclass_types, argv, description: str | None = None):
         sys.exit(0)
     if len(argv) == 1 and argv[0].lower().endswith(CONFIG_SUFFIXES):
         return _parse_file(parser, dataclass_types, argv[0])
+    argv = join_negative_numbers(argv)
     if DistillArguments in dataclass_types:
         argv = select_best_flags(argv)
     # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
@@ -278,6 +280,21 @@ def parse(dataclass_types, argv, description: str | None = None):
         flags = " ".join(a for a in unknown if a.startswith("-")) or " ".join(unknown)
         raise UserError(f"unknown flag(s) {flags}: check the spelling; --help lists every flag")
     return parsed
+
+
+NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def join_negative_numbers(argv: list[str]) -> list[str]:
+    """`--flag -1e-3` as `--flag=-1e-3`: argparse reads `-1e-3` as an unknown option and answers "expected
+    one argument", where the value should reach the flag's own check (which names the flag and the fix)."""
+    out = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and NEGATIVE_NUMBER.fullmatch(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def _parse_file(parser, dataclass_types, path: str):
