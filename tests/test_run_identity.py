@@ -1,0 +1,250 @@
+"""A run is its configuration: stored before any work, compared on every rerun, recoverable after any kill.
+
+The reference is one uninterrupted tiny distillation run. Real runs of distill.py are killed (SIGKILL) in
+each stage — teacher selection, baseline evaluation, training before the first checkpoint, training after
+one, while a checkpoint is written — and stopped with SIGTERM; the same command then has to end with the
+reference's weights, predictions and results, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import distill
+import finetune
+from alsace.errors import RunComplete, UserError, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def distill_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--model_name_or_path", str(model), "--task", "xnli", "--data_dir", str(data), "--languages", "en,fr,de",
+            "--output_dir", str(out), "--max_steps", "6", "--save_steps", "2", "--per_device_train_batch_size", "4",
+            "--learning_rate", "1e-3", "--report_to", "none", "--max_seq_length", "64", "--use_cpu", "--seed", "7",
+            "--pool_size", "8", "--allow_untuned_checkpoint", *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(one_thread, tmp_path_factory, tiny_mlm, data_dir) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    distill.main(distill_args(tiny_mlm, data_dir, out))
+    return out
+
+
+def tree(path: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `path`, by relative name."""
+    return {str(p.relative_to(path)): (p.read_bytes() if p.is_file() else None) for p in sorted(path.rglob("*"))}
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for name in ("teacher_selection.json", "comparison.json"):
+        assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
+    for stage in (a, a / "baseline"):
+        rel = stage.relative_to(a)
+        ra, rb = json.loads((stage / "results.json").read_text()), json.loads((b / rel / "results.json").read_text())
+        assert {k: v for k, v in ra.items() if k != "model"} == {k: v for k, v in rb.items() if k != "model"}
+        logits = sorted((stage / "predictions").glob("*_logits.npy"))
+        assert len(logits) == 3
+        for path in logits:
+            assert np.array_equal(np.load(path), np.load(b / rel / "predictions" / path.name))
+
+
+# Test-only wrapper: the real entry point, parked at one point of one stage so that the kill lands there.
+PARKED_RUN = """
+import os, sys, time
+from transformers import TrainerCallback
+import alsace.trainer, distill
+from alsace.errors import run_cli
+
+where = os.environ["PARK_AT"]
+
+def park():
+    open(os.environ["PARKED_MARKER"], "w").close()
+    time.sleep(600)
+
+def parked_before(function):
+    def wrapper(*args, **kwargs):
+        park()
+        return function(*args, **kwargs)
+    return wrapper
+
+if where == "selection":
+    distill.score_languages = parked_before(distill.score_languages)
+elif where == "baseline":
+    distill.evaluate = parked_before(distill.evaluate)
+elif where.startswith("step"):
+    class Park(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == int(where[4:]):
+                park()
+    init = alsace.trainer.AlsaceTrainer.__init__
+    def with_park(self, *a, **k):
+        init(self, *a, **k)
+        self.add_callback(Park())
+    alsace.trainer.AlsaceTrainer.__init__ = with_park
+elif where == "saving":  # checkpoint-4's weights are written, its trainer_state.json (written last) is not
+    save = alsace.trainer.AlsaceTrainer._save
+    def parked_save(self, output_dir=None, state_dict=None):
+        save(self, output_dir, state_dict)
+        if str(output_dir).endswith("checkpoint-4"):
+            park()
+    alsace.trainer.AlsaceTrainer._save = parked_save
+run_cli(distill.main, sys.argv[1:])
+"""
+
+
+def stop_at(where: str, sig: int, argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    marker = tmp_path / f"parked-{where}"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PARKED_MARKER": str(marker), "PARK_AT": where,
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", PARKED_RUN, *argv], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=300)
+    assert marker.exists(), stderr[-3000:]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+
+
+@pytest.mark.parametrize("where", ["selection", "baseline", "step1", "step3", "saving"])
+def test_sigkill_in_any_stage_then_the_same_command_gives_the_uninterrupted_result(where, reference, tmp_path,
+                                                                                   tiny_mlm, data_dir):
+    out = tmp_path / "killed"
+    argv = distill_args(tiny_mlm, data_dir, out)
+    stopped = stop_at(where, signal.SIGKILL, argv, tmp_path)
+    assert stopped.returncode == -signal.SIGKILL
+    assert (out / "run_config.json").is_file()  # stored before any work
+    done = sorted(p.name for p in (out / "stages").glob("*.done")) if (out / "stages").is_dir() else []
+    assert done == {"selection": [], "baseline": ["teacher_selection.done"]}.get(
+        where, ["baseline.done", "teacher_selection.done"])
+    if where == "saving":
+        assert (out / "checkpoint-4" / "model.safetensors").is_file()
+        assert not (out / "checkpoint-4" / "trainer_state.json").exists()
+
+    distill.main(argv)  # the same command again
+    assert_same_results(reference, out)
+    assert not list(out.glob("checkpoint-*"))  # a finished run keeps no intermediate checkpoint
+    with pytest.raises(RunComplete, match="holds a finished run, nothing to do"):
+        distill.main(argv)
+
+
+@pytest.mark.parametrize("where, sig, status, line", [
+    ("baseline", signal.SIGTERM, 143, "terminated (SIGTERM) ({out} is kept: rerun the same command to continue; "
+                                      "it reuses the completed teacher_selection)"),
+    ("step3", signal.SIGTERM, 143, "terminated (SIGTERM) at step 3; rerun the same command to resume from "
+                                   "checkpoint-2"),
+    ("step1", signal.SIGINT, 130, "interrupted at step 1; no checkpoint had been saved yet: rerun the same command "
+                                  "to train again from step 0 ({out} is kept: rerun the same command to continue; "
+                                  "it reuses the completed baseline, teacher_selection)"),
+])
+def test_sigterm_and_sigint_end_with_one_line_and_their_own_status_then_resume(where, sig, status, line, reference,
+                                                                               tmp_path, tiny_mlm, data_dir):
+    out = tmp_path / "stopped"
+    argv = distill_args(tiny_mlm, data_dir, out)
+    stopped = stop_at(where, sig, argv, tmp_path)
+    assert stopped.returncode == status, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == line.format(out=out)
+    distill.main(argv)
+    assert_same_results(reference, out)
+
+
+def test_a_rerun_with_other_settings_is_refused_before_any_work_one_line_each(reference, tmp_path, tiny_mlm,
+                                                                              data_dir, monkeypatch):
+    out = tmp_path / "interrupted"
+    distill.main(distill_args(tiny_mlm, data_dir, out, "--max_steps", "2"))
+    (out / "stages" / "run.done").unlink()  # as if killed after its last checkpoint
+    before = tree(out)
+    monkeypatch.setattr(distill, "load_tokenizer_and_model", lambda *a, **k: pytest.fail("loaded the model"))
+    changed = distill_args(tiny_mlm, data_dir, out, "--max_steps", "2", "--learning_rate", "2e-3", "--frozen_teacher",
+                           "--teacher_threshold", "0.34", "--pool_size", "4")
+    with pytest.raises(UserError) as caught:
+        distill.main(changed)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"--output_dir {out} holds a run of another configuration (4 settings differ, stored → now):"
+    assert lines[1:5] == ["  --frozen_teacher: false → true", "  --learning_rate: 0.001 → 0.002",
+                          "  --pool_size: 8 → 4", '  --teacher_threshold: "mean" → "0.34"']
+    assert "another directory" in lines[5] and "--overwrite_output_dir" in lines[5]
+    assert tree(out) == before
+
+
+def test_settings_that_cannot_change_results_do_not_make_another_run(reference, tmp_path, tiny_mlm, data_dir):
+    out = tmp_path / "same"
+    argv = distill_args(tiny_mlm, data_dir, out, "--max_steps", "2")
+    distill.main(argv)
+    with pytest.raises(RunComplete):
+        distill.main([*argv, "--report_to", "none", "--logging_steps", "7", "--per_device_eval_batch_size", "3",
+                      "--dataloader_num_workers", "0", "--keep_checkpoints"])
+    with pytest.raises(UserError, match="--seed: 7 → 8"):
+        distill.main([*argv, "--seed", "8"])
+
+
+def test_what_ran_is_what_was_stored_at_the_start(reference):
+    stored = json.loads((reference / "run_config.json").read_text())
+    assert json.loads((reference / "run_args.json").read_text()) == stored
+    assert stored["distill_args"]["pool_size"] == 8 and stored["training_args"]["learning_rate"] == 1e-3
+    assert stored["resolved"]["languages"] == ["en", "fr", "de"] and stored["resolved"]["world_size"] == 1
+    assert "overwrite_output_dir" not in stored["distill_args"]  # a replay must never overwrite this run
+
+
+def test_finetune_rerun_with_another_learning_rate_is_refused(tmp_path, tiny_mlm, data_dir):
+    out = tmp_path / "ft"
+    argv = ["--model_name_or_path", str(tiny_mlm), "--task", "xnli", "--data_dir", str(data_dir), "--languages",
+            "en,fr", "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4",
+            "--max_seq_length", "64", "--use_cpu", "--report_to", "none", "--save_strategy", "no"]
+    finetune.main(argv)
+    before = tree(out)
+    with pytest.raises(UserError, match=r"(?s)1 setting differ.*--learning_rate: 5e-05 → 0.0001"):
+        finetune.main([*argv, "--learning_rate", "1e-4"])
+    assert tree(out) == before
+    finetune.main([*argv, "--learning_rate", "1e-4", "--overwrite_output_dir"])
+    assert json.loads((out / "run_args.json").read_text())["training_args"]["learning_rate"] == 1e-4
+
+
+# Failures that are not the project's own errors leave the output location as it was.
+class Boom(RuntimeError):
+    pass
+
+
+def test_any_failure_removes_what_this_invocation_created_parents_included(tmp_path, tiny_mlm, data_dir,
+                                                                            monkeypatch):
+    root = tmp_path / "root"
+    (root / "other_run").mkdir(parents=True)
+    (root / "other_run" / "results.json").write_text("{}")
+    before = tree(root)
+
+    def boom(*args, **kwargs):
+        raise Boom("not one of ours")
+
+    monkeypatch.setattr(distill, "PairDataset", boom)  # after selection and baseline were written
+    with pytest.raises(Boom):
+        run_cli(distill.main, distill_args(tiny_mlm, data_dir, root / "new" / "deeper" / "run"))
+    assert tree(root) == before
+
+
+def test_a_failure_while_continuing_a_run_leaves_the_previous_files_as_they_were(tmp_path, tiny_mlm, data_dir,
+                                                                                 monkeypatch):
+    out = tmp_path / "run"
+    argv = distill_args(tiny_mlm, data_dir, out)
+    stop_at("baseline", signal.SIGKILL, argv, tmp_path)  # selection complete, baseline not
+    before = tree(out)
+    monkeypatch.setattr(distill, "PairDataset", lambda *a, **k: (_ for _ in ()).throw(Boom("late")))
+    with pytest.raises(Boom):
+        run_cli(distill.main, argv)
+    assert tree(out) == before  # the baseline this attempt wrote and its marker are gone again
