@@ -248,3 +248,72 @@ def test_a_failure_while_continuing_a_run_leaves_the_previous_files_as_they_were
     with pytest.raises(Boom):
         run_cli(distill.main, argv)
     assert tree(out) == before  # the baseline this attempt wrote and its marker are gone again
+
+
+@pytest.mark.parametrize("entry, extra, message", [
+    ("distill", ["--learning_rate=-0.001"], "--learning_rate -0.001: must be > 0"),
+    ("distill", ["--learning_rate", "-1e-3"], "--learning_rate -0.001: must be > 0"),  # not "expected one argument"
+    ("distill", ["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be >= 1"),
+    ("finetune", ["--per_device_eval_batch_size", "0"], "--per_device_eval_batch_size 0: must be >= 1"),
+    ("finetune", ["--num_train_epochs", "0", "--max_steps", "-1"], "--num_train_epochs 0.0: no training at all"),
+    ("distill", ["--languages", "en"], "--languages en: self-distillation needs at least two languages"),
+    ("distill", ["--teacher_threshold", "0.6"], "--teacher_threshold 0.6: no scores can split 3 languages"),
+    ("distill", ["--teacher_threshold", "0.15"], "--teacher_threshold 0.15: no scores can split 3 languages"),
+])
+def test_invalid_numbers_are_refused_before_the_model_loads_and_leave_nothing(entry, extra, message, tmp_path,
+                                                                              tiny_mlm, data_dir, monkeypatch):
+    module = {"distill": distill, "finetune": finetune}[entry]
+    monkeypatch.setattr(module, "load_tokenizer_and_model", lambda *a, **k: pytest.fail("loaded the model"))
+    argv = distill_args(tiny_mlm, data_dir, tmp_path / "new" / "run")
+    if entry == "finetune":
+        argv = argv[:argv.index("--pool_size")]
+    before = tree(tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        run_cli(module.main, [*argv, *extra])
+    assert caught.value.code == 2
+    assert tree(tmp_path) == before
+    with pytest.raises(UserError, match=f"^{message.replace('(', '.').replace(')', '.')}"):
+        module.main([*argv, *extra])
+
+
+@pytest.mark.parametrize("script, variables, line", [
+    ("distillation.sh", {"LR": "-1e-3"},
+     "error: --learning_rate -0.001: must be > 0 (set by LR= in run_script/distillation.sh)"),
+    ("finetuning.sh", {"BS": "0"},
+     "error: --per_device_train_batch_size 0: must be >= 1 (set by BS= in run_script/finetuning.sh)"),
+])
+def test_a_bad_number_through_a_script_names_the_shell_variable(script, variables, line, tmp_path, tiny_mlm,
+                                                                 data_dir):
+    out = tmp_path / "parent" / "run"
+    env = {**os.environ, "MODEL_DIR": str(tiny_mlm), "DATA_DIR": str(data_dir), "OUTPUT_DIR": str(out),
+           "BF16": "false", **variables}
+    extra = ["--languages", "en,fr,de", "--use_cpu"] + (["--allow_untuned_checkpoint"] if script.startswith("d") else [])
+    proc = subprocess.run(["bash", str(REPO / "run_script" / script), *extra], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "parent").exists()
+
+
+def test_replaying_a_saved_record_reruns_it_into_a_new_directory_and_never_overwrites_it(tmp_path, tiny_mlm,
+                                                                                          data_dir):
+    out = tmp_path / "ft"
+    argv = ["--model_name_or_path", str(tiny_mlm), "--task", "xnli", "--data_dir", str(data_dir), "--languages",
+            "en,fr", "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+            "--max_seq_length", "64", "--use_cpu", "--report_to", "none", "--save_strategy", "no",
+            "--overwrite_output_dir"]
+    finetune.main(argv)
+    record = json.loads((out / "run_args.json").read_text())
+    assert "overwrite_output_dir" not in record["finetune_args"]
+    old_style = tmp_path / "old_run_args.json"  # what earlier versions saved: the overwrite flag included
+    record["finetune_args"]["overwrite_output_dir"] = True
+    old_style.write_text(json.dumps(record))
+    before = tree(out)
+    run_cli(finetune.main, [str(old_style)])  # no SystemExit: a finished run returns
+    assert tree(out) == before
+    replay = tmp_path / "ft-replay"
+    assert json.loads((replay / "results.json").read_text())["per_language"] == \
+        json.loads((out / "results.json").read_text())["per_language"]
+    elsewhere = tmp_path / "elsewhere"
+    finetune.main([str(out / "run_args.json"), "--output_dir", str(elsewhere)])
+    assert (elsewhere / "results.json").is_file() and tree(out) == before

@@ -257,8 +257,8 @@ def parse(dataclass_types, argv, description: str | None = None):
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         sys.exit(0)
-    if len(argv) == 1 and argv[0].lower().endswith(CONFIG_SUFFIXES):
-        return _parse_file(parser, dataclass_types, argv[0])
+    if argv and argv[0].lower().endswith(CONFIG_SUFFIXES) and not argv[0].startswith("-"):
+        return _parse_file(parser, dataclass_types, argv[0], _file_output_dir(argv))
     argv = join_negative_numbers(argv)
     if DistillArguments in dataclass_types:
         argv = select_best_flags(argv)
@@ -297,8 +297,26 @@ def join_negative_numbers(argv: list[str]) -> list[str]:
     return out
 
 
-def _parse_file(parser, dataclass_types, path: str):
-    """The dataclasses from a JSON or YAML file of `flag: value` pairs (flat, or nested by section)."""
+def _file_output_dir(argv: list[str]) -> str | None:
+    """The only flag an arguments file takes beside it: `--output_dir DIR` (where a replay goes)."""
+    rest = argv[1:]
+    if not rest:
+        return None
+    if len(rest) == 2 and rest[0] == "--output_dir":
+        return rest[1]
+    if len(rest) == 1 and rest[0].startswith("--output_dir="):
+        return rest[0].split("=", 1)[1]
+    raise UserError(f"{argv[0]}: an arguments file takes no other flag than --output_dir DIR; put the others "
+                    "in the file")
+
+
+def _parse_file(parser, dataclass_types, path: str, output_dir: str | None = None):
+    """The dataclasses from a JSON or YAML file of `flag: value` pairs (flat, or nested by section).
+
+    A run's own record (run_config.json / run_args.json, nested by section) is a replay: the same
+    configuration into a new directory, `--output_dir` or else `<the run's folder>-replay`; it never
+    overwrites the run it came from (`overwrite_output_dir` and `resume_from_checkpoint` are dropped).
+    """
     import json
     from pathlib import Path
 
@@ -320,7 +338,22 @@ def _parse_file(parser, dataclass_types, path: str):
         raise
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a mapping of flag names to values")
+    replay = any(k.endswith("_args") and isinstance(v, dict) for k, v in values.items())  # a run's own record
     values = flatten_run_args(values)
+    if replay:
+        from pathlib import Path as _Path
+
+        from alsace.run_config import ACTION_FIELDS
+
+        for key in ACTION_FIELDS:
+            values.pop(key, None)
+        recorded = values.get("output_dir")
+        if output_dir is None and recorded and _Path(recorded).exists():
+            output_dir = f"{recorded.rstrip('/')}-replay"
+            print(f"{path}: replaying the run of {recorded} into {output_dir} (--output_dir DIR chooses the folder)",
+                  file=sys.stderr)
+    if output_dir is not None:
+        values["output_dir"] = output_dir
     if values.get("select_best_on_dev") and DistillArguments in dataclass_types:  # as `select_best_flags`
         values.setdefault("load_best_model_at_end", True)
         values.setdefault("metric_for_best_model", "accuracy")
