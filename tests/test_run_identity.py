@@ -317,3 +317,46 @@ def test_replaying_a_saved_record_reruns_it_into_a_new_directory_and_never_overw
     elsewhere = tmp_path / "elsewhere"
     finetune.main([str(out / "run_args.json"), "--output_dir", str(elsewhere)])
     assert (elsewhere / "results.json").is_file() and tree(out) == before
+
+
+def default_output_dir(script: str, env: dict) -> str:
+    proc = subprocess.run(["bash", str(REPO / "run_script" / script)], capture_output=True, text=True, timeout=120,
+                          env={**{k: v for k, v in os.environ.items() if k not in ("OUTPUT_DIR", "OUTPUT_ROOT")},
+                               "DRY_RUN": "1", "BF16": "false", **env}, check=True)
+    words = proc.stdout.split()
+    if script == "multiseed.sh":
+        return words[words.index("--run_dirs") + 1].split("/seed-")[0]
+    return words[words.index("--output_dir") + 1]
+
+
+SCRIPT_VARIABLES = {  # each result-changing variable with a value other than its default
+    "finetuning.sh": {"MODEL_DIR": "models/other", "TASK": "pawsx", "DATA_DIR": "data2", "HEAD": "classification",
+                      "PRESET": "xtreme", "SEED": "1", "NUM_GPUS": "2", "LOSS": "label_words",
+                      "SELECTION_LANGUAGE": "fr", "LR": "2e-6", "BS": "16", "EPOCHS": "3", "TRAIN_SAMPLES": "64",
+                      "MAX_SEQ_LENGTH": "128", "EVAL_STEPS": "25", "WARMUP": "0.1", "WEIGHT_DECAY": "0.01",
+                      "MAX_STEPS": "10", "DEEPSPEED_CONFIG": "run_script/ds_zero2_bf16.json"},
+    "distillation.sh": {"MODEL_DIR": "outputs/ft2", "TASK": "pawsx", "DATA_DIR": "data2", "HEAD": "classification",
+                        "SEED": "1", "NUM_GPUS": "2", "RECIPE": "recommended", "LR": "1e-7", "EPOCHS": "2",
+                        "MAX_STEPS": "50", "FROZEN_TEACHER": "true", "ANCHOR_WEIGHT": "0.5",
+                        "MIN_TEACHER_CONFIDENCE": "0.5", "TEACHER_TEMPERATURE": "0.5", "BS": "20", "WARMUP": "0.1",
+                        "SCHEDULER": "linear", "WEIGHT_DECAY": "0.01", "MAX_SEQ_LENGTH": "128", "BF16": "true",
+                        "POOL_SIZE": "100", "TEACHER_THRESHOLD": "paper", "LANG_RANK": "original",
+                        "KL_DIRECTION": "symmetric", "DETACH_TEACHER": "true", "TEMPERATURE": "2.0",
+                        "SAVE_STEPS": "50", "DEEPSPEED_CONFIG": "run_script/ds_zero2_bf16.json"},
+    "multiseed.sh": {"TASK": "pawsx", "LR": "2e-6", "FINETUNE_VARS": "LOSS=label_words",
+                     "DISTILL_VARS": "RECIPE=recommended", "DISTILL": "0", "MAX_SEQ_LENGTH": "128"},
+}
+NEUTRAL_VARIABLES = {"REPORT_TO": "tensorboard", "EVAL_BS": "8"}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_VARIABLES))
+def test_default_run_folders_change_with_every_result_changing_variable(script):
+    base = {"MODEL_DIR": "outputs/ft", "SEEDS": "1", "NUM_STUDENTS": "8"}
+    default = default_output_dir(script, base)
+    names = {name: default_output_dir(script, {**base, name: value})
+             for name, value in SCRIPT_VARIABLES[script].items()}
+    same = [name for name, folder in names.items() if folder == default]
+    assert not same, f"{script}: the default folder ignores {same}"
+    assert len(set(names.values())) == len(names)  # and no two variables give the same folder
+    for name, value in NEUTRAL_VARIABLES.items():
+        assert default_output_dir(script, {**base, name: value}) == default, name
