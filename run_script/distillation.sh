@@ -11,9 +11,9 @@ if [[ -z "$MODEL_DIR" ]]; then
   echo "error: MODEL_DIR is not set: set it to a checkpoint written by run_script/finetuning.sh, e.g." \
        "MODEL_DIR=outputs/ft_xnli_... bash run_script/distillation.sh" >&2; exit 2
 fi
-TASK=${TASK:-xnli}                          # must match the checkpoint's task
+TASK=${TASK:-}                              # empty = the checkpoint's (alsace_task.json); a restated TASK must match it
 DATA_DIR=${DATA_DIR:-}                      # holds <task>/<split>/<lang>.jsonl; empty = download from the Hub
-HEAD=${HEAD:-prompt}                        # must match the checkpoint's head
+HEAD=${HEAD:-}                              # empty = the checkpoint's; a restated HEAD must match it
 SEED=${SEED:-100}                           # original
 NUM_GPUS=${NUM_GPUS:-1}                     # >1 launches torchrun
 DEEPSPEED_CONFIG=${DEEPSPEED_CONFIG:-}      # the original used ZeRO-2: run_script/ds_zero2_bf16.json (optional install)
@@ -58,7 +58,7 @@ if [[ "$BF16" == auto ]]; then
   BF16=$(python -c 'import torch; print(str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()).lower())')
 fi
 args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
-  --model_name_or_path "$MODEL_DIR" --task "$TASK" --head "$HEAD" --seed "$SEED"
+  --model_name_or_path "$MODEL_DIR" --seed "$SEED"
   --learning_rate "$LR" --per_device_train_batch_size "$BS"
   --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --warmup_steps "$WARMUP" --lr_scheduler_type "$SCHEDULER"
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
@@ -66,13 +66,15 @@ args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
   --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --save_strategy steps --save_steps "$SAVE_STEPS"
 )
+[[ -n "$TASK" ]] && args+=(--task "$TASK")
+[[ -n "$HEAD" ]] && args+=(--head "$HEAD")
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")
 [[ -n "$POOL_SIZE" ]] && args+=(--pool_size "$POOL_SIZE")
 [[ -n "$TEACHER_TEMPERATURE" ]] && args+=(--teacher_temperature "$TEACHER_TEMPERATURE")
 [[ -n "$LANG_RANK" ]] && args+=(--lang_rank "$LANG_RANK" --num_students "${NUM_STUDENTS:?LANG_RANK needs NUM_STUDENTS}")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
 # Default folder: a readable prefix + a hash of every result-changing setting, extra flags included.
-OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_$(task_name "$TASK")_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_seed${SEED}_$(config_hash "${args[@]}" "$@")}
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_$(task_name "${TASK:-$(checkpoint_task "$MODEL_DIR")}")_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_seed${SEED}_$(config_hash "${args[@]}" "$@")}
 script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=TASK head=HEAD seed=SEED
   learning_rate=LR per_device_train_batch_size=BS per_device_eval_batch_size=EVAL_BS num_train_epochs=EPOCHS
   max_steps=MAX_STEPS warmup_steps=WARMUP lr_scheduler_type=SCHEDULER weight_decay=WEIGHT_DECAY

@@ -9,6 +9,12 @@ task_name() {
   fi
 }
 
+# `checkpoint_task DIR`: the task a checkpoint records (its alsace_task.json), for folder names; "task" if none.
+checkpoint_task() {
+  python -c 'import json, sys; print(json.load(open(sys.argv[1], encoding="utf-8"))["task"])' \
+    "$1/alsace_task.json" 2>/dev/null || echo task
+}
+
 # `config_hash ARGS...`: 8 hex digits of the result-changing arguments and NUM_GPUS (the effective batch size),
 # so that default run folders of different configurations cannot collide.
 config_hash() {

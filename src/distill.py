@@ -30,7 +30,7 @@ from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.files import write_json, write_text
 from alsace.metrics import selection_quality
 from alsace.modeling import (CHECKPOINT_INFO, load_tokenizer_and_model, placeholder_count, read_checkpoint_info,
-                             write_checkpoint_info)
+                             settings_from_checkpoint, write_checkpoint_info)
 from alsace.pairs import PairDataset, all_pairs, build_pairs
 from alsace.report.plots import plot_run
 from alsace.report.results import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
@@ -55,6 +55,7 @@ def main(argv=None) -> dict:
     set_seed(training_args.seed)
 
     check_training_numbers(training_args)
+    settings_from_checkpoint(model_args, data_args)  # --task / --head: the checkpoint's, or restated equal
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
     if len(languages) < 2:
@@ -178,7 +179,7 @@ def main(argv=None) -> dict:
     train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
-        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
+        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     # Stage 3: evaluate every language again and compare.
     after = save_results(output_dir, task, data_args.eval_split, training_args.output_dir,

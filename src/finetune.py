@@ -37,6 +37,8 @@ def main(argv=None) -> dict:
         (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments), argv, __doc__)
     setup_logging(training_args)
     set_seed(training_args.seed)
+    data_args.task = data_args.task or "xnli"  # a model to fine-tune records no task of its own
+    model_args.head = model_args.head or "prompt"
 
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
@@ -89,7 +91,7 @@ def main(argv=None) -> dict:
         train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
     if is_main_process():
-        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
+        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     evaluation = evaluate(model, eval_features, collator, training_args)
     results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,

@@ -29,13 +29,14 @@ class ModelArguments:
     _argument_group_name = "model"  # its --help section (HfArgumentParser)
 
     model_name_or_path: str = field(metadata={"help": "Hub id or local directory of the model / checkpoint."})
-    head: str = field(default="prompt", metadata={
+    head: str | None = field(default=None, metadata={
         "help": "prompt: cloze prompt on a masked LM (or first decoder step of a seq2seq LM), the "
-                "original's method; classification: AutoModelForSequenceClassification."})
+                "original's method; classification: AutoModelForSequenceClassification. Default: the head "
+                "the checkpoint was trained with (its alsace_task.json), else prompt."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
 
     def __post_init__(self):
-        if self.head not in ("prompt", "classification"):
+        if self.head is not None and self.head not in ("prompt", "classification"):
             raise UserError(f"--head {self.head!r}: choose prompt or classification")
 
 
@@ -43,9 +44,10 @@ class ModelArguments:
 class DataArguments:
     _argument_group_name = "data and evaluation"  # its --help section (HfArgumentParser)
 
-    task: str = field(default="xnli", metadata={
+    task: str | None = field(default=None, metadata={
         "help": "Task name from the registry (xnli, pawsx, xcopa, geomlama), or the path of a task file "
-                "(*.json) describing your own parallel classification dataset (see docs)."})
+                "(*.json) describing your own parallel classification dataset (see docs). Default: the task "
+                "the checkpoint was trained for (its alsace_task.json), else xnli."})
     data_dir: str | None = field(default=None, metadata={
         "help": "Folder holding <task>/<split>/<lang>.jsonl. Unset: download from the Hugging Face Hub."})
     languages: str | None = field(default=None, metadata={
