@@ -360,3 +360,49 @@ def test_default_run_folders_change_with_every_result_changing_variable(script):
     assert len(set(names.values())) == len(names)  # and no two variables give the same folder
     for name, value in NEUTRAL_VARIABLES.items():
         assert default_output_dir(script, {**base, name: value}) == default, name
+
+
+def test_the_checkpoint_knows_its_task_predict_and_distill_take_it_from_there(tmp_path, tmp_path_factory):
+    from taskdata import tiny_model, write_task_file
+
+    import predict
+
+    task_file = write_task_file(tmp_path / "task", {"train": 24, "validation": 12, "test": 12})
+    model = tiny_model("xlm-roberta", tmp_path_factory)
+    ft = tmp_path / "ft"
+    finetune.main(["--model_name_or_path", str(model), "--task", str(task_file), "--output_dir", str(ft),
+                   "--max_steps", "2", "--per_device_train_batch_size", "4", "--max_seq_length", "48",
+                   "--use_cpu", "--report_to", "none", "--save_strategy", "no"])
+    info = json.loads((ft / "alsace_task.json").read_text())
+    assert info["task"] == "topics" and info["task_file"] == "alsace_task_file.json" and info["max_seq_length"] == 48
+    moved = task_file.rename(task_file.with_name("moved.json"))  # the checkpoint does not need the original
+
+    rows = [json.loads(line) for line in (tmp_path / "task" / "topics_data" / "test" / "fr.jsonl").read_text().splitlines()]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": r["text"], "lang": "fr"}) + "\n" for r in rows))
+    predicted = predict.main(["--model_name_or_path", str(ft), "--input", str(source), "--output",
+                              str(tmp_path / "pred.jsonl"), "--use_cpu"])
+    logits = np.load(ft / "predictions" / "fr_test_logits.npy")  # what evaluation scored for the same rows
+    assert [p["predicted_label_id"] for p in predicted] == logits.argmax(1).tolist()
+    with pytest.raises(UserError, match="^--task xnli: .* was trained for task topics"):
+        predict.main(["--model_name_or_path", str(ft), "--input", str(source), "--task", "xnli"])
+
+    out = tmp_path / "distill"
+    argv = ["--model_name_or_path", str(ft), "--output_dir", str(out), "--max_steps", "1", "--use_cpu",
+            "--per_device_train_batch_size", "4", "--report_to", "none", "--save_strategy", "no"]
+    distill.main(argv)  # no --task, no --head: the checkpoint's
+    stored = json.loads((out / "run_config.json").read_text())
+    assert stored["data_args"]["task"] == str(ft / "alsace_task_file.json") and stored["model_args"]["head"] == "prompt"
+    assert json.loads((out / "alsace_task.json").read_text())["task_file"] == "alsace_task_file.json"
+    with pytest.raises(RunComplete):  # restated and equal: the same run
+        distill.main([*argv, "--task", str(moved), "--head", "prompt"])
+    with pytest.raises(UserError, match="^--task xnli: .* was fine-tuned for task topics"):
+        distill.main([*argv, "--task", "xnli"])
+    with pytest.raises(UserError, match="^--head classification: .* was trained with --head prompt"):
+        distill.main([*argv, "--head", "classification"])
+
+    proc = subprocess.run(["bash", str(REPO / "run_script" / "distillation.sh"), "--use_cpu"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "MODEL_DIR": str(ft), "TASK": "xnli",
+                                                       "BF16": "false", "OUTPUT_DIR": str(tmp_path / "x")})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("(set by TASK= in run_script/distillation.sh)")
