@@ -29,7 +29,7 @@ RESULT_NEUTRAL_FIELDS = frozenset({
     "save_on_each_node", "dataloader_num_workers", "dataloader_pin_memory",
     "dataloader_persistent_workers", "dataloader_prefetch_factor", "dataloader_multiprocessing_context",
     "local_rank", "ddp_timeout", "ddp_backend", "skip_memory_metrics", "per_device_eval_batch_size",
-    "eval_accumulation_steps", "cache_dir", "overwrite_cache", "eval_all_dev_languages",
+    "eval_accumulation_steps", "cache_dir", "overwrite_cache", "eval_all_dev_languages", "ddp_find_unused_parameters",
 })
 
 # What a command asks to do with its directory, not how the run is configured: never stored, so that a
