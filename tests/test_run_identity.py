@@ -259,6 +259,7 @@ def test_a_failure_while_continuing_a_run_leaves_the_previous_files_as_they_were
     ("distill", ["--languages", "en"], "--languages en: self-distillation needs at least two languages"),
     ("distill", ["--teacher_threshold", "0.6"], "--teacher_threshold 0.6: no scores can split 3 languages"),
     ("distill", ["--teacher_threshold", "0.15"], "--teacher_threshold 0.15: no scores can split 3 languages"),
+    ("distill", ["--frozen_teacher", "--detach_teacher"], "--detach_teacher with --frozen_teacher: a frozen teacher"),
 ])
 def test_invalid_numbers_are_refused_before_the_model_loads_and_leave_nothing(entry, extra, message, tmp_path,
                                                                               tiny_mlm, data_dir, monkeypatch):
@@ -406,3 +407,23 @@ def test_the_checkpoint_knows_its_task_predict_and_distill_take_it_from_there(tm
                                                        "BF16": "false", "OUTPUT_DIR": str(tmp_path / "x")})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("(set by TASK= in run_script/distillation.sh)")
+
+
+def test_resuming_names_only_really_missing_weights_not_the_tied_head(tmp_path, tiny_mlm, monkeypatch):
+    """XLM-R's lm_head.decoder.* are tied to the embeddings and lm_head.bias, so a checkpoint stores them
+    once: resuming must not warn that they are missing; a truly missing weight is still named."""
+    import transformers.trainer
+    from torch.nn.modules.module import _IncompatibleKeys
+    from transformers import AutoModelForMaskedLM, TrainingArguments
+
+    from alsace.trainer import AlsaceTrainer
+
+    trainer = AlsaceTrainer(model=AutoModelForMaskedLM.from_pretrained(tiny_mlm), finetune_loss="label_words",
+                            args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    warned = []
+    monkeypatch.setattr(transformers.trainer.logger, "warning", warned.append)
+    real = "roberta.encoder.layer.0.output.dense.weight"
+    trainer._issue_warnings_after_load(_IncompatibleKeys(["lm_head.decoder.weight", "lm_head.decoder.bias"], []))
+    assert warned == []
+    trainer._issue_warnings_after_load(_IncompatibleKeys(["lm_head.decoder.weight", real], []))
+    assert len(warned) == 1 and real in warned[0] and "lm_head.decoder" not in warned[0]
