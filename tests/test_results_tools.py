@@ -381,7 +381,7 @@ def test_pipeline_logs_language_scalars_and_writes_significance_and_plots(tmp_pa
     ft_dir, ds_dir = tmp_path / "ft", tmp_path / "ds"
     finetune.main(["--model_name_or_path", str(tiny_mlm), "--output_dir", str(ft_dir), "--max_steps", "2",
                    "--learning_rate", "1e-3", "--eval_strategy", "steps", "--eval_steps", "2",
-                   "--max_selection_samples", "8", "--eval_all_dev_languages"] + common)
+                   "--max_selection_samples", "8", "--eval_all_dev_languages", "--keep_checkpoints"] + common)
     history = json.loads((ft_dir / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     logged = next(h for h in history if "eval_fr_accuracy" in h)
     assert logged["step"] == 2 and {"eval_en_accuracy", "eval_de_accuracy", "eval_transfer_gap"} <= set(logged)
