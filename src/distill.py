@@ -24,7 +24,7 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
 from alsace.data import load_pool, load_split
 from alsace.distributed import broadcast_from_main, is_main_process
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError, restores_output_dir, run_cli
 from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.files import write_json, write_text
@@ -48,6 +48,7 @@ from alsace.trainer import AlsaceTrainer, compute_accuracy
 logger = logging.getLogger("alsace.distill")
 
 
+@restores_output_dir  # whatever fails, nothing half-written is left
 def main(argv=None) -> dict:
     model_args, data_args, prompt_args, d_args, training_args = parse(
         (ModelArguments, DataArguments, PromptArguments, DistillArguments, TrainingArguments), argv, __doc__)

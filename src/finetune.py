@@ -17,7 +17,7 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
 from alsace.distributed import is_main_process
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError, restores_output_dir, run_cli
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.modeling import load_tokenizer_and_model, placeholder_count, write_checkpoint_info
 from alsace.report.plots import plot_run
@@ -32,6 +32,7 @@ from alsace.trainer import AlsaceTrainer, compute_accuracy
 logger = logging.getLogger("alsace.finetune")
 
 
+@restores_output_dir  # whatever fails, nothing half-written is left
 def main(argv=None) -> dict:
     model_args, data_args, prompt_args, ft_args, training_args = parse(
         (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments), argv, __doc__)

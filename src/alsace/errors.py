@@ -133,6 +133,30 @@ def where_results_are(output_dir) -> str:
     return text + (f"; plots: {', '.join(plots)}" if plots else "")
 
 
+def restores_output_dir(main: Callable) -> Callable:
+    """Decorate an entry point's `main`: whatever it raises, the output location is restored first
+    (`restore_output_dir`), also when `main` is called in-process; `run_cli` prints the note it leaves."""
+    import functools
+
+    @functools.wraps(main)
+    def guarded(*args, **kwargs):
+        _run.update(output_dir=None, created=None, before=None)
+        try:
+            return main(*args, **kwargs)
+        except RunComplete:
+            raise
+        except (Interrupted, KeyboardInterrupt, Exception) as err:
+            err.restore_note = restore_output_dir(interrupted=isinstance(err, (Interrupted, KeyboardInterrupt)))
+            raise
+
+    return guarded
+
+
+def _note(err: BaseException, interrupted: bool = False) -> str:
+    note = getattr(err, "restore_note", None)
+    return restore_output_dir(interrupted) if note is None else note
+
+
 def script_variable_hint(message: str) -> str:
     """` (LR= in run_script/x.sh)` when the first flag a message names came from a run script's variable.
 
@@ -153,14 +177,14 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
     try:
         main(argv)
     except UserError as err:
-        print(f"error: {err}{script_variable_hint(str(err))}{restore_output_dir()}", file=sys.stderr)
+        print(f"error: {err}{script_variable_hint(str(err))}{_note(err)}", file=sys.stderr)
         sys.exit(2)
     except RunComplete as done:
         print(done)
         sys.exit(0)
     except (Interrupted, KeyboardInterrupt) as stop:
         message = str(stop) or ("terminated (SIGTERM)" if stop_code(stop) == 143 else "interrupted")
-        note = restore_output_dir(interrupted=True)
+        note = _note(stop, interrupted=True)
         if isinstance(stop, Interrupted) and "resume from checkpoint-" in message:
             note = ""  # the message already says which checkpoint is kept
         newline = "\n" if sys.stderr.isatty() else ""  # below a progress bar cut off mid-line
@@ -168,7 +192,7 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
         sys.exit(stop_code(stop))
     except BaseException as err:
         if not isinstance(err, SystemExit):  # any other failure: the traceback, and nothing half-written
-            note = restore_output_dir()
+            note = _note(err)
             if note:
                 print(f"error: {type(err).__name__}{note}", file=sys.stderr)
         raise
