@@ -445,9 +445,10 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
     agg = json.loads((out / "aggregate.json").read_text())
     assert agg["kind"] == "distillation" and agg["seeds"] == [4, 5]
     assert agg["per_language"]["fr"]["after"]["mean"] == pytest.approx((AFTER[1]["fr"] + AFTER[2]["fr"]) / 2)
-    # A rerun finds every stage finished: no stage runs again, the aggregate is rewritten.
-    rerun = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    assert len((tmp_path / "calls").read_text().splitlines()) == 4 and "skipping distillation" in rerun.stdout
+    # A rerun asks every stage again: the entry point, not the folder's files, decides whether the run there is
+    # this configuration's finished run ("nothing to do"), an interrupted one (continued) or another (refused).
+    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    assert (tmp_path / "calls").read_text().splitlines()[4:] == calls
     # A second recipe from the same fine-tuned checkpoints: stage-only variables, its own folder.
     fake_run(templates / "distillation.sh-4", 4, BEFORE[1], AFTER[1], init=str(out / "seed-4" / "finetune"))
     env = {**env, "SEEDS": "4", "DISTILL_NAME": "distill-b", "DISTILL_VARS": "RECIPE=recommended LR=1e-5",
@@ -455,7 +456,8 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
     stub = scripts / "distillation.sh"
     stub.write_text(STAGE_STUB.replace("ARGS=$*", "RECIPE=$RECIPE LR=$LR ARGS=$*"))
     subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    assert (tmp_path / "calls").read_text().splitlines()[4:] == [
+    assert (tmp_path / "calls").read_text().splitlines()[8:] == [
+        f"finetuning.sh SEED=4 OUTPUT_DIR={out}/seed-4/finetune MODEL_DIR= ARGS=--max_eval_samples 7",
         f"distillation.sh SEED=4 OUTPUT_DIR={out}/seed-4/distill-b MODEL_DIR={out}/seed-4/finetune "
         "RECIPE=recommended LR=1e-5 ARGS=--max_eval_samples 7"]
     assert json.loads((out / "b" / "aggregate.json").read_text())["seeds"] == [4]
