@@ -222,7 +222,8 @@ class Boom(RuntimeError):
     pass
 
 
-def test_any_failure_removes_what_this_invocation_created_parents_included(tmp_path, tiny_mlm, data_dir,
+@pytest.mark.parametrize("entry", ["distill", "finetune"])
+def test_any_failure_removes_what_this_invocation_created_parents_included(entry, tmp_path, tiny_mlm, data_dir,
                                                                             monkeypatch):
     root = tmp_path / "root"
     (root / "other_run").mkdir(parents=True)
@@ -232,9 +233,14 @@ def test_any_failure_removes_what_this_invocation_created_parents_included(tmp_p
     def boom(*args, **kwargs):
         raise Boom("not one of ours")
 
-    monkeypatch.setattr(distill, "PairDataset", boom)  # after selection and baseline were written
+    argv = distill_args(tiny_mlm, data_dir, root / "new" / "deeper" / "run")
+    if entry == "distill":
+        monkeypatch.setattr(distill, "PairDataset", boom)  # after selection and baseline were written
+    else:
+        monkeypatch.setattr(finetune, "training_features", boom)  # after the folder and its config were written
+        argv = argv[:argv.index("--pool_size")]
     with pytest.raises(Boom):
-        run_cli(distill.main, distill_args(tiny_mlm, data_dir, root / "new" / "deeper" / "run"))
+        run_cli({"distill": distill, "finetune": finetune}[entry].main, argv)
     assert tree(root) == before
 
 
