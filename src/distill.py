@@ -56,6 +56,9 @@ def main(argv=None) -> dict:
     set_seed(training_args.seed)
 
     check_training_numbers(training_args)
+    if d_args.frozen_teacher and d_args.detach_teacher:
+        logger.warning("--detach_teacher has no effect with --frozen_teacher: the frozen teacher's targets are "
+                       "computed once, before training, so no gradient flows through the teacher side anyway")
     settings_from_checkpoint(model_args, data_args)  # --task / --head: the checkpoint's, or restated equal
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)

@@ -213,10 +213,6 @@ class DistillArguments(OutputArguments):
             raise UserError("--lang_rank needs --num_students (how many of the last ranked are students)")
         if self.pool_size is not None and self.pool_size < 1:
             raise UserError("--pool_size must be >= 1")
-        if self.frozen_teacher and self.detach_teacher:
-            raise UserError("--detach_teacher with --frozen_teacher: a frozen teacher's targets are computed once, "
-                            "before training, so there is no gradient through the teacher side to stop; drop "
-                            "--detach_teacher (or --frozen_teacher for a detached moving teacher)")
 
     def threshold(self, task) -> float | None:
         """θ for `select_teachers`: None = the mean of the normalised scores; `paper`: the task's value."""
