@@ -34,7 +34,8 @@ script_variables() {
 }
 
 # `launch ENTRY ARGS...` runs a Python entry point, through torchrun when
-# NUM_GPUS > 1, or only prints the command when DRY_RUN is set.
+# NUM_GPUS > 1, or only prints the command when DRY_RUN is set. It replaces the shell (`exec`, the scripts'
+# last command), so that SIGTERM from `kill`, `timeout` or a scheduler reaches the entry point itself.
 launch() {
   local entry=$1; shift
   local cmd
@@ -47,5 +48,5 @@ launch() {
     printf '%q ' "${cmd[@]}"; echo
     return 0
   fi
-  "${cmd[@]}"
+  exec "${cmd[@]}"
 }
