@@ -69,13 +69,14 @@ def _complete_checkpoint(path: Path) -> str | None:
     """The name of a complete `checkpoint-N` folder (its trainer_state.json is written last), if any."""
     import json
 
-    for folder in sorted(path.glob("checkpoint-*"), key=lambda p: p.name, reverse=True):
-        match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+    found = sorted(((int(m.group(1)), p) for p in path.glob("checkpoint-*")
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))), reverse=True)
+    for step, folder in found:  # the newest first
         try:
             state = json.loads((folder / "trainer_state.json").read_text("utf-8"))
         except (OSError, ValueError):
             continue
-        if match and state.get("global_step") == int(match.group(1)):
+        if state.get("global_step") == step:
             return folder.name
     return None
 
@@ -101,7 +102,8 @@ def restore_output_dir(interrupted: bool = False) -> str:
     stages = _completed_stages(path)
     if interrupted and stages:
         return f" ({path} is kept: rerun the same command to continue; it reuses the completed {', '.join(stages)})"
-    for rel in sorted(paths_under(path) - before, key=lambda r: r.count(os.sep), reverse=True):
+    new = paths_under(path) - before
+    for rel in sorted(new, key=lambda r: r.count(os.sep), reverse=True):
         item = path / rel
         if item.is_dir() and not item.is_symlink():
             shutil.rmtree(item, ignore_errors=True)
@@ -121,7 +123,7 @@ def restore_output_dir(interrupted: bool = False) -> str:
             folder = folder.parent
         if not path.exists():
             return f" (removed {removed}, which this run had created)"
-    return f" (removed what this run had written to {path})" if paths_under(path) != before else ""
+    return f" (removed what this run had written to {path})" if new else ""
 
 
 def where_results_are(output_dir) -> str:
