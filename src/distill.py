@@ -39,7 +39,7 @@ from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
 from alsace.report.tracking import LanguageDevMetrics
 from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
-                         resolve_languages, run_configuration, setup_logging, stop_cleanly, train)
+                         resolve_languages, run_configuration, setup_logging, stop_cleanly, stored_config, train)
 from alsace.selection import (Selection, fixed_rank, max_normalized_score, min_normalized_score,
                               score_spread_warning, select_teachers, selection_table, softmax)
 from alsace.tasks import get_task
@@ -203,7 +203,7 @@ def main(argv=None) -> dict:
         if comparison["collapsed_languages"]:  # results.md is read on its own too
             write_text(output_dir / "results.md", results_markdown(
                 after, "After self-distillation", collapse_warning(comparison["collapsed_languages"])))
-        write_run_record(output_dir, config)  # what was stored before any work: what ran
+        write_run_record(output_dir, stored_config(output_dir))  # stored before any work: what ran
         plot_run(output_dir, task.source_language)
     stages.mark("run")
     remove_checkpoints(output_dir, d_args.keep_checkpoints)

@@ -25,7 +25,7 @@ from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
 from alsace.report.tracking import LanguageDevMetrics
 from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
-                         resolve_languages, run_configuration, setup_logging, train)
+                         resolve_languages, run_configuration, setup_logging, stored_config, train)
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
                            evaluation, "Zero-shot evaluation (--skip_training): per-language accuracy"
                            if ft_args.skip_training else "English fine-tuning: per-language accuracy")
     if is_main_process():
-        write_run_record(training_args.output_dir, config)  # what was stored before any work: what ran
+        write_run_record(training_args.output_dir, stored_config(training_args.output_dir))  # stored first: what ran
         plot_run(training_args.output_dir, task.source_language)
     RunStages(training_args.output_dir, config).mark("run")
     remove_checkpoints(training_args.output_dir, ft_args.keep_checkpoints)

@@ -193,6 +193,11 @@ def test_settings_that_cannot_change_results_do_not_make_another_run(reference, 
                       "--dataloader_num_workers", "0", "--keep_checkpoints"])
     with pytest.raises(UserError, match="--seed: 7 → 8"):
         distill.main([*argv, "--seed", "8"])
+    (out / "stages" / "run.done").unlink()  # as if killed at the very end
+    distill.main([*argv, "--logging_steps", "7"])  # the same configuration: it continues
+    stored = json.loads((out / "run_config.json").read_text())
+    assert json.loads((out / "run_args.json").read_text()) == stored  # the record is what was stored first
+    assert stored["training_args"]["logging_steps"] != 7
 
 
 def test_what_ran_is_what_was_stored_at_the_start(reference):

@@ -78,6 +78,11 @@ def run_configuration(sections: dict, training_args, task_path: str, model_path:
     return build_config({**sections, "training_args": training_args.to_dict()}, extra)
 
 
+def stored_config(output_dir) -> dict:
+    """The configuration the run stored before any work (`run_config.json`): what its results belong to."""
+    return json.loads((Path(output_dir) / CONFIG_FILE).read_text("utf-8"))
+
+
 def prepare_output_dir(output_dir: str, overwrite: bool, requested: str | None = None,
                        config: dict | None = None) -> str | None:
     """Store the run's configuration in `output_dir`; return the checkpoint to resume from, or None.
