@@ -145,13 +145,13 @@ def test_sigkill_in_any_stage_then_the_same_command_gives_the_uninterrupted_resu
 
 
 @pytest.mark.parametrize("where, sig, status, line", [
-    ("baseline", signal.SIGTERM, 143, "terminated (SIGTERM) ({out} is kept: rerun the same command to continue; "
-                                      "it reuses the completed teacher_selection)"),
+    ("baseline", signal.SIGTERM, 143, "terminated (SIGTERM); rerun the same command to continue ({out} is kept with "
+                                      "its completed teacher_selection, which the rerun reuses)"),
     ("step3", signal.SIGTERM, 143, "terminated (SIGTERM) at step 3; rerun the same command to resume from "
                                    "checkpoint-2"),
     ("step1", signal.SIGINT, 130, "interrupted at step 1; no checkpoint had been saved yet: rerun the same command "
-                                  "to train again from step 0 ({out} is kept: rerun the same command to continue; "
-                                  "it reuses the completed baseline, teacher_selection)"),
+                                  "to train again from step 0 ({out} is kept with its completed baseline, "
+                                  "teacher_selection, which the rerun reuses)"),
 ])
 def test_sigterm_and_sigint_end_with_one_line_and_their_own_status_then_resume(where, sig, status, line, reference,
                                                                                tmp_path, tiny_mlm, data_dir):

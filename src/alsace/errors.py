@@ -101,7 +101,7 @@ def restore_output_dir(interrupted: bool = False) -> str:
         return f" ({path} is kept: rerun the same command to resume from {checkpoint})"
     stages = _completed_stages(path)
     if interrupted and stages:
-        return f" ({path} is kept: rerun the same command to continue; it reuses the completed {', '.join(stages)})"
+        return f" ({path} is kept with its completed {', '.join(stages)}, which the rerun reuses)"
     new = paths_under(path) - before
     for rel in sorted(new, key=lambda r: r.count(os.sep), reverse=True):
         item = path / rel
@@ -185,8 +185,9 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
         print(done)
         sys.exit(0)
     except (Interrupted, KeyboardInterrupt) as stop:
-        message = str(stop) or ("terminated (SIGTERM)" if stop_code(stop) == 143 else "interrupted")
         note = _note(stop, interrupted=True)
+        message = str(stop) or ("terminated (SIGTERM)" if stop_code(stop) == 143 else "interrupted") + (
+            "; rerun the same command to continue" if "is kept" in note else "")
         if isinstance(stop, Interrupted) and "resume from checkpoint-" in message:
             note = ""  # the message already says which checkpoint is kept
         newline = "\n" if sys.stderr.isatty() else ""  # below a progress bar cut off mid-line
