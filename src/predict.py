@@ -6,8 +6,9 @@ r"""Classify new text with a checkpoint written by finetune.py or distill.py, in
 
 Each input line is a JSON object with the task's text fields (XNLI: premise, hypothesis) and an optional
 `lang`. The checkpoint's `alsace_task.json` says which task (a task file is copied into the checkpoint),
-head, prompt and maximum length it was trained with, so the text is scored exactly as evaluation scores it. Each output line is the input object plus
-`predicted_label` (label name), `predicted_label_id` and `probabilities` (label name -> probability).
+head, prompt and maximum length it was trained with, so the text is scored exactly as evaluation scores
+it. Each output line is the input object plus `predicted_label` (label name), `predicted_label_id` and
+`probabilities` (label name -> probability).
 The output file is written atomically: all of it, or nothing.
 """
 

@@ -142,7 +142,8 @@ def test_shortened_demo_narrows_the_transfer_gap_without_collapse(tmp_path, one_
     # task file), rows scored as evaluation scored them.
     import predict
 
-    rows = [json.loads(line) for line in (tmp_path / "data" / "demo" / "test" / "x50.jsonl").read_text().splitlines()[:8]]
+    test_rows = (tmp_path / "data" / "demo" / "test" / "x50.jsonl").read_text().splitlines()[:8]
+    rows = [json.loads(line) for line in test_rows]
     source = tmp_path / "new.jsonl"
     source.write_text("".join(json.dumps({"text": r["text"], "lang": "x50"}) + "\n" for r in rows))
     predicted = predict.main(["--model_name_or_path", str(out / "distill"), "--input", str(source),

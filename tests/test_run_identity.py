@@ -298,7 +298,9 @@ def test_a_bad_number_through_a_script_names_the_shell_variable(script, variable
     out = tmp_path / "parent" / "run"
     env = {**os.environ, "MODEL_DIR": str(tiny_mlm), "DATA_DIR": str(data_dir), "OUTPUT_DIR": str(out),
            "BF16": "false", **variables}
-    extra = ["--languages", "en,fr,de", "--use_cpu"] + (["--allow_untuned_checkpoint"] if script.startswith("d") else [])
+    extra = ["--languages", "en,fr,de", "--use_cpu"]
+    if script == "distillation.sh":
+        extra.append("--allow_untuned_checkpoint")
     proc = subprocess.run(["bash", str(REPO / "run_script" / script), *extra], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2
@@ -388,7 +390,8 @@ def test_the_checkpoint_knows_its_task_predict_and_distill_take_it_from_there(tm
     assert info["task"] == "topics" and info["task_file"] == "alsace_task_file.json" and info["max_seq_length"] == 48
     moved = task_file.rename(task_file.with_name("moved.json"))  # the checkpoint does not need the original
 
-    rows = [json.loads(line) for line in (tmp_path / "task" / "topics_data" / "test" / "fr.jsonl").read_text().splitlines()]
+    test_file = tmp_path / "task" / "topics_data" / "test" / "fr.jsonl"
+    rows = [json.loads(line) for line in test_file.read_text().splitlines()]
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"text": r["text"], "lang": "fr"}) + "\n" for r in rows))
     predicted = predict.main(["--model_name_or_path", str(ft), "--input", str(source), "--output",
@@ -422,7 +425,8 @@ def test_the_checkpoint_knows_its_task_predict_and_distill_take_it_from_there(tm
 def test_frozen_teacher_with_detach_teacher_is_explained(tmp_path, tiny_mlm, data_dir, caplog):
     """Accepted (the demo's documented `DISTILL_EXTRA=--frozen_teacher` runs with its detached teacher) and
     explained in one line: detaching a frozen teacher changes nothing."""
-    argv = distill_args(tiny_mlm, data_dir, tmp_path / "run", "--frozen_teacher", "--detach_teacher", "--languages", "en")
+    argv = distill_args(tiny_mlm, data_dir, tmp_path / "run", "--frozen_teacher", "--detach_teacher",
+                        "--languages", "en")
     with pytest.raises(UserError, match="^--languages en"):  # stops before any work, after the notice
         distill.main(argv)
     notices = [r.getMessage() for r in caplog.records if "--detach_teacher has no effect" in r.getMessage()]
