@@ -452,3 +452,25 @@ def test_resuming_names_only_really_missing_weights_not_the_tied_head(tmp_path, 
     assert warned == []
     trainer._issue_warnings_after_load(_IncompatibleKeys(["lm_head.decoder.weight", real], []))
     assert len(warned) == 1 and real in warned[0] and "lm_head.decoder" not in warned[0]
+
+
+def test_sigterm_to_a_run_script_reaches_the_entry_point(tmp_path, tiny_mlm, data_dir):
+    """`kill` / `timeout` / a scheduler signal the script's process: the entry point itself must get SIGTERM
+    (launch.sh execs it), end with its one line and 143, and leave a run the same command continues."""
+    out = tmp_path / "run"
+    env = {**os.environ, "MODEL_DIR": str(tiny_mlm), "DATA_DIR": str(data_dir), "OUTPUT_DIR": str(out),
+           "BF16": "false", "MAX_STEPS": "2000", "SAVE_STEPS": "2", "BS": "4", "POOL_SIZE": "8", "LR": "1e-4",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(["bash", str(REPO / "run_script" / "distillation.sh"), "--languages", "en,fr,de",
+                             "--allow_untuned_checkpoint", "--use_cpu", "--max_seq_length", "64"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoint-2" / "trainer_state.json").exists() and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("terminated (SIGTERM) at step ") and "rerun the same command to resume from checkpoint-" in last
+    assert (out / "run_config.json").is_file() and not (out / "results.json").exists()
