@@ -11,9 +11,9 @@ if [[ -z "$MODEL_DIR" ]]; then
   echo "error: MODEL_DIR is not set: set it to a checkpoint written by run_script/finetuning.sh, e.g." \
        "MODEL_DIR=outputs/ft_xnli_... bash run_script/distillation.sh" >&2; exit 2
 fi
-TASK=${TASK:-xnli}                          # must match the checkpoint's task
+TASK=${TASK:-}                              # empty = the checkpoint's (alsace_task.json); a restated TASK must match it
 DATA_DIR=${DATA_DIR:-}                      # holds <task>/<split>/<lang>.jsonl; empty = download from the Hub
-HEAD=${HEAD:-prompt}                        # must match the checkpoint's head
+HEAD=${HEAD:-}                              # empty = the checkpoint's; a restated HEAD must match it
 SEED=${SEED:-100}                           # original
 NUM_GPUS=${NUM_GPUS:-1}                     # >1 launches torchrun
 DEEPSPEED_CONFIG=${DEEPSPEED_CONFIG:-}      # the original used ZeRO-2: run_script/ds_zero2_bf16.json (optional install)
@@ -58,27 +58,39 @@ NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are stu
 KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric
 DETACH_TEACHER=${DETACH_TEACHER:-false}     # true: no gradient through the teacher side (original: false)
 TEMPERATURE=${TEMPERATURE:-1.0}
-SAVE_STEPS=${SAVE_STEPS:-500}               # checkpoint interval; with --select_best_on_dev a multiple of --eval_steps
-OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_$(task_name "$TASK")_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_bs${BS}_${KL_DIRECTION}_detach${DETACH_TEACHER}_seed${SEED}}
+SAVE_STEPS=${SAVE_STEPS:-$([[ "$RECIPE" == recommended ]] && echo 100 || echo 500)}  # checkpoint interval (recommended: a kill loses <= 1/3 of its 300 steps); with --select_best_on_dev a multiple of --eval_steps
 
 if [[ "$BF16" == auto ]]; then
   BF16=$(python -c 'import torch; print(str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()).lower())')
 fi
-args=(
-  --model_name_or_path "$MODEL_DIR" --task "$TASK" --head "$HEAD" --output_dir "$OUTPUT_DIR" --seed "$SEED"
-  --learning_rate "$LR" --per_device_train_batch_size "$BS" --per_device_eval_batch_size "$EVAL_BS"
+args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
+  --model_name_or_path "$MODEL_DIR" --seed "$SEED"
+  --learning_rate "$LR" --per_device_train_batch_size "$BS"
   --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --warmup_steps "$WARMUP" --lr_scheduler_type "$SCHEDULER"
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
   --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --selection_method "$SELECTION_METHOD"
-  --source_guard "$SOURCE_GUARD" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2
-  --logging_steps 20 --report_to "$REPORT_TO"
+  --source_guard "$SOURCE_GUARD" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS"
 )
+[[ -n "$TASK" ]] && args+=(--task "$TASK")
+[[ -n "$HEAD" ]] && args+=(--head "$HEAD")
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")
 [[ -n "$POOL_SIZE" ]] && args+=(--pool_size "$POOL_SIZE")
 [[ -n "$TEACHER_TEMPERATURE" ]] && args+=(--teacher_temperature "$TEACHER_TEMPERATURE")
 [[ -n "$LANG_RANK" ]] && args+=(--lang_rank "$LANG_RANK" --num_students "${NUM_STUDENTS:?LANG_RANK needs NUM_STUDENTS}")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
+# Default folder: a readable prefix + a hash of every result-changing setting, extra flags included.
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_$(task_name "${TASK:-$(checkpoint_task "$MODEL_DIR")}")_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_seed${SEED}_$(config_hash "${args[@]}" "$@")}
+script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=TASK head=HEAD seed=SEED
+  learning_rate=LR per_device_train_batch_size=BS per_device_eval_batch_size=EVAL_BS num_train_epochs=EPOCHS
+  max_steps=MAX_STEPS warmup_steps=WARMUP lr_scheduler_type=SCHEDULER weight_decay=WEIGHT_DECAY
+  max_seq_length=MAX_SEQ_LENGTH bf16=BF16 teacher_threshold=TEACHER_THRESHOLD kl_direction=KL_DIRECTION
+  detach_teacher=DETACH_TEACHER temperature=TEMPERATURE frozen_teacher=FROZEN_TEACHER anchor_weight=ANCHOR_WEIGHT
+  min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD
+  teacher_targets=TEACHER_TARGETS save_steps=SAVE_STEPS data_dir=DATA_DIR pool_size=POOL_SIZE
+  teacher_temperature=TEACHER_TEMPERATURE lang_rank=LANG_RANK num_students=NUM_STUDENTS output_dir=OUTPUT_DIR
+  report_to=REPORT_TO deepspeed=DEEPSPEED_CONFIG" "$@"
 
-launch src/distill.py "${args[@]}" "$@"
+launch src/distill.py "${args[@]}" --output_dir "$OUTPUT_DIR" --per_device_eval_batch_size "$EVAL_BS" \
+  --save_total_limit 2 --logging_steps 20 --report_to "$REPORT_TO" "$@"

@@ -40,20 +40,26 @@ fi
 WARMUP=${WARMUP:-0.2}                       # original warmup ratio
 WEIGHT_DECAY=${WEIGHT_DECAY:-5e-4}          # original
 MAX_STEPS=${MAX_STEPS:--1}                  # >0 overrides EPOCHS
-OUTPUT_DIR=${OUTPUT_DIR:-outputs/ft_$(task_name "$TASK")_$(basename "$MODEL_DIR")_${HEAD}_${LOSS}_lr${LR}_bs${BS}_n${TRAIN_SAMPLES:-all}_seed${SEED}}
 
-args=(
-  --model_name_or_path "$MODEL_DIR" --task "$TASK" --head "$HEAD" --finetune_loss "$LOSS"
-  --output_dir "$OUTPUT_DIR" --seed "$SEED"
-  --learning_rate "$LR" --per_device_train_batch_size "$BS" --per_device_eval_batch_size "$EVAL_BS"
+args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
+  --model_name_or_path "$MODEL_DIR" --task "$TASK" --head "$HEAD" --finetune_loss "$LOSS" --seed "$SEED"
+  --learning_rate "$LR" --per_device_train_batch_size "$BS"
   --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --warmup_steps "$WARMUP" --weight_decay "$WEIGHT_DECAY"
   --max_seq_length "$MAX_SEQ_LENGTH" --selection_language "$SELECTION_LANGUAGE"
   --eval_strategy steps --eval_steps "$EVAL_STEPS" --save_strategy steps --save_steps "$EVAL_STEPS"
-  --save_total_limit 2 --load_best_model_at_end --metric_for_best_model accuracy
-  --logging_steps 20 --report_to "$REPORT_TO"
+  --load_best_model_at_end --metric_for_best_model accuracy
 )
 [[ -n "$DATA_DIR" ]] && args+=(--data_dir "$DATA_DIR")
 [[ -n "$TRAIN_SAMPLES" ]] && args+=(--max_train_samples "$TRAIN_SAMPLES")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
+# Default folder: a readable prefix + a hash of every result-changing setting, extra flags included.
+OUTPUT_DIR=${OUTPUT_DIR:-outputs/ft_$(task_name "$TASK")_$(basename "$MODEL_DIR")_${HEAD}_lr${LR}_seed${SEED}_$(config_hash "${args[@]}" "$@")}
+script_variables run_script/finetuning.sh "model_name_or_path=MODEL_DIR task=TASK head=HEAD finetune_loss=LOSS
+  seed=SEED learning_rate=LR per_device_train_batch_size=BS per_device_eval_batch_size=EVAL_BS
+  num_train_epochs=EPOCHS max_steps=MAX_STEPS warmup_steps=WARMUP weight_decay=WEIGHT_DECAY
+  max_seq_length=MAX_SEQ_LENGTH selection_language=SELECTION_LANGUAGE eval_steps=EVAL_STEPS save_steps=EVAL_STEPS
+  data_dir=DATA_DIR max_train_samples=TRAIN_SAMPLES output_dir=OUTPUT_DIR report_to=REPORT_TO
+  deepspeed=DEEPSPEED_CONFIG" "$@"
 
-launch src/finetune.py "${args[@]}" "$@"
+launch src/finetune.py "${args[@]}" --output_dir "$OUTPUT_DIR" --per_device_eval_batch_size "$EVAL_BS" \
+  --save_total_limit 2 --logging_steps 20 --report_to "$REPORT_TO" "$@"

@@ -9,8 +9,33 @@ task_name() {
   fi
 }
 
+# `checkpoint_task DIR`: the task a checkpoint records (its alsace_task.json), for folder names; "task" if none.
+checkpoint_task() {
+  python -c 'import json, sys; print(json.load(open(sys.argv[1], encoding="utf-8"))["task"])' \
+    "$1/alsace_task.json" 2>/dev/null || echo task
+}
+
+# `config_hash ARGS...`: 8 hex digits of the result-changing arguments and NUM_GPUS (the effective batch size),
+# so that default run folders of different configurations cannot collide.
+config_hash() {
+  printf '%s\0' "NUM_GPUS=${NUM_GPUS:-1}" "$@" \
+    | python -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:8])'
+}
+
+# `script_variables SCRIPT "flag=VAR ..." EXTRA_ARGS...`: tell the entry point which variable set each flag, so
+# that its error names the variable (`--learning_rate -0.001: must be > 0 (set by LR= in ...)`); a flag
+# given again after the script name is the user's own and is left out.
+script_variables() {
+  local script=$1 pairs=$2 kept=() pair; shift 2
+  for pair in $pairs; do
+    [[ " $* " == *" --${pair%%=*} "* || " $* " == *" --${pair%%=*}="* ]] || kept+=("$pair")
+  done
+  export ALSACE_SCRIPT=$script ALSACE_SCRIPT_VARIABLES="${kept[*]}"
+}
+
 # `launch ENTRY ARGS...` runs a Python entry point, through torchrun when
-# NUM_GPUS > 1, or only prints the command when DRY_RUN is set.
+# NUM_GPUS > 1, or only prints the command when DRY_RUN is set. It replaces the shell (`exec`, the scripts'
+# last command), so that SIGTERM from `kill`, `timeout` or a scheduler reaches the entry point itself.
 launch() {
   local entry=$1; shift
   local cmd
@@ -23,5 +48,5 @@ launch() {
     printf '%q ' "${cmd[@]}"; echo
     return 0
   fi
-  "${cmd[@]}"
+  exec "${cmd[@]}"
 }

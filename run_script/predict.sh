@@ -12,11 +12,14 @@ MODEL_DIR=${MODEL_DIR:-}                    # a run's --output_dir (holds alsace
 INPUT=${INPUT:--}                           # JSONL file; - reads stdin
 OUTPUT=${OUTPUT:--}                         # JSONL file; - writes stdout
 BATCH_SIZE=${BATCH_SIZE:-32}
-MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-512}
+MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-}          # empty = the checkpoint's (alsace_task.json)
 if [[ -z "$MODEL_DIR" ]]; then
   echo "error: MODEL_DIR is not set: pass the output directory of a finetuning.sh or distillation.sh run, e.g. MODEL_DIR=outputs/ft_xnli_... bash run_script/predict.sh" >&2
   exit 2
 fi
 
-NUM_GPUS=1 launch src/predict.py --model_name_or_path "$MODEL_DIR" --input "$INPUT" --output "$OUTPUT" \
-  --batch_size "$BATCH_SIZE" --max_seq_length "$MAX_SEQ_LENGTH" "$@"
+args=(--model_name_or_path "$MODEL_DIR" --input "$INPUT" --output "$OUTPUT" --batch_size "$BATCH_SIZE")
+[[ -n "$MAX_SEQ_LENGTH" ]] && args+=(--max_seq_length "$MAX_SEQ_LENGTH")
+script_variables run_script/predict.sh "model_name_or_path=MODEL_DIR input=INPUT output=OUTPUT batch_size=BATCH_SIZE
+  max_seq_length=MAX_SEQ_LENGTH" "$@"
+NUM_GPUS=1 launch src/predict.py "${args[@]}" "$@"

@@ -7,7 +7,9 @@ Starts from a fine-tuned checkpoint; evaluates every language (baseline/), score
 unlabeled parallel pool and splits them into teachers and students (teacher_selection.json), trains on
 teacher-teacher and teacher-student pairs with the KL consistency loss (no gold labels), evaluates again
 (results.json) and writes the before -> after comparison (comparison.json / comparison.md).
-A rerun in the same directory resumes training and reuses the saved selection and baseline.
+The resolved configuration is stored first (run_config.json); a rerun with the same configuration in the
+same directory continues the run (from the last complete checkpoint, or training from step 0) and reuses
+the stages it completed (stages/*.done); a rerun with another configuration is refused.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
 from alsace.data import load_pool, load_split
 from alsace.distributed import broadcast_from_main, is_main_process
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError, restores_output_dir, run_cli
 from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.files import write_json, write_text
 from alsace.metrics import selection_quality
 from alsace.modeling import (CHECKPOINT_INFO, load_tokenizer_and_model, placeholder_count, read_checkpoint_info,
-                             write_checkpoint_info)
+                             settings_from_checkpoint, write_checkpoint_info)
 from alsace.pairs import PairDataset, all_pairs, build_pairs
 from alsace.report.plots import plot_run
 from alsace.report.results import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
@@ -36,23 +38,33 @@ from alsace.report.results import (collapse_warning, compare, comparison_for_ter
 from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
 from alsace.report.tracking import LanguageDevMetrics
-from alsace.runs import evaluate, prepare_output_dir, resolve_languages, setup_logging, stop_cleanly, train
+from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
+                         resolve_languages, run_configuration, setup_logging, stop_cleanly, stored_config, train)
 from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, max_normalized_score,
-                              score_spread_warning, select_teachers, selection_table, softmax)
+                              min_normalized_score, score_spread_warning, select_teachers, selection_table, softmax)
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.distill")
 
 
+@restores_output_dir  # whatever fails, nothing half-written is left
 def main(argv=None) -> dict:
     model_args, data_args, prompt_args, d_args, training_args = parse(
         (ModelArguments, DataArguments, PromptArguments, DistillArguments, TrainingArguments), argv, __doc__)
     setup_logging(training_args)
     set_seed(training_args.seed)
 
+    check_training_numbers(training_args)
+    if d_args.frozen_teacher and d_args.detach_teacher:
+        logger.warning("--detach_teacher has no effect with --frozen_teacher: the frozen teacher's targets are "
+                       "computed once, before training, so no gradient flows through the teacher side anyway")
+    settings_from_checkpoint(model_args, data_args)  # --task / --head: the checkpoint's, or restated equal
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
+    if len(languages) < 2:
+        raise UserError(f"--languages {','.join(languages)}: self-distillation needs at least two languages (a "
+                        "teacher and a student); list two or more, or omit the flag for all of the task's")
     threshold = d_args.threshold(task)  # θ; None = the mean of the normalised scores
     if d_args.anchor_weight > 0 and not task.has_train:
         raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
@@ -63,6 +75,13 @@ def main(argv=None) -> dict:
             f"{len(languages)} languages: ŝ = softmax(s) with s in [0, 1] is at most e/(e+T−1) = "
             f"{max_normalized_score(len(languages)):.3f}; use mean (the default) or a float near 1/T = "
             f"{1 / len(languages):.3f}")
+    if threshold is not None and d_args.lang_rank is None and not (
+            min_normalized_score(len(languages)) < threshold <= max_normalized_score(len(languages))):
+        raise UserError(
+            f"--teacher_threshold {d_args.teacher_threshold}: no scores can split {len(languages)} languages at it: "
+            f"ŝ = softmax(s) with s in [0, 1] lies in [{min_normalized_score(len(languages)):.4f}, "
+            f"{max_normalized_score(len(languages)):.4f}] (a θ at or below the lower end makes every language a "
+            f"teacher); use mean (the default) or a float inside that range, near 1/T = {1 / len(languages):.3f}")
     pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
     if d_args.select_best_on_dev:
         task.check_languages([d_args.dev_language], "--dev_language")
@@ -74,9 +93,14 @@ def main(argv=None) -> dict:
                         f"checkpoint fine-tuned for a task by src/finetune.py (an untuned model picks teachers by "
                         f"noise); fine-tune it first (run_script/finetuning.sh) or pass --allow_untuned_checkpoint")
     output_dir = Path(training_args.output_dir)
-    resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
-                                     training_args.resume_from_checkpoint)
     num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
+    config = run_configuration(
+        {"model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args},
+        training_args, data_args.task, model_args.model_name_or_path,
+        num_placeholder_tokens=num_placeholders, languages=languages)
+    resume_from = prepare_output_dir(training_args.output_dir, d_args.overwrite_output_dir,
+                                     training_args.resume_from_checkpoint, config)
+    stages = RunStages(output_dir, config)  # a stage's outputs are reused only when complete
 
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
                                                 num_placeholders, model_args.trust_remote_code, check_task=True)
@@ -94,7 +118,7 @@ def main(argv=None) -> dict:
     pool_features = {lang: encode_cached(featurizer, rows, lang, **cache).to_list()  # indexed per pair item
                      for lang, rows in pool.items()}
     selection_path = output_dir / "teacher_selection.json"
-    reuse_selection = bool(resume_from) and selection_path.is_file()
+    reuse_selection = stages.done("teacher_selection")
     pool_logits = None  # the starting checkpoint's class logits on the pool (selection; frozen teacher)
     if not reuse_selection or d_args.frozen_teacher:
         with stop_cleanly(training_args, "teacher selection"):
@@ -113,17 +137,19 @@ def main(argv=None) -> dict:
              else build_pairs(selection.ranking, selection.teachers, selection.students))
     if is_main_process():
         write_json(selection_path, {"selection": selection.to_dict(), "pairs": pairs, "num_pairs": len(pairs)})
+    stages.mark("teacher_selection")
     logger.info("teacher selection\n%s\n%d language pairs x %d items", selection_table(selection), len(pairs),
                 len(next(iter(pool_features.values()))))
 
     # The starting checkpoint's evaluation (reused when resuming).
     baseline_dir = output_dir / "baseline"
-    if resume_from and (baseline_dir / "results.json").is_file():
+    if stages.done("baseline"):
         before = json.loads((baseline_dir / "results.json").read_text("utf-8"))
     else:
         before = save_results(baseline_dir, task, data_args.eval_split, model_args.model_name_or_path,
                               evaluate(model, eval_features, collator, training_args),
                               "Before self-distillation", selection.teachers, selection.students)
+        stages.mark("baseline")
 
     # Stage 2: self-distillation on parallel pairs; the loss never sees a gold label.
     dev_by_lang, dev_features = None, None
@@ -159,7 +185,7 @@ def main(argv=None) -> dict:
     train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
-        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
+        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     # Stage 3: evaluate every language again and compare.
     after = save_results(output_dir, task, data_args.eval_split, training_args.output_dir,
@@ -186,11 +212,10 @@ def main(argv=None) -> dict:
             write_text(output_dir / "results.md", results_markdown(
                 after, "After self-distillation",
                 collapse_warning(comparison["collapsed_languages"], d_args.frozen_teacher)))
-        write_run_record(output_dir, {
-            "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args,
-            "training_args": training_args.to_dict(),
-            "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
+        write_run_record(output_dir, stored_config(output_dir))  # stored before any work: what ran
         plot_run(output_dir, task.source_language)
+    stages.mark("run")
+    remove_checkpoints(output_dir, d_args.keep_checkpoints)
     logger.info("before -> after\n%s", comparison_for_terminal(comparison))
     if comparison["collapsed_languages"] and is_main_process():
         advice = ("the teacher was frozen already: lower --learning_rate or --max_steps, and check the selection "

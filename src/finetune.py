@@ -17,34 +17,44 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
 from alsace.distributed import is_main_process
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError, restores_output_dir, run_cli
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.modeling import load_tokenizer_and_model, placeholder_count, write_checkpoint_info
 from alsace.report.plots import plot_run
 from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
 from alsace.report.tracking import LanguageDevMetrics
-from alsace.runs import evaluate, prepare_output_dir, resolve_languages, setup_logging, train
+from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
+                         resolve_languages, run_configuration, setup_logging, stored_config, train)
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.finetune")
 
 
+@restores_output_dir  # whatever fails, nothing half-written is left
 def main(argv=None) -> dict:
     model_args, data_args, prompt_args, ft_args, training_args = parse(
         (ModelArguments, DataArguments, PromptArguments, FinetuneArguments, TrainingArguments), argv, __doc__)
     setup_logging(training_args)
     set_seed(training_args.seed)
+    data_args.task = data_args.task or "xnli"  # a model to fine-tune records no task of its own
+    model_args.head = model_args.head or "prompt"
 
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
     task.check_languages([ft_args.selection_language], "--selection_language")
     if not task.has_train and not ft_args.skip_training:
         raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
-    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir,
-                                     training_args.resume_from_checkpoint)
+    if not ft_args.skip_training:
+        check_training_numbers(training_args)
     num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
+    config = run_configuration(
+        {"model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "finetune_args": ft_args},
+        training_args, data_args.task, model_args.model_name_or_path,
+        num_placeholder_tokens=num_placeholders, languages=languages)
+    resume_from = prepare_output_dir(training_args.output_dir, ft_args.overwrite_output_dir,
+                                     training_args.resume_from_checkpoint, config)
 
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
                                                 num_placeholders, model_args.trust_remote_code)
@@ -82,18 +92,17 @@ def main(argv=None) -> dict:
         train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
     if is_main_process():
-        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
+        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     evaluation = evaluate(model, eval_features, collator, training_args)
     results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,
                            evaluation, "Zero-shot evaluation (--skip_training): per-language accuracy"
                            if ft_args.skip_training else "English fine-tuning: per-language accuracy")
     if is_main_process():
-        write_run_record(training_args.output_dir, {
-            "model_args": model_args, "data_args": data_args, "prompt_args": prompt_args,
-            "finetune_args": ft_args, "training_args": training_args.to_dict(),
-            "resolved": {"num_placeholder_tokens": num_placeholders, "languages": languages}})
+        write_run_record(training_args.output_dir, stored_config(training_args.output_dir))  # stored first: what ran
         plot_run(training_args.output_dir, task.source_language)
+    RunStages(training_args.output_dir, config).mark("run")
+    remove_checkpoints(training_args.output_dir, ft_args.keep_checkpoints)
     return results
 
 

@@ -5,9 +5,10 @@ r"""Classify new text with a checkpoint written by finetune.py or distill.py, in
         python src/predict.py --model_name_or_path outputs/xnli-distill
 
 Each input line is a JSON object with the task's text fields (XNLI: premise, hypothesis) and an optional
-`lang`. The checkpoint's `alsace_task.json` says which task, head and prompt it was trained with, so the
-text is scored exactly as evaluation scores it. Each output line is the input object plus
-`predicted_label` (label name), `predicted_label_id` and `probabilities` (label name -> probability).
+`lang`. The checkpoint's `alsace_task.json` says which task (a task file is copied into the checkpoint),
+head, prompt and maximum length it was trained with, so the text is scored exactly as evaluation scores
+it. Each output line is the input object plus `predicted_label` (label name), `predicted_label_id` and
+`probabilities` (label name -> probability).
 The output file is written atomically: all of it, or nothing.
 """
 
@@ -26,7 +27,7 @@ from alsace.errors import UserError, run_cli
 from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer
 from alsace.files import write_text
-from alsace.modeling import CHECKPOINT_INFO, load_tokenizer_and_model, read_checkpoint_info
+from alsace.modeling import CHECKPOINT_INFO, checkpoint_task, load_tokenizer_and_model, read_checkpoint_info
 from alsace.tasks import get_task
 
 
@@ -38,9 +39,10 @@ class PredictArguments:
         "help": "JSONL file of rows with the task's text fields and an optional 'lang'; '-' reads stdin."})
     output: str = field(default="-", metadata={"help": "JSONL file for the predictions; '-' writes stdout."})
     task: str | None = field(default=None, metadata={
-        "help": "Task name or task file; default: the task recorded in the checkpoint (a task file's "
-                "checkpoint needs the file's path here)."})
-    max_seq_length: int = field(default=512, metadata={"help": "Maximum tokens per input."})
+        "help": "Task name or task file; default (recommended): the task recorded in the checkpoint, task "
+                "files included (the checkpoint keeps a copy). Restating it is allowed when it is the same task."})
+    max_seq_length: int | None = field(default=None, metadata={
+        "help": "Maximum tokens per input; default: the checkpoint's (512 for checkpoints that do not record it)."})
     batch_size: int = field(default=32, metadata={"help": "Rows scored per forward pass."})
     use_cpu: bool = field(default=False, metadata={"help": "Score on the CPU even when a GPU is available."})
 
@@ -52,18 +54,22 @@ class PredictArguments:
 def main(argv=None) -> list[dict]:
     (args,) = parse((PredictArguments,), argv, __doc__)
     info = checkpoint_info(args.model_name_or_path)
-    task = get_task(args.task or info["task"])
+    own = get_task(checkpoint_task(args.model_name_or_path, info), check_files=False) if info.get("task_file") \
+        else None
+    task = get_task(args.task, check_files=False) if args.task else own or get_task(info["task"])
+    if task.name != info["task"] or info.get("label_names") != list(task.label_names):
+        raise UserError(f"--task {args.task}: {args.model_name_or_path} was trained for task {info['task']} "
+                        f"(labels {', '.join(info.get('label_names', []))}); omit --task to use the checkpoint's")
+    task = own or task  # the checkpoint's own copy, when it has one
     rows = read_rows(args.input, task)
-    if info.get("label_names") != list(task.label_names):
-        raise UserError(f"--task {task.name}: its labels {list(task.label_names)} differ from the checkpoint's "
-                        f"{info.get('label_names')}; pass the task the checkpoint was trained for")
+    max_seq_length = args.max_seq_length or info.get("max_seq_length", 512)
 
     import torch
 
     head, num_placeholders = info["head"], info["num_placeholder_tokens"]
     tokenizer, model = load_tokenizer_and_model(args.model_name_or_path, head, task, num_placeholders)
     languages = [prompt_language(row, task, info["prompt_language"]) for row in rows]
-    featurizer = Featurizer(tokenizer, task, head, args.max_seq_length, num_placeholders, info["prompt_language"],
+    featurizer = Featurizer(tokenizer, task, head, max_seq_length, num_placeholders, info["prompt_language"],
                             is_seq2seq=model.config.is_encoder_decoder, languages=tuple(dict.fromkeys(languages)))
     features = [featurizer.encode_row(row, lang) for row, lang in zip(rows, languages)]
     device = "cpu" if args.use_cpu or not torch.cuda.is_available() else "cuda"

@@ -201,18 +201,20 @@ ROWS = [
         r"--model_name_or_path .*: no alsace_task.json, so not a checkpoint fine-tuned .* "
         r"or pass --allow_untuned_checkpoint"),
     Row("checkpoint trained with another head", "distill",
-        lambda c: c.argv("distill", model_name_or_path=str(c.checkpoint_with_info(head="classification"))),
-        r"checkpoint was trained with --head classification; pass --head classification"),
+        lambda c: c.argv("distill", model_name_or_path=str(c.checkpoint_with_info(head="classification")),
+                         head="prompt"),
+        r"^--head prompt: .* was trained with --head classification \(its alsace_task.json\); omit --head"),
     Row("checkpoint of another task", "distill",
         lambda c: c.argv("distill", model_name_or_path=str(c.checkpoint_with_info(
             task="pawsx", label_names=["not_paraphrase", "paraphrase"]))),
-        r"fine-tuned for labels \['not_paraphrase', 'paraphrase'\] \(pawsx\) but --task xnli"),
+        r"^--task xnli: .* was fine-tuned for task pawsx \(labels not_paraphrase, paraphrase; its alsace_task.json\); "
+        r"omit --task"),
     Row("label words unknown to the tokenizer", "finetune",
         lambda c: c.argv("finetune", model_name_or_path=str(_unknown_label_words_model(c))),
         r"label word 'yes' is unknown to this tokenizer; choose another word"),
     # --- teacher selection --------------------------------------------------------------------------------------
     Row("θ that leaves no teacher", "distill", lambda c: c.argv("distill", teacher_threshold="0.9"),
-        r"--teacher_threshold 0.9000 leaves no teacher"),
+        r"^--teacher_threshold 0.9: no scores can split 3 languages at it"),  # before the model loads
     Row("--lang_rank with an unknown language", "distill",
         lambda c: c.argv("distill", lang_rank="en,fr,xx", num_students="1"),
         r"--lang_rank must list each language of the run once: unknown xx; missing de"),
@@ -232,7 +234,8 @@ ROWS = [
         r"--output_dir is required: say where"),
     Row("non-empty output dir that is no interrupted run", "distill",
         lambda c: c.argv("distill", output_dir=_not_resumable(c)),
-        r"is not empty and holds no interrupted run to resume; .*--overwrite_output_dir"),
+        r"is not empty and holds no run_config.json .*; choose another directory \(OUTPUT_DIR\) or pass "
+        r"--overwrite_output_dir"),
 ]
 
 

@@ -9,7 +9,7 @@ from alsace.errors import Interrupted, RunComplete, UserError, run_cli, track_ou
 
 def finished_run(out):
     def main(argv):
-        track_output_dir(out, created=True)
+        track_output_dir(out, created=out)
         out.mkdir()
         for name in ("results.md", "results.json", "comparison.md", "per_language_accuracy.png"):
             (out / name).write_text("x")
@@ -28,7 +28,7 @@ def test_exit_status_and_a_failed_start_removes_the_directory_it_created(tmp_pat
     out = tmp_path / "run"
 
     def main(argv):
-        track_output_dir(out, created=True)
+        track_output_dir(out, created=out)
         out.mkdir()
         (out / "baseline").mkdir()  # written before the failure, but no checkpoint or model yet
         raise error
@@ -45,8 +45,9 @@ def test_a_failure_after_the_first_checkpoint_keeps_the_directory(tmp_path, caps
     out = tmp_path / "run"
 
     def main(argv):
-        track_output_dir(out, created=True)
+        track_output_dir(out, created=out)
         (out / "checkpoint-3").mkdir(parents=True)
+        (out / "checkpoint-3" / "trainer_state.json").write_text('{"global_step": 3}')  # complete
         raise Interrupted("interrupted at step 4; rerun the same command to resume from checkpoint-3")
 
     with pytest.raises(SystemExit):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,3 +138,15 @@ def test_shortened_demo_narrows_the_transfer_gap_without_collapse(tmp_path, one_
             assert r["after"] > r["before"], lang
     summary = (out / "summary.md").read_text()
     assert "## 1." in summary and "## 2." in summary and "## 3." in summary and "Wall time" in summary
+    # The README's predict command, on the demo's distilled checkpoint: no --task (the checkpoint keeps its
+    # task file), rows scored as evaluation scored them.
+    import predict
+
+    test_rows = (tmp_path / "data" / "demo" / "test" / "x50.jsonl").read_text().splitlines()[:8]
+    rows = [json.loads(line) for line in test_rows]
+    source = tmp_path / "new.jsonl"
+    source.write_text("".join(json.dumps({"text": r["text"], "lang": "x50"}) + "\n" for r in rows))
+    predicted = predict.main(["--model_name_or_path", str(out / "distill"), "--input", str(source),
+                              "--output", str(tmp_path / "predictions.jsonl")])
+    logits = np.load(out / "distill" / "predictions" / "x50_test_logits.npy")[:8]
+    assert [p["predicted_label_id"] for p in predicted] == logits.argmax(1).tolist()

@@ -34,11 +34,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 LANGS = ["en", "fr", "de"]
 
 
-def torchrun(script: str, argv: list[str]) -> None:
+def torchrun(script: str, argv: list[str]) -> str:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(REPO / "src" / script), *argv]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,26 @@ def test_two_processes_train_evaluate_and_select_like_one(tmp_path, data_dir, no
     assert saved["scores"] == pytest.approx(expected.scores, abs=1e-6)
     assert (saved["teachers"], saved["students"]) == (expected.teachers, expected.students)
     assert saved["num_items"] == 16
+
+
+def test_two_processes_distil_like_one_with_a_frozen_teacher_and_an_anchor(tmp_path, data_dir, no_dropout_mlm):
+    """2 ranks x 2 pairs per step = 1 process x 4 pairs: the same distilled weights, and DDP runs without
+    the unused-parameter search (every parameter gets a gradient), so no rank warns about it."""
+    import distill
+
+    common = ["--model_name_or_path", str(no_dropout_mlm), "--task", "xnli", "--data_dir", str(data_dir),
+              "--languages", ",".join(LANGS), "--max_steps", "3", "--learning_rate", "1e-3", "--report_to", "none",
+              "--max_seq_length", "64", "--use_cpu", "--save_strategy", "no", "--seed", "3", "--pool_size", "8",
+              "--frozen_teacher", "--anchor_weight", "0.5", "--allow_untuned_checkpoint"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    distill.main(common + ["--output_dir", str(single), "--per_device_train_batch_size", "4"])
+    log = torchrun("distill.py", common + ["--output_dir", str(ddp), "--per_device_train_batch_size", "2"])
+    start = load_file(no_dropout_mlm / "model.safetensors")
+    one, two = load_file(single / "model.safetensors"), load_file(ddp / "model.safetensors")
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
+    assert max((one[k] - start[k]).abs().max().item() for k in start if one[k].shape == start[k].shape) > 1e-4
+    assert "every trainable parameter gets a gradient: no unused-parameter search" in log
+    assert "find_unused_parameters=True" not in log  # torch's warning, printed by each rank with the search on
 
 
 def test_scoring_runs_under_the_mixed_precision_autocast(tmp_path, tiny_mlm):

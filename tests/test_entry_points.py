@@ -207,7 +207,8 @@ def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path, mo
     monkeypatch.setattr(distill, "compute_accuracy", lambda eval_pred: {"accuracy": next(scripted)})
     out = tmp_path / "best"
     args = distill_args(model_dir, data_dir, out, "--select_best_on_dev", "--eval_strategy", "steps",
-                        "--eval_steps", "2", "--save_steps", "2", "--max_steps", "10", "--learning_rate", "1e-3")
+                        "--eval_steps", "2", "--save_steps", "2", "--max_steps", "10", "--learning_rate", "1e-3",
+                        "--keep_checkpoints")  # inspected below
     args[args.index("--save_strategy") + 1] = "steps"
     distill.main(args)
     state = json.loads((out / "checkpoint-10" / "trainer_state.json").read_text())

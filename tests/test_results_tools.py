@@ -381,7 +381,7 @@ def test_pipeline_logs_language_scalars_and_writes_significance_and_plots(tmp_pa
     ft_dir, ds_dir = tmp_path / "ft", tmp_path / "ds"
     finetune.main(["--model_name_or_path", str(tiny_mlm), "--output_dir", str(ft_dir), "--max_steps", "2",
                    "--learning_rate", "1e-3", "--eval_strategy", "steps", "--eval_steps", "2",
-                   "--max_selection_samples", "8", "--eval_all_dev_languages"] + common)
+                   "--max_selection_samples", "8", "--eval_all_dev_languages", "--keep_checkpoints"] + common)
     history = json.loads((ft_dir / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     logged = next(h for h in history if "eval_fr_accuracy" in h)
     assert logged["step"] == 2 and {"eval_en_accuracy", "eval_de_accuracy", "eval_transfer_gap"} <= set(logged)
@@ -445,9 +445,10 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
     agg = json.loads((out / "aggregate.json").read_text())
     assert agg["kind"] == "distillation" and agg["seeds"] == [4, 5]
     assert agg["per_language"]["fr"]["after"]["mean"] == pytest.approx((AFTER[1]["fr"] + AFTER[2]["fr"]) / 2)
-    # A rerun finds every stage finished: no stage runs again, the aggregate is rewritten.
-    rerun = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    assert len((tmp_path / "calls").read_text().splitlines()) == 4 and "skipping distillation" in rerun.stdout
+    # A rerun asks every stage again: the entry point, not the folder's files, decides whether the run there is
+    # this configuration's finished run ("nothing to do"), an interrupted one (continued) or another (refused).
+    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    assert (tmp_path / "calls").read_text().splitlines()[4:] == calls
     # A second recipe from the same fine-tuned checkpoints: stage-only variables, its own folder.
     fake_run(templates / "distillation.sh-4", 4, BEFORE[1], AFTER[1], init=str(out / "seed-4" / "finetune"))
     env = {**env, "SEEDS": "4", "DISTILL_NAME": "distill-b", "DISTILL_VARS": "RECIPE=recommended LR=1e-5",
@@ -455,7 +456,8 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
     stub = scripts / "distillation.sh"
     stub.write_text(STAGE_STUB.replace("ARGS=$*", "RECIPE=$RECIPE LR=$LR ARGS=$*"))
     subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    assert (tmp_path / "calls").read_text().splitlines()[4:] == [
+    assert (tmp_path / "calls").read_text().splitlines()[8:] == [
+        f"finetuning.sh SEED=4 OUTPUT_DIR={out}/seed-4/finetune MODEL_DIR= ARGS=--max_eval_samples 7",
         f"distillation.sh SEED=4 OUTPUT_DIR={out}/seed-4/distill-b MODEL_DIR={out}/seed-4/finetune "
         "RECIPE=recommended LR=1e-5 ARGS=--max_eval_samples 7"]
     assert json.loads((out / "b" / "aggregate.json").read_text())["seeds"] == [4]

@@ -42,7 +42,7 @@ def finetune_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(one_thread, tmp_path_factory, tiny_mlm, data_dir) -> Path:
     out = tmp_path_factory.mktemp("reference") / "run"
-    finetune.main(finetune_args(tiny_mlm, data_dir, out))
+    finetune.main(finetune_args(tiny_mlm, data_dir, out, "--keep_checkpoints"))  # inspected below
     return out
 
 
@@ -140,6 +140,7 @@ def test_last_complete_checkpoint_skips_folders_cut_off_while_saving(tmp_path):
         if state is not None:
             (folder / "trainer_state.json").write_text(state if isinstance(state, str) else json.dumps(state))
     (tmp_path / "checkpoint-notes").mkdir()
+    (tmp_path / "run_config.json").write_text("{}")  # a run of this version: its configuration is stored
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert prepare_output_dir(str(tmp_path), overwrite=False) == str(tmp_path / "checkpoint-2")
 
@@ -207,6 +208,7 @@ def test_distillation_rerun_reuses_saved_selection_and_baseline(tmp_path, tiny_m
     distill.main(args)
     # Simulate a crash after training, and mark the saved selection and baseline so reuse is visible.
     (out / "results.json").unlink()
+    (out / "stages" / "run.done").unlink()
     saved = json.loads((out / "teacher_selection.json").read_text("utf-8"))
     selection = saved["selection"]
     selection["teachers"], selection["students"] = ["fr"], ["en", "de"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -29,13 +30,14 @@ class ModelArguments:
     _argument_group_name = "model"  # its --help section (HfArgumentParser)
 
     model_name_or_path: str = field(metadata={"help": "Hub id or local directory of the model / checkpoint."})
-    head: str = field(default="prompt", metadata={
+    head: str | None = field(default=None, metadata={
         "help": "prompt: cloze prompt on a masked LM (or first decoder step of a seq2seq LM), the "
-                "original's method; classification: AutoModelForSequenceClassification."})
+                "original's method; classification: AutoModelForSequenceClassification. Default: the head "
+                "the checkpoint was trained with (its alsace_task.json), else prompt."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
 
     def __post_init__(self):
-        if self.head not in ("prompt", "classification"):
+        if self.head is not None and self.head not in ("prompt", "classification"):
             raise UserError(f"--head {self.head!r}: choose prompt or classification")
 
 
@@ -43,9 +45,10 @@ class ModelArguments:
 class DataArguments:
     _argument_group_name = "data and evaluation"  # its --help section (HfArgumentParser)
 
-    task: str = field(default="xnli", metadata={
+    task: str | None = field(default=None, metadata={
         "help": "Task name from the registry (xnli, pawsx, xcopa, geomlama), or the path of a task file "
-                "(*.json) describing your own parallel classification dataset (see docs)."})
+                "(*.json) describing your own parallel classification dataset (see docs). Default: the task "
+                "the checkpoint was trained for (its alsace_task.json), else xnli."})
     data_dir: str | None = field(default=None, metadata={
         "help": "Folder holding <task>/<split>/<lang>.jsonl. Unset: download from the Hugging Face Hub."})
     languages: str | None = field(default=None, metadata={
@@ -96,7 +99,12 @@ class OutputArguments:
     """What both entry points do with a non-empty `--output_dir` (inherited by their argument classes)."""
 
     overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Allow writing into a non-empty output directory that is not a resumable run."})
+        "help": "Replace the run in a non-empty output directory (its results, checkpoints and stored "
+                "configuration are removed first). Without it, a rerun with the same configuration continues "
+                "that run and one with another configuration is refused."})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "Keep the intermediate checkpoint-* folders (optimizer state) after a finished run; off: they "
+                "are removed, the final model stays in --output_dir."})
 
 
 @dataclass
@@ -273,8 +281,9 @@ def parse(dataclass_types, argv, description: str | None = None):
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         sys.exit(0)
-    if len(argv) == 1 and argv[0].lower().endswith(CONFIG_SUFFIXES):
-        return _parse_file(parser, dataclass_types, argv[0])
+    if argv and argv[0].lower().endswith(CONFIG_SUFFIXES) and not argv[0].startswith("-"):
+        return _parse_file(parser, dataclass_types, argv[0], _file_output_dir(argv))
+    argv = join_negative_numbers(argv)
     if DistillArguments in dataclass_types:
         argv = select_best_flags(argv)
     # Checked before TrainingArguments exists: it would register a half-built DeepSpeed config globally.
@@ -297,8 +306,41 @@ def parse(dataclass_types, argv, description: str | None = None):
     return parsed
 
 
-def _parse_file(parser, dataclass_types, path: str):
-    """The dataclasses from a JSON or YAML file of `flag: value` pairs (flat, or nested by section)."""
+NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def join_negative_numbers(argv: list[str]) -> list[str]:
+    """`--flag -1e-3` as `--flag=-1e-3`: argparse reads `-1e-3` as an unknown option and answers "expected
+    one argument", where the value should reach the flag's own check (which names the flag and the fix)."""
+    out = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and NEGATIVE_NUMBER.fullmatch(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _file_output_dir(argv: list[str]) -> str | None:
+    """The only flag an arguments file takes beside it: `--output_dir DIR` (where a replay goes)."""
+    rest = argv[1:]
+    if not rest:
+        return None
+    if len(rest) == 2 and rest[0] == "--output_dir":
+        return rest[1]
+    if len(rest) == 1 and rest[0].startswith("--output_dir="):
+        return rest[0].split("=", 1)[1]
+    raise UserError(f"{argv[0]}: an arguments file takes no other flag than --output_dir DIR; put the others "
+                    "in the file")
+
+
+def _parse_file(parser, dataclass_types, path: str, output_dir: str | None = None):
+    """The dataclasses from a JSON or YAML file of `flag: value` pairs (flat, or nested by section).
+
+    A run's own record (run_config.json / run_args.json, nested by section) is a replay: the same
+    configuration into a new directory, `--output_dir` or else `<the run's folder>-replay`; it never
+    overwrites the run it came from (`overwrite_output_dir` and `resume_from_checkpoint` are dropped).
+    """
     import json
     from pathlib import Path
 
@@ -320,7 +362,22 @@ def _parse_file(parser, dataclass_types, path: str):
         raise
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a mapping of flag names to values")
+    replay = any(k.endswith("_args") and isinstance(v, dict) for k, v in values.items())  # a run's own record
     values = flatten_run_args(values)
+    if replay:
+        from pathlib import Path as _Path
+
+        from alsace.run_config import ACTION_FIELDS
+
+        for key in ACTION_FIELDS:
+            values.pop(key, None)
+        recorded = values.get("output_dir")
+        if output_dir is None and recorded and _Path(recorded).exists():
+            output_dir = f"{recorded.rstrip('/')}-replay"
+            print(f"{path}: replaying the run of {recorded} into {output_dir} (--output_dir DIR chooses the folder)",
+                  file=sys.stderr)
+    if output_dir is not None:
+        values["output_dir"] = output_dir
     if values.get("select_best_on_dev") and DistillArguments in dataclass_types:  # as `select_best_flags`
         values.setdefault("load_best_model_at_end", True)
         values.setdefault("metric_for_best_model", "accuracy")

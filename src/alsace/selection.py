@@ -114,6 +114,11 @@ def max_normalized_score(num_languages: int) -> float:
     return float(np.e / (np.e + num_languages - 1))
 
 
+def min_normalized_score(num_languages: int) -> float:
+    """The smallest ŝ_t any scores s in [0, 1] allow: one language at 0, the rest at 1: 1 / (1 + (T - 1) e)."""
+    return float(1 / (1 + (num_languages - 1) * np.e))
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (the one softmax of the package: classes, or languages for ŝ)."""
     z = np.exp(x - x.max(-1, keepdims=True))

@@ -32,9 +32,10 @@ PROMPT_KEYS = ("template", "label_words")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def read_task_file(path: str | Path) -> dict:
+def read_task_file(path: str | Path, check_files: bool = True) -> dict:
     """Read and validate a task file; return the keyword arguments of its `alsace.tasks.Task` (this module
-    does not import `alsace.tasks`: `get_task` builds the task). Raise one `UserError` listing every problem."""
+    does not import `alsace.tasks`: `get_task` builds the task). Raise one `UserError` listing every problem.
+    `check_files=False` skips the data files (a checkpoint's copy, read to classify new text)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--task {path}: task file not found")
@@ -44,14 +45,14 @@ def read_task_file(path: str | Path) -> dict:
         raise UserError(f"--task {path}: not valid JSON ({err})") from None
     if not isinstance(spec, dict):
         raise UserError(f"--task {path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}")
-    problems = _check_spec(spec, path)
+    problems = _check_spec(spec, path, check_files)
     if problems:
         listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, start=1))
         raise UserError(f"--task {path}: {len(problems)} problem(s): {listed}")
     return _task_arguments(spec, path)
 
 
-def _check_spec(spec: dict, path: Path) -> list[str]:
+def _check_spec(spec: dict, path: Path, check_files: bool = True) -> list[str]:
     problems = [f"unknown key {k!r} (allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})"
                 for k in spec if k not in REQUIRED_KEYS + OPTIONAL_KEYS]
     problems += [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in spec]
@@ -70,7 +71,7 @@ def _check_spec(spec: dict, path: Path) -> list[str]:
         problems.append("'pool_size' must be a positive integer")
     if "prompt" in spec:
         problems += _check_prompt(spec["prompt"], spec)
-    if isinstance(spec.get("data_dir"), str) and _unique_strings(langs, minimum=2):
+    if isinstance(spec.get("data_dir"), str) and _unique_strings(langs, minimum=2) and check_files:
         problems += _check_files(path.parent / spec["data_dir"], langs)
     elif "data_dir" in spec and not isinstance(spec["data_dir"], str):
         problems.append("'data_dir' must be a path (relative to the task file)")

@@ -200,10 +200,10 @@ def _build_registry() -> dict[str, Task]:
 TASKS: dict[str, Task] = _build_registry()
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str, check_files: bool = True) -> Task:
     """Look a task up by name (`xnli`, `pawsx`, `xcopa`, `geomlama`) or load a task file (`*.json`)."""
     if name.endswith(".json"):
-        return Task(**read_task_file(name))
+        return Task(**read_task_file(name, check_files))
     if name not in TASKS:
         raise UserError(f"--task {name!r}: unknown task; choose one of {', '.join(sorted(TASKS))} "
                         "or pass the path of a task file (*.json)")

@@ -15,6 +15,7 @@ the pickled `training_args.bin` the stock Trainer writes.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -26,6 +27,8 @@ from alsace.losses import pair_loss, supervised_loss
 from alsace.metrics import accuracy
 from alsace.scoring import as_scorer
 
+logger = logging.getLogger("alsace.trainer")
+
 
 class AlsaceTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
@@ -36,7 +39,6 @@ class AlsaceTrainer(Trainer):
         # The stock column filter keeps only the forward's named parameters; the scorer takes `**batch`.
         kwargs["args"].remove_unused_columns = False
         kwargs["model"] = as_scorer(kwargs["model"])  # the module whose forward is class scoring
-        super().__init__(*args, **kwargs)
         self.finetune_loss = finetune_loss
         self.kl_direction = kl_direction
         self.detach_teacher = detach_teacher
@@ -44,6 +46,39 @@ class AlsaceTrainer(Trainer):
         self.min_teacher_confidence = min_teacher_confidence
         self.anchor_weight = anchor_weight
         self.teacher_temperature = teacher_temperature
+        self._decide_unused_parameter_search(kwargs)  # before the accelerator (and its DDP settings) exists
+        super().__init__(*args, **kwargs)
+
+    def _decide_unused_parameter_search(self, kwargs) -> None:
+        """DDP's `find_unused_parameters` only when this configuration leaves a parameter without a gradient.
+
+        The stock Trainer turns the search on for any module that is not a `PreTrainedModel` (the scorer
+        is not), costing every step an extra autograd traversal and every rank a warning. One loss on the
+        first two training items, before training (RNG state restored), says whether any trainable
+        parameter gets no gradient; all ranks take rank 0's answer. An explicit
+        `--ddp_find_unused_parameters` wins.
+        """
+        from transformers.training_args import ParallelMode
+
+        from alsace.distributed import broadcast_from_main
+
+        args, data = kwargs["args"], kwargs.get("train_dataset")
+        if (args.ddp_find_unused_parameters is not None or args.parallel_mode != ParallelMode.DISTRIBUTED
+                or args.deepspeed or data is None or len(data) == 0):
+            return
+        scorer, device = kwargs["model"], args.device
+        scorer.to(device)
+        batch = kwargs["data_collator"]([data[i] for i in range(min(2, len(data)))])
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            loss_of = self._pair_loss if "num_pairs" in batch else self._supervised_loss
+            loss_of(scorer, batch)[0].backward()
+        unused = [n for n, p in scorer.named_parameters() if p.requires_grad and p.grad is None]
+        scorer.zero_grad(set_to_none=True)
+        args.ddp_find_unused_parameters = bool(broadcast_from_main(unused))
+        logger.info("DDP: %s", f"{len(unused)} trainable parameters get no gradient (e.g. {unused[0]}): "
+                    "searching for unused parameters every step" if unused else
+                    "every trainable parameter gets a gradient: no unused-parameter search")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "num_pairs" in inputs:
@@ -70,6 +105,18 @@ class AlsaceTrainer(Trainer):
             self.processing_class.save_pretrained(output_dir)
         # The stock Trainer pickles the arguments (`training_args.bin`); keep them as JSON instead.
         write_text(os.path.join(output_dir, "training_args.json"), self.args.to_json_string())
+
+    def _issue_warnings_after_load(self, load_result):
+        # A resumed checkpoint lacks tied weights by design (XLM-R's lm_head.decoder.* are the input
+        # embeddings and lm_head.bias, saved once under those names): not worth an alarming warning.
+        state = self.model.state_dict()
+        missing = set(load_result.missing_keys)
+        by_storage = {}
+        for name, tensor in state.items():
+            by_storage.setdefault(tensor.data_ptr(), []).append(name)
+        real = [k for k in load_result.missing_keys
+                if k not in state or all(other in missing for other in by_storage[state[k].data_ptr()])]
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=real))
 
     def _supervised_loss(self, model, inputs):
         return supervised_loss(model, inputs, self.finetune_loss)

@@ -15,19 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from alsace.errors import UserError
+from alsace.run_config import RESULT_NEUTRAL_FIELDS
 
-# Fields (leaf names, in any section) that identify or log a run but do not change its numbers.
-IGNORED_FIELDS = frozenset({
-    "seed", "data_seed", "output_dir", "run_name", "logging_dir", "overwrite_output_dir", "resume_from_checkpoint",
-    "report_to", "project", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id",
-    "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision",
-    "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter", "log_level",
-    "log_level_replica", "log_on_each_node", "disable_tqdm", "save_strategy", "save_steps", "save_total_limit",
-    "save_on_each_node", "save_only_model", "dataloader_num_workers", "dataloader_pin_memory",
-    "dataloader_persistent_workers", "dataloader_prefetch_factor", "dataloader_multiprocessing_context",
-    "local_rank", "ddp_timeout", "ddp_backend", "skip_memory_metrics", "per_device_eval_batch_size",
-    "eval_accumulation_steps", "use_cpu",
-})
+# Fields (leaf names, in any section) left out of the same-configuration check: those that cannot change a
+# run's numbers (one list, shared with the rerun check: alsace.run_config), those that differ from seed to seed
+# (the seed; `init_config`, the fingerprint of a per-seed starting checkpoint, compared as `init.*` below),
+# and the saving cadence and device, which change no number beyond float rounding.
+IGNORED_FIELDS = RESULT_NEUTRAL_FIELDS | {"seed", "data_seed", "init_config", "save_strategy", "save_steps",
+                                         "save_only_model", "use_cpu"}
 SUMMARY_KEYS = ("average", "transfer_gap", "spread", "teacher_average", "student_average")
 MAX_INIT_DEPTH = 3  # distill <- finetune <- (a pretrained model); deeper chains are compared by path
 
