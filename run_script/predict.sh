@@ -5,8 +5,10 @@
 # optional "lang". Extra flags after the script name are passed to src/predict.py ("$@" comes last).
 # DRY_RUN=1 prints the command instead of running it.
 set -euo pipefail
+source "$(dirname "$0")/launch.sh"
+# Paths you give are read from where you run the script.
+model_from_caller MODEL_DIR; paths_from_caller INPUT OUTPUT
 cd "$(dirname "$0")/.."
-source run_script/launch.sh
 
 MODEL_DIR=${MODEL_DIR:-}                    # a run's --output_dir (holds alsace_task.json)
 INPUT=${INPUT:--}                           # JSONL file; - reads stdin

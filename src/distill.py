@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainingArguments, set_seed
 
-from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
+from alsace.arguments import (POOL_SIZE_WARNING, DataArguments, DistillArguments, ModelArguments, PromptArguments,
+                              parse, split_list)
 from alsace.data import load_pool, load_split
 from alsace.distributed import broadcast_from_main, is_main_process
 from alsace.errors import UserError, run_cli
@@ -64,6 +65,8 @@ def main(argv=None) -> dict:
             f"{max_normalized_score(len(languages)):.3f}; use mean (the default) or a float near 1/T = "
             f"{1 / len(languages):.3f}")
     pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
+    if warning := recipe_warning(d_args, training_args.learning_rate):
+        logger.warning(warning)
     if d_args.select_best_on_dev:
         task.check_languages([d_args.dev_language], "--dev_language")
         if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
@@ -93,6 +96,10 @@ def main(argv=None) -> dict:
                      d_args.pool_rows_parallel)
     pool_features = {lang: encode_cached(featurizer, rows, lang, **cache).to_list()  # indexed per pair item
                      for lang, rows in pool.items()}
+    if (pool_items := len(next(iter(pool.values())))) < POOL_SIZE_WARNING:
+        logger.warning("the unlabeled pool has only %d items per language: teacher scores from fewer than %d are "
+                       "noisy (the paper used 100-500); raise --pool_size (POOL_SIZE) if the data allow",
+                       pool_items, POOL_SIZE_WARNING)
     selection_path = output_dir / "teacher_selection.json"
     reuse_selection = bool(resume_from) and selection_path.is_file()
     pool_logits = None  # the starting checkpoint's class logits on the pool (selection; frozen teacher)
@@ -189,6 +196,21 @@ def main(argv=None) -> dict:
                        "anchor the student: try RECIPE=recommended, i.e. --frozen_teacher, or a lower "
                        "--learning_rate)", ", ".join(comparison["collapsed_languages"]))
     return after
+
+
+# Above this learning rate a moving teacher (neither --frozen_teacher nor --detach_teacher) is in neither
+# recipe: RECIPE=original keeps the paper's 3e-8, RECIPE=recommended freezes the teacher.
+MOVING_TEACHER_MAX_LR = 1e-6
+
+
+def recipe_warning(d_args: DistillArguments, learning_rate: float) -> str | None:
+    """A warning for settings in neither recipe that are known to collapse predictions; None otherwise."""
+    if d_args.frozen_teacher or d_args.detach_teacher or learning_rate <= MOVING_TEACHER_MAX_LR:
+        return None
+    return (f"--learning_rate {learning_rate:g} with a moving teacher (no --frozen_teacher) is neither recipe: the "
+            f"KL loss tends to collapse every language to one class at such rates (README, docs/real_encoder.md); "
+            f"use RECIPE=recommended in run_script/distillation.sh (--frozen_teacher, lr 2e-5) or the paper's "
+            f"lr 3e-8 (RECIPE=original)")
 
 
 def check_pair_languages(value: str | None, languages: list[str]) -> list[str] | None:
