@@ -12,9 +12,10 @@ if [[ -z "$MODEL_DIR" ]]; then
   echo "error: MODEL_DIR is not set: set it to a checkpoint written by run_script/finetuning.sh, e.g." \
        "MODEL_DIR=outputs/ft_xnli_... bash run_script/distillation.sh" >&2; exit 2
 fi
+MODEL_DIR_NOTE=
 if [[ ! -d "$MODEL_DIR" ]] && ! has_flag --allow_untuned_checkpoint "$@"; then
   if [[ -n "${DRY_RUN:-}" ]]; then  # a dry run may print the command for a checkpoint still to be written
-    echo "note: MODEL_DIR=$MODEL_DIR does not exist (yet)" >&2
+    MODEL_DIR_NOTE="note: MODEL_DIR=$MODEL_DIR does not exist (yet)"
   else
     echo "error: MODEL_DIR=$MODEL_DIR: no such folder (paths are read from $CALLER_DIR); set MODEL_DIR to the" \
          "OUTPUT_DIR of a finished run_script/finetuning.sh run" >&2; exit 2
@@ -84,4 +85,5 @@ args=(
 [[ -n "$LANG_RANK" ]] && args+=(--lang_rank "$LANG_RANK" --num_students "${NUM_STUDENTS:?LANG_RANK needs NUM_STUDENTS}")
 [[ -n "$DEEPSPEED_CONFIG" ]] && args+=(--deepspeed "$DEEPSPEED_CONFIG")
 
+[[ -n "$MODEL_DIR_NOTE" ]] && echo "$MODEL_DIR_NOTE" >&2
 launch src/distill.py "${args[@]}" "$@"
