@@ -27,7 +27,7 @@ from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer
 from alsace.files import write_text
 from alsace.modeling import CHECKPOINT_INFO, load_tokenizer_and_model, read_checkpoint_info
-from alsace.tasks import get_task
+from alsace.tasks import TASKS, get_task
 
 
 @dataclass
@@ -52,6 +52,10 @@ class PredictArguments:
 def main(argv=None) -> list[dict]:
     (args,) = parse((PredictArguments,), argv, __doc__)
     info = checkpoint_info(args.model_name_or_path)
+    if args.task is None and info["task"] not in TASKS:  # fine-tuned on a task file: only its path says the task
+        raise UserError(f"--model_name_or_path {args.model_name_or_path}: fine-tuned on task {info['task']!r} of a "
+                        f"task file; pass that file with --task path/to/{info['task']}.json (TASK= for "
+                        "run_script/predict.sh)")
     task = get_task(args.task or info["task"])
     rows = read_rows(args.input, task)
     if info.get("label_names") != list(task.label_names):

@@ -55,3 +55,14 @@ def test_task_and_head_mismatch_name_the_script_variables(tmp_path):
         check_checkpoint_task(str(tmp_path), get_task("xnli"), "prompt")
     with pytest.raises(UserError, match=r"pass --head prompt \(HEAD=prompt in run_script/\*.sh\)"):
         check_checkpoint_task(str(tmp_path), get_task("pawsx"), "classification")
+
+
+def test_predict_on_a_task_file_checkpoint_asks_for_the_task_file(tmp_path):
+    import predict
+
+    (tmp_path / CHECKPOINT_INFO).write_text(json.dumps(
+        {"task": "mytask", "label_names": ["negative", "positive"], "head": "prompt", "prompt_language": "en",
+         "num_placeholder_tokens": 0}), encoding="utf-8")
+    with pytest.raises(UserError, match=r"fine-tuned on task 'mytask' of a task file; pass that file with --task "
+                                        r"path/to/mytask.json \(TASK= for run_script/predict.sh\)"):
+        predict.main(["--model_name_or_path", str(tmp_path), "--input", str(tmp_path / "in.jsonl")])
