@@ -36,7 +36,7 @@ from alsace.report.results import (collapse_warning, compare, comparison_for_ter
                                    results_markdown, save_results)
 from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
-from alsace.report.tracking import LanguageDevMetrics
+from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.runs import evaluate, prepare_output_dir, resolve_languages, setup_logging, stop_cleanly, train
 from alsace.selection import (Selection, fixed_rank, max_normalized_score, score_spread_warning, select_teachers,
                               selection_table, softmax)
@@ -161,13 +161,14 @@ def main(argv=None) -> dict:
         limit = data_args.max_eval_samples
         trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang][:limit] for lang in languages},
                                                 collator, task.source_language, trainer.log))
+        quiet_evaluation_logs(trainer)  # the per-language table replaces the Trainer's eval dict
     train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
         write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer)
 
     # Stage 3: evaluate every language again and compare.
-    after = save_results(output_dir, task, data_args.eval_split, training_args.output_dir,
+    after = save_results(output_dir, task, data_args.eval_split, model_args.model_name_or_path,  # the starting model
                          evaluate(model, eval_features, collator, training_args),
                          "After self-distillation", selection.teachers, selection.students)
     comparison = compare(before, after, selection.teachers, selection.students)

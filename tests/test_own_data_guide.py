@@ -70,6 +70,12 @@ def test_the_own_data_guide_runs_as_written(tmp_path):
     runs = user / "outputs" / "mytask"
     aggregate = json.loads((runs / "aggregate.json").read_text("utf-8"))
     assert aggregate["num_runs"] == 2 and sorted(aggregate["seeds"]) == [13, 21]
+    seed = runs / "seed-13"
+    # `model` in results.json is the model a run started from, in both stages; the card shows the recipe.
+    assert json.loads((seed / "finetune" / "results.json").read_text("utf-8"))["model"] == str(tmp_path / "tiny")
+    assert json.loads((seed / "distill" / "results.json").read_text("utf-8"))["model"] == str(seed / "finetune")
+    card = (seed / "distill" / "README.md").read_text("utf-8")
+    assert "| frozen_teacher | True |" in card and "| max_steps | 2 |" in card and "num_train_epochs" not in card
     predictions = [json.loads(line) for line in (user / "predictions.jsonl").read_text("utf-8").splitlines()]
     assert [p["lang"] for p in predictions] == ["fr", "de"]
     assert all(p["predicted_label"] in spec["label_names"] for p in predictions)
