@@ -90,3 +90,33 @@ def test_missing_cldr_files_are_one_line_errors_naming_the_flag(cldr, tmp_path):
     with pytest.raises(UserError, match=r"labels.txt not found; install Debian/Ubuntu's unicode-cldr-core"):
         build_emoji_task.main(["--output_dir", str(tmp_path / "o"), "--cldr_dir", str(cldr), "--languages", "en,fr"])
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_real_encoder_reproduce_block_runs_from_the_repository(tmp_path):
+    """docs/real_encoder.md's commands, as a dry run from the repository root: the builder is this project's,
+    the model a Hub id, and every variable is one the scripts accept (no stage variable in the environment)."""
+    import os
+    import re
+    import shlex
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    block = re.search(r"## Reproduce.*?```bash\n(.*?)```", (root / "docs" / "real_encoder.md").read_text("utf-8"),
+                      flags=re.S).group(1)
+    assert "python src/build_emoji_task.py --output_dir data" in block  # built by the test above, not here
+    assert "MODEL_DIR=intfloat/multilingual-e5-small" in block
+    runnable = "\n".join(line for line in block.splitlines()
+                         if not line.startswith(("sudo ", "python src/build_emoji_task.py")))
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL_DIR", "TASK", "OUTPUT_ROOT", "SEEDS")}
+    proc = subprocess.run(["bash", "-c", "set -euo pipefail\nexport DRY_RUN=1\n" + runnable], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = [shlex.split(line) for line in proc.stdout.splitlines()]
+    entries = [c[1].rsplit("/", 1)[-1] for c in commands]
+    assert entries == (["finetune.py", "distill.py"] * 3 + ["aggregate.py"]) * 2
+    finetune = commands[0]
+    assert finetune[finetune.index("--model_name_or_path") + 1] == "intfloat/multilingual-e5-small"
+    assert finetune[finetune.index("--learning_rate") + 1] == "1e-4"
+    distills = [c for c in commands if c[1].endswith("distill.py")]
+    assert [c[c.index("--frozen_teacher") + 1] for c in distills] == ["true"] * 3 + ["false"] * 3
+    assert not (root / "outputs" / "emoji-e5").exists()
