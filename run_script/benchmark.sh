@@ -6,6 +6,8 @@
 # Extra flags after the script name are passed to src/benchmark.py ("$@" comes last and wins).
 # DRY_RUN=1 prints the command instead of running it. About 5-8 minutes on 2 CPU cores.
 set -euo pipefail
+source "$(dirname "$0")/launch.sh"
+paths_from_caller OUTPUT_DIR  # read from where you run the script; the default is in the repository
 cd "$(dirname "$0")/.."
 
 NUM_LAYERS=${NUM_LAYERS:-12}                # XLM-R base: 12 (vocabulary 250,002 and hidden 768 are the defaults)
@@ -26,5 +28,4 @@ args=(
   --warmup "$WARMUP" --repeats "$REPEATS" --seed "$SEED" --output_dir "$OUTPUT_DIR"
 )
 
-source run_script/launch.sh
 NUM_GPUS=1 launch src/benchmark.py "${args[@]}" "$@"

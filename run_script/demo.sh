@@ -11,8 +11,10 @@
 # 4. src/demo.py report: the per-language, teacher and before -> after tables (outputs/demo/summary.md).
 # Steps 2 and 3 are the real entry points with their ordinary flags. Extra arguments ("$@") go to both of
 # them (flags both accept, e.g. --per_device_eval_batch_size 64); FINETUNE_EXTRA / DISTILL_EXTRA hold
-# stage-specific ones. A rerun overwrites the demo's own outputs.
+# stage-specific ones. A rerun overwrites the demo's own outputs. DATA_DIR and OUTPUT_DIR are read from where
+# you run the script. DRY_RUN=1 prints the four commands instead of running them.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/launch.sh"
 
 DATA_DIR=${DATA_DIR:-data}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/demo}
@@ -54,24 +56,25 @@ COMMON=(--task "$DATA_DIR/demo/task.json" --seed "$SEED" --max_seq_length "$MAX_
         --logging_steps 50 --report_to none --use_cpu --overwrite_output_dir)
 
 echo "== 1/4 synthetic data and a tiny model"
-python "$SRC/demo.py" prepare --data_dir "$DATA_DIR" --output_dir "$OUTPUT_DIR" --seed "$SEED" \
+run_or_print python "$SRC/demo.py" prepare --data_dir "$DATA_DIR" --output_dir "$OUTPUT_DIR" --seed "$SEED" \
     --train_size "$TRAIN_SIZE" --validation_size "$VALIDATION_SIZE" --test_size "$TEST_SIZE" --corpus_size "$CORPUS_SIZE" \
     --hidden_size "$HIDDEN_SIZE" --num_layers "$NUM_LAYERS" --num_heads "$NUM_HEADS"
 
 echo "== 2/4 English fine-tuning (src/finetune.py)"
 # shellcheck disable=SC2086  # *_EXTRA are word lists on purpose
-python "$SRC/finetune.py" "${COMMON[@]}" \
+run_or_print python "$SRC/finetune.py" "${COMMON[@]}" \
     --model_name_or_path "$OUTPUT_DIR/model" --output_dir "$OUTPUT_DIR/finetune" \
     --max_steps "$FT_STEPS" --learning_rate "$FT_LR" --per_device_train_batch_size "$FT_BATCH_SIZE" \
     --warmup_steps 0.1 --finetune_loss "$FT_LOSS" $FINETUNE_EXTRA "$@"
 
 echo "== 3/4 teacher selection and self-distillation (src/distill.py)"
 # shellcheck disable=SC2086
-python "$SRC/distill.py" "${COMMON[@]}" \
+run_or_print python "$SRC/distill.py" "${COMMON[@]}" \
     --model_name_or_path "$OUTPUT_DIR/finetune" --output_dir "$OUTPUT_DIR/distill" \
     --max_steps "$DISTILL_STEPS" --learning_rate "$DISTILL_LR" --per_device_train_batch_size "$DISTILL_BATCH_SIZE" \
     --pool_size "$POOL_SIZE" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER" $DISTILL_EXTRA "$@"
 
 echo "== 4/4 summary"
-python "$SRC/demo.py" report --output_dir "$OUTPUT_DIR" --wall_time_s $((SECONDS - START))
+run_or_print python "$SRC/demo.py" report --output_dir "$OUTPUT_DIR" --wall_time_s $((SECONDS - START))
+[[ -n "${DRY_RUN:-}" ]] && exit 0
 echo "demo finished in $((SECONDS - START)) s; everything is in $OUTPUT_DIR/ (summary.md, finetune/, distill/)"

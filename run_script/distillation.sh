@@ -3,14 +3,25 @@
 # MODEL_DIR must be a checkpoint written by run_script/finetuning.sh. Every variable can be overridden from the
 # environment; extra flags after the script name go to src/distill.py. DRY_RUN=1 prints the command.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source run_script/launch.sh
+source "$(dirname "$0")/launch.sh"
+# Paths you give are read from where you run the script; its own defaults (outputs/...) are in the repository.
+model_from_caller MODEL_DIR; task_from_caller TASK; paths_from_caller DATA_DIR OUTPUT_DIR DEEPSPEED_CONFIG
 
 MODEL_DIR=${MODEL_DIR:-}                    # required: a checkpoint written by run_script/finetuning.sh
 if [[ -z "$MODEL_DIR" ]]; then
   echo "error: MODEL_DIR is not set: set it to a checkpoint written by run_script/finetuning.sh, e.g." \
        "MODEL_DIR=outputs/ft_xnli_... bash run_script/distillation.sh" >&2; exit 2
 fi
+MODEL_DIR_NOTE=
+if [[ ! -d "$MODEL_DIR" ]] && ! has_flag --allow_untuned_checkpoint "$@"; then
+  if [[ -n "${DRY_RUN:-}" ]]; then  # a dry run may print the command for a checkpoint still to be written
+    MODEL_DIR_NOTE="note: MODEL_DIR=$MODEL_DIR does not exist (yet)"
+  else
+    echo "error: MODEL_DIR=$MODEL_DIR: no such folder (paths are read from $CALLER_DIR); set MODEL_DIR to the" \
+         "OUTPUT_DIR of a finished run_script/finetuning.sh run" >&2; exit 2
+  fi
+fi
+cd "$(dirname "$0")/.."
 TASK=${TASK:-}                              # empty = the checkpoint's (alsace_task.json); a restated TASK must match it
 DATA_DIR=${DATA_DIR:-}                      # holds <task>/<split>/<lang>.jsonl; empty = download from the Hub
 HEAD=${HEAD:-}                              # empty = the checkpoint's; a restated HEAD must match it
@@ -51,7 +62,7 @@ SCHEDULER=${SCHEDULER:-constant_with_warmup} # ... then constant (the original's
 WEIGHT_DECAY=${WEIGHT_DECAY:-5e-4}          # original
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-512}       # original
 BF16=${BF16:-auto}                          # original trained in bf16; auto = where the GPU supports it
-POOL_SIZE=${POOL_SIZE:-}                    # unlabeled parallel items; empty = the task's default (500; XCOPA 100)
+POOL_SIZE=${POOL_SIZE:-}                    # unlabeled parallel items; empty = the task's default (500; XCOPA 100); >= 5
 TEACHER_THRESHOLD=${TEACHER_THRESHOLD:-mean} # mean | paper (0.06 XNLI; PAWS-X/XCOPA's 0.2 leaves no teacher) | a float
 LANG_RANK=${LANG_RANK:-}                    # fixed ranking instead of scoring: original | en,fr,... (needs NUM_STUDENTS)
 NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are students (original XNLI: 8)
@@ -92,5 +103,6 @@ script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=T
   teacher_temperature=TEACHER_TEMPERATURE lang_rank=LANG_RANK num_students=NUM_STUDENTS output_dir=OUTPUT_DIR
   report_to=REPORT_TO deepspeed=DEEPSPEED_CONFIG" "$@"
 
+[[ -n "$MODEL_DIR_NOTE" ]] && echo "$MODEL_DIR_NOTE" >&2
 launch src/distill.py "${args[@]}" --output_dir "$OUTPUT_DIR" --per_device_eval_batch_size "$EVAL_BS" \
   --save_total_limit 2 --logging_steps 20 --report_to "$REPORT_TO" "$@"

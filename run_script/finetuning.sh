@@ -5,8 +5,10 @@
 # Extra flags after the script name are passed to src/finetune.py ("$@" comes last and wins).
 # DRY_RUN=1 prints the command instead of running it.
 set -euo pipefail
+source "$(dirname "$0")/launch.sh"
+# Paths you give are read from where you run the script; its own defaults (outputs/...) are in the repository.
+model_from_caller MODEL_DIR; task_from_caller TASK; paths_from_caller DATA_DIR OUTPUT_DIR DEEPSPEED_CONFIG
 cd "$(dirname "$0")/.."
-source run_script/launch.sh
 
 MODEL_DIR=${MODEL_DIR:-xlm-roberta-large}   # the model to load: local dir (prepare_data.sh's models/<id>) or, online, a Hub id
 TASK=${TASK:-xnli}                          # xnli | pawsx | xcopa | geomlama (+ --skip_training) | path/to/task.json

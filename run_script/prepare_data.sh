@@ -8,7 +8,9 @@
 #
 # Writes data/<task>/<split>/<lang>.jsonl and data/manifest.json (Hub revision, row counts, sha256 per file).
 # Extra arguments ("$@") go to src/prepare_data.py last (e.g. --languages en,fr --hub_revisions xnli=<commit>).
+# Paths are read from where you run the script. DRY_RUN=1 prints the command instead of running it (no network).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/launch.sh"
 
 DATA_DIR=${DATA_DIR:-data}
 TASKS=${TASKS:-xnli,pawsx,xcopa}
@@ -24,7 +26,7 @@ ARGS=(--data_dir "$DATA_DIR" --tasks "$TASKS" --splits "$SPLITS" --train_languag
 if [[ -n "$MODEL" ]]; then
     ARGS+=(--model "$MODEL" --model_dir "$MODEL_DIR")
 fi
-python "$SRC/prepare_data.py" "${ARGS[@]}" "$@"
-if [[ -n "$MODEL" ]]; then
+run_or_print python "$SRC/prepare_data.py" "${ARGS[@]}" "$@"
+if [[ -n "$MODEL" && -z "${DRY_RUN:-}" ]]; then
     echo "model snapshot in $MODEL_DIR: run MODEL_DIR=$MODEL_DIR bash run_script/finetuning.sh"
 fi

@@ -131,6 +131,10 @@ COMMANDS = {"prepare": (PrepareArguments, prepare), "report": (ReportArguments, 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: demo.py {{{','.join(COMMANDS)}}} [--flag value ...]  (demo.py COMMAND --help: its flags)\n")
+        print(__doc__.strip())
+        sys.exit(0)
     if not argv or argv[0] not in COMMANDS:
         raise UserError(f"first argument: choose {' or '.join(COMMANDS)} (then --help for its flags)")
     arguments, command = COMMANDS[argv[0]]

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainingArguments, set_seed
 
-from alsace.arguments import DataArguments, DistillArguments, ModelArguments, PromptArguments, parse, split_list
+from alsace.arguments import (POOL_SIZE_WARNING, DataArguments, DistillArguments, ModelArguments, PromptArguments,
+                              parse, split_list)
 from alsace.data import load_pool, load_split
 from alsace.distributed import broadcast_from_main, is_main_process
 from alsace.errors import UserError, restores_output_dir, run_cli
@@ -37,7 +38,7 @@ from alsace.report.results import (collapse_warning, compare, comparison_for_ter
                                    results_markdown, save_results, top_fell)
 from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
-from alsace.report.tracking import LanguageDevMetrics
+from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
                          resolve_languages, run_configuration, setup_logging, stop_cleanly, stored_config, train)
 from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, max_normalized_score,
@@ -83,6 +84,8 @@ def main(argv=None) -> dict:
             f"{max_normalized_score(len(languages)):.4f}] (a θ at or below the lower end makes every language a "
             f"teacher); use mean (the default) or a float inside that range, near 1/T = {1 / len(languages):.3f}")
     pair_languages = check_pair_languages(d_args.pair_languages, languages)  # before any work
+    if warning := recipe_warning(d_args, training_args.learning_rate):
+        logger.warning(warning)
     if d_args.select_best_on_dev:
         task.check_languages([d_args.dev_language], "--dev_language")
         if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
@@ -117,6 +120,10 @@ def main(argv=None) -> dict:
                      d_args.pool_rows_parallel)
     pool_features = {lang: encode_cached(featurizer, rows, lang, **cache).to_list()  # indexed per pair item
                      for lang, rows in pool.items()}
+    if (pool_items := len(next(iter(pool.values())))) < POOL_SIZE_WARNING:
+        logger.warning("the unlabeled pool has only %d items per language: teacher scores from fewer than %d are "
+                       "noisy (the paper used 100-500); raise --pool_size (POOL_SIZE) if the data allow",
+                       pool_items, POOL_SIZE_WARNING)
     selection_path = output_dir / "teacher_selection.json"
     reuse_selection = stages.done("teacher_selection")
     pool_logits = None  # the starting checkpoint's class logits on the pool (selection; frozen teacher)
@@ -182,13 +189,14 @@ def main(argv=None) -> dict:
         limit = data_args.max_eval_samples
         trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang][:limit] for lang in languages},
                                                 collator, task.source_language, trainer.log))
+        quiet_evaluation_logs(trainer)  # the per-language table replaces the Trainer's eval dict
     train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
         write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     # Stage 3: evaluate every language again and compare.
-    after = save_results(output_dir, task, data_args.eval_split, training_args.output_dir,
+    after = save_results(output_dir, task, data_args.eval_split, model_args.model_name_or_path,  # the starting model
                          evaluate(model, eval_features, collator, training_args),
                          "After self-distillation", selection.teachers, selection.students)
     comparison = compare(before, after, selection.teachers, selection.students, task.source_language)
@@ -229,6 +237,21 @@ def main(argv=None) -> dict:
         logger.warning("THE TOP FELL: %s fell significantly (paired-bootstrap CI below 0): a narrower gap from the "
                        "top falling is not a result", ", ".join(f["name"] for f in comparison["top_fell"]))
     return after
+
+
+# Above this learning rate a moving teacher (neither --frozen_teacher nor --detach_teacher) is in neither
+# recipe: RECIPE=original keeps the paper's 3e-8, RECIPE=recommended freezes the teacher.
+MOVING_TEACHER_MAX_LR = 1e-6
+
+
+def recipe_warning(d_args: DistillArguments, learning_rate: float) -> str | None:
+    """A warning for settings in neither recipe that are known to collapse predictions; None otherwise."""
+    if d_args.frozen_teacher or d_args.detach_teacher or learning_rate <= MOVING_TEACHER_MAX_LR:
+        return None
+    return (f"--learning_rate {learning_rate:g} with a moving teacher (no --frozen_teacher) is neither recipe: the "
+            f"KL loss tends to collapse every language to one class at such rates (README, docs/real_encoder.md); "
+            f"use RECIPE=recommended in run_script/distillation.sh (--frozen_teacher, lr 2e-5) or the paper's "
+            f"lr 3e-8 (RECIPE=original)")
 
 
 def check_pair_languages(value: str | None, languages: list[str]) -> list[str] | None:

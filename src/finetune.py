@@ -23,7 +23,7 @@ from alsace.modeling import load_tokenizer_and_model, placeholder_count, write_c
 from alsace.report.plots import plot_run
 from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
-from alsace.report.tracking import LanguageDevMetrics
+from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
                          resolve_languages, run_configuration, setup_logging, stored_config, train)
 from alsace.tasks import get_task
@@ -76,9 +76,12 @@ def main(argv=None) -> dict:
     # Read every evaluation file now: a bad test file must fail before hours of training, not after.
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
                                    data_args.max_eval_samples, **cache)
-    if train_features is not None:
-        logger.info("training on %d %s rows; selecting on %s dev (%s rows)", len(train_features),
-                    task.source_language, ft_args.selection_language, len(dev_features) if dev_features else 0)
+    if train_features is not None and dev_features is not None:
+        logger.info("training on %d %s rows; selecting on %s dev (%d rows)", len(train_features),
+                    task.source_language, ft_args.selection_language, len(dev_features))
+    elif train_features is not None:  # --eval_strategy no: nothing to select on
+        logger.info("training on %d %s rows; no dev evaluation (--eval_strategy no): the last step is kept",
+                    len(train_features), task.source_language)
 
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=train_features, eval_dataset=dev_features,
@@ -88,6 +91,7 @@ def main(argv=None) -> dict:
     if dev_features is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
         trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang] for lang in languages},
                                                 collator, task.source_language, trainer.log))
+        quiet_evaluation_logs(trainer)  # the per-language table replaces the Trainer's eval dict
     if train_features is not None:
         train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end

@@ -28,7 +28,7 @@ from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer
 from alsace.files import write_text
 from alsace.modeling import CHECKPOINT_INFO, checkpoint_task, load_tokenizer_and_model, read_checkpoint_info
-from alsace.tasks import get_task
+from alsace.tasks import TASKS, get_task
 
 
 @dataclass
@@ -56,6 +56,10 @@ def main(argv=None) -> list[dict]:
     info = checkpoint_info(args.model_name_or_path)
     own = get_task(checkpoint_task(args.model_name_or_path, info), check_files=False) if info.get("task_file") \
         else None
+    if own is None and args.task is None and info["task"] not in TASKS:  # an older task-file checkpoint: no copy
+        raise UserError(f"--model_name_or_path {args.model_name_or_path}: fine-tuned on task {info['task']!r} of a "
+                        f"task file; pass that file with --task path/to/{info['task']}.json (TASK= for "
+                        "run_script/predict.sh)")
     task = get_task(args.task, check_files=False) if args.task else own or get_task(info["task"])
     if task.name != info["task"] or info.get("label_names") != list(task.label_names):
         raise UserError(f"--task {args.task}: {args.model_name_or_path} was trained for task {info['task']} "

@@ -309,6 +309,7 @@ def test_bad_input_through_run_script(script, name, env, extra, expected, tmp_pa
     path = REPO / "run_script" / script
     if env.get("DEEPSPEED_CONFIG") and importlib.util.find_spec("deepspeed") is not None:
         pytest.skip("deepspeed is installed here: the missing-package message cannot occur")
+    (tmp_path / "model").mkdir()  # distillation.sh refuses a MODEL_DIR that does not exist before anything else
     proc = subprocess.run(["bash", str(path), *extra], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "NUM_GPUS": "1", "MODEL_DIR": str(tmp_path / "model"),
                                "OUTPUT_DIR": str(tmp_path / "out"), **env})

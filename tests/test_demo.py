@@ -68,7 +68,7 @@ def test_written_data_is_row_parallel_and_read_by_the_real_loader(tmp_path):
     assert test["x00"][0]["text"] != test["en"][0]["text"]
     pool = load_pool(task, list(task.languages), None, size=20)
     assert all(len(rows) == 20 and "label" not in rows[0] for rows in pool.values())
-    # The task file is what a --task path/to/task.json run would read (DESIGN.md section 2 keys).
+    # The task file is what a --task path/to/task.json run would read (docs/tasks.md's keys).
     spec = json.loads((root / "task.json").read_text("utf-8"))
     assert set(spec) == {"name", "languages", "text_fields", "label_names", "data_dir", "prompt"}
     assert (root / spec["data_dir"] / "test" / "en.jsonl").is_file()

@@ -83,9 +83,10 @@ def test_script_command_line_parses():
 
     words = subprocess.run(["bash", str(REPO / "run_script" / "predict.sh")], capture_output=True, text=True,
                            env={**os.environ, "DRY_RUN": "1", "MODEL_DIR": "outputs/ft", "INPUT": "new.jsonl"},
-                           check=True).stdout.split()
+                           cwd=REPO, check=True).stdout.split()
     (args,) = parse((predict.PredictArguments,), words[words.index("src/predict.py") + 1:])
-    assert args.model_name_or_path == "outputs/ft" and args.input == "new.jsonl" and args.output == "-"
+    # INPUT is read from where the script is run (here the repository root), so it arrives absolute.
+    assert args.model_name_or_path == "outputs/ft" and args.input == str(REPO / "new.jsonl") and args.output == "-"
     missing = subprocess.run(["bash", str(REPO / "run_script" / "predict.sh")], capture_output=True, text=True,
                              env={**os.environ, "DRY_RUN": "1", "MODEL_DIR": ""})
     assert missing.returncode == 2 and missing.stderr.startswith("error: MODEL_DIR is not set")

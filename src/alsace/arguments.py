@@ -74,6 +74,10 @@ class DataArguments:
             raise UserError(f"--eval_split {self.eval_split!r}: choose validation or test")
         if self.max_seq_length < 8:
             raise UserError(f"--max_seq_length {self.max_seq_length}: too small; use at least 64")
+        if self.data_dir is not None and self.task.endswith(".json"):  # it would be silently ignored
+            raise UserError(f"--data_dir {self.data_dir}: a task file (--task {self.task}) says where its data are "
+                            "(its own \"data_dir\"); drop --data_dir (DATA_DIR in run_script/*.sh) or edit the "
+                            "task file's data_dir")
 
 
 @dataclass
@@ -134,6 +138,14 @@ class FinetuneArguments(OutputArguments):
             raise UserError(f"--finetune_loss {self.finetune_loss!r}: choose full_vocab or label_words")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise UserError("--max_train_samples must be >= 1")
+
+
+# The smallest --pool_size accepted. A language's score s is a mean of per-item probabilities (spread
+# about 0.2-0.3 on real models), so its standard error is about 0.25/sqrt(N): 0.11 at N = 5, the size of
+# the gaps between languages; below that the ranking is a coin toss. distill.py warns below
+# POOL_SIZE_WARNING (the paper's smallest pool, XCOPA's 100 dev rows; standard error about 0.025).
+MIN_POOL_SIZE = 5
+POOL_SIZE_WARNING = 100
 
 
 @dataclass
@@ -233,8 +245,9 @@ class DistillArguments(OutputArguments):
                             "computed once from the starting checkpoint); add --frozen_teacher or drop it")
         if self.lang_rank is not None and self.num_students is None:
             raise UserError("--lang_rank needs --num_students (how many of the last ranked are students)")
-        if self.pool_size is not None and self.pool_size < 1:
-            raise UserError("--pool_size must be >= 1")
+        if self.pool_size is not None and self.pool_size < MIN_POOL_SIZE:
+            raise UserError(f"--pool_size {self.pool_size} (POOL_SIZE in run_script/distillation.sh): use at least "
+                            f"{MIN_POOL_SIZE} items; teacher scores from fewer are noise (the paper: 100-500)")
 
     def threshold(self, task) -> float | None:
         """θ for `select_teachers`: None = the mean of the normalised scores; `paper`: the task's value."""

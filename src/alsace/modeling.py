@@ -274,7 +274,9 @@ def check_checkpoint_task(path: str, task: Task, head: str) -> None:
     if list(info.get("label_names", [])) != list(task.label_names):
         raise UserError(
             f"{path}: checkpoint was fine-tuned for labels {info.get('label_names')} ({info.get('task')}) "
-            f"but --task {task.name} has {list(task.label_names)}; use a checkpoint of this task"
+            f"but --task {task.name} has {list(task.label_names)}; pass the task it was fine-tuned for (--task, "
+            f"TASK= in run_script/*.sh: {info.get('task')} or its task file) or a checkpoint fine-tuned for {task.name}"
         )
     if info.get("head") != head:
-        raise UserError(f"{path}: checkpoint was trained with --head {info.get('head')}; pass --head {info.get('head')}")
+        raise UserError(f"{path}: checkpoint was trained with --head {info.get('head')}; pass --head {info.get('head')} "
+                        f"(HEAD={info.get('head')} in run_script/*.sh)")

@@ -14,7 +14,7 @@ the students' own words, which is what ALSACE relies on in real languages.
 
 Files: `<data_dir>/demo/<split>/<lang>.jsonl` with `{"text", "label", "id"}` (English alone has a
 train split: only English labels are ever used for training) and `<data_dir>/demo/task.json`, the
-task described in the task-file format of DESIGN.md section 2.
+task described in the task-file format of docs/tasks.md.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def generate_split(n: int, seed: int, split: str) -> list[Item]:
 
 
 def task_file(languages: tuple[DemoLanguage, ...] = LANGUAGES) -> dict:
-    """The same task in the task-file format of DESIGN.md section 2 (data beside the file)."""
+    """The same task in the task-file format of docs/tasks.md (data beside the file)."""
     return {"name": NAME, "languages": [lang.code for lang in languages], "text_fields": ["text"],
             "label_names": list(LABEL_NAMES), "data_dir": ".",
             "prompt": {"template": TEMPLATE, "label_words": list(LABEL_WORDS)}}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -287,11 +288,12 @@ def plot_teacher_selection(path, selection: dict, title: str | None = None) -> P
     theta = selection.get("threshold")
     uniform = 1 / len(selection["languages"])
     marks = list(s_hat) + ([theta] if theta is not None else [])
+    # The default θ = mean(ŝ) is the uniform level 1/T up to rounding (ŝ may be stored as float32): one line.
+    same = theta is not None and math.isclose(theta, uniform, rel_tol=1e-5)
     if theta is not None:
-        same = abs(theta - uniform) <= 1e-9  # the default θ = mean(ŝ) is the uniform level 1/T
         handles.append(ax.axhline(theta, color="black", ls="--", lw=1, label=f"threshold θ = {theta:.4f}"
                                   + (f" = 1/{len(selection['languages'])} (uniform)" if same else "")))
-    if theta is None or abs(theta - uniform) > 1e-9:
+    if not same:
         marks.append(uniform)
         handles.append(ax.axhline(uniform, color=CHANCE_COLOR, ls=":", lw=1.5,
                                   label=f"uniform 1/{len(selection['languages'])} = {uniform:.4f}"))

@@ -1,6 +1,6 @@
 """Results of an evaluation and of a before -> after comparison: results.json / results.md, predictions.
 
-`build_results` turns per-language logits into the results.json dictionary (DESIGN.md section 5),
+`build_results` turns per-language logits into the results.json dictionary (README, "Outputs"),
 `compare` sets two of them side by side; the markdown and terminal tables are drawn from the same
 stored numbers. Files are written atomically (`alsace.files`), by the main process only.
 """
@@ -19,7 +19,7 @@ logger = logging.getLogger("alsace")
 
 def build_results(task, split: str, model_name: str, evaluation: dict,
                   teachers: list[str] | None = None, students: list[str] | None = None) -> dict:
-    """The results.json dictionary (DESIGN.md section 5) from `evaluate_languages` output."""
+    """The results.json dictionary (README, "Outputs") from `evaluate_languages` output."""
     per_language = {
         lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"]),
                **calibration(r["logits"], r["labels"]), **class_metrics(r["logits"], r["labels"])}

@@ -51,10 +51,25 @@ def write_run_record(output_dir, args: dict) -> None:
 
 # The settings a reader of a model card needs to know how the checkpoint was trained, in this order.
 CARD_SETTINGS = ("model_name_or_path", "task", "head", "prompt_language", "num_placeholder_tokens", "finetune_loss",
-                 "max_train_samples", "selection_language", "kl_direction", "detach_teacher", "temperature",
-                 "teacher_threshold", "pool_size", "learning_rate", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "num_train_epochs", "max_steps", "warmup_steps", "weight_decay",
-                 "lr_scheduler_type", "max_seq_length", "bf16", "seed")
+                 "max_train_samples", "selection_language", "kl_direction", "detach_teacher", "frozen_teacher",
+                 "anchor_weight", "min_teacher_confidence", "temperature", "teacher_temperature", "teacher_threshold",
+                 "lang_rank", "num_students", "pair_languages", "pool_size", "learning_rate",
+                 "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
+                 "warmup_steps", "weight_decay", "lr_scheduler_type", "deepspeed", "max_seq_length", "bf16", "seed")
+
+
+def card_settings(flat: dict, state: dict | None) -> list[tuple[str, object]]:
+    """(setting, value) rows of what the run used: a limit that did not apply is left out (max_steps > 0
+    overrides num_train_epochs; max_steps -1 means "by epochs"), and the steps and epochs actually trained
+    come from trainer_state.json."""
+    by_steps = (flat.get("max_steps") or -1) > 0
+    skip = {"num_train_epochs"} if by_steps else {"max_steps"}
+    rows = [(key, flat[key]) for key in CARD_SETTINGS if flat.get(key) is not None and key not in skip]
+    if state and state.get("global_step"):
+        rows.append(("optimizer steps trained", state["global_step"]))
+        if state.get("epoch") is not None:
+            rows.append(("epochs over the training data", f"{state['epoch']:.2f}"))
+    return rows
 
 
 def model_card(output_dir, args: dict) -> str:
@@ -85,7 +100,9 @@ def model_card(output_dir, args: dict) -> str:
             lines += ["#" + line if line.startswith("#") else line
                       for line in (output_dir / name).read_text("utf-8").splitlines()] + [""]
     lines += ["## How it was trained", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {key} | {flat[key]} |" for key in CARD_SETTINGS if flat.get(key) is not None]
+    state_path = output_dir / "trainer_state.json"
+    state = json.loads(state_path.read_text("utf-8")) if state_path.is_file() else None
+    lines += [f"| {key} | {value} |" for key, value in card_settings(flat, state)]
     lines += ["", "All arguments: `run_args.json`; package versions and git commit: `environment.json`."]
     return "\n".join(lines) + "\n"
 

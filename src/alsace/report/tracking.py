@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from alsace.errors import UserError
 from alsace.evaluation import eval_bf16, evaluate_languages
@@ -64,6 +65,22 @@ class LanguageDevMetrics(TrainerCallback):
         self.log(scalars)
         if state.is_world_process_zero:
             logger.info("dev accuracy at step %d\n%s", state.global_step, dev_table(scalars))
+
+
+def quiet_evaluation_logs(trainer) -> None:
+    """Stop the Trainer's console printer from writing evaluation dicts ({'eval_loss': ..., 'eval_accuracy': ...},
+    and the per-language scalars as a dict): with `LanguageDevMetrics` the per-language table says it all. Only
+    the console changes; every value still reaches trainer_state.json and the `--report_to` integrations."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, (ProgressCallback, PrinterCallback)):
+            print_logs = callback.on_log
+
+            def on_log(args, state, control, logs=None, _print_logs=print_logs, **kwargs):
+                if logs and any(key.startswith("eval_") for key in logs):
+                    return None
+                return _print_logs(args, state, control, logs=logs, **kwargs)
+
+            callback.on_log = on_log
 
 
 def dev_table(scalars: dict[str, float]) -> str:
