@@ -1,0 +1,160 @@
+"""Sharper checks of the method's core, written against mutation testing (run_script/mutation.sh).
+
+Each test names the mistake it catches. Fixtures are asymmetric on purpose: three classes with unequal
+probabilities, options given different values, batches where a reduction over the wrong axis differs.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from alsace.features import Collator
+from alsace.losses import consistency_loss, pair_loss, supervised_loss
+
+
+def kl(p, q):
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+
+
+def probs(logits):
+    z = [math.exp(x) for x in logits]
+    return [v / sum(z) for v in z]
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+def test_confidence_filter_reads_each_row_over_its_classes_and_averages_the_kept_rows():
+    # Three rows, three classes. Softmax over the batch axis (instead of the classes) gives other maxima.
+    a = [[2.0, 0.0, -1.0], [0.0, 0.1, 0.2], [0.0, 3.0, 0.5]]
+    b = [[0.5, 0.2, 0.1], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    per_pair = [kl(probs(x), probs(y)) for x, y in zip(a, b)]
+    conf = [max(probs(x)) for x in a]  # 0.84, 0.37, 0.87: rows 1 and 3 pass 0.5
+    assert conf[0] > 0.5 > conf[1] and conf[2] > 0.5
+    got = consistency_loss(torch.tensor(a), torch.tensor(b), min_confidence=0.5).item()
+    assert got == pytest.approx((per_pair[0] + per_pair[2]) / 2, rel=1e-5)  # mean over the 2 kept rows
+
+
+def test_confidence_filter_keeps_a_row_exactly_at_the_threshold():
+    a = torch.tensor([[0.0, 0.0], [math.log(9.0), 0.0]])  # maxima exactly 0.5 and 0.9
+    b = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    kl0 = kl([0.5, 0.5], probs([1.0, 0.0]))
+    kl1 = kl([0.9, 0.1], [0.5, 0.5])
+    assert consistency_loss(a, b, min_confidence=0.5).item() == pytest.approx((kl0 + kl1) / 2, rel=1e-5)
+
+
+def test_unknown_direction_names_the_value():
+    with pytest.raises(ValueError, match="unknown kl direction 'backwards'"):
+        consistency_loss(torch.zeros(1, 2), torch.zeros(1, 2), direction="backwards")
+
+
+class Table(torch.nn.Module):
+    """A classifier whose class logits are the row of a weight table named by the first input id."""
+
+    config = SimpleNamespace(is_encoder_decoder=False)
+
+    def __init__(self, rows):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.tensor(rows))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        return SimpleNamespace(logits=self.table[input_ids[:, 0]])
+
+
+ROWS = [[0.0, 0.0, 0.0], [1.0, 0.0, -1.0], [0.0, 2.0, 0.5], [-1.0, 0.5, 1.5]]
+
+
+def test_pair_loss_gradient_reaches_the_teacher_side_unless_detached():
+    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
+    for detach, teacher_learns in ((False, True), (True, False)):
+        model = Table(ROWS)
+        loss, _ = pair_loss(model, batch, detach_teacher=detach)
+        loss.backward()
+        assert (model.table.grad[1].abs().sum() > 0) == teacher_learns  # row 1: the teacher side
+        assert model.table.grad[2].abs().sum() > 0  # the student side learns either way
+    model = Table(ROWS)
+    pair_loss(model, batch)[0].backward()  # the default: both sides learn (the paper)
+    assert model.table.grad[1].abs().sum() > 0
+
+
+def test_pair_loss_passes_every_option_to_the_kl():
+    # Online pairs: teacher rows 1 and 3, students rows 2 and 0; each option at a value of its own.
+    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}},
+                                      {"a": {"input_ids": [3]}, "b": {"input_ids": [0]}}])
+    teacher, student = torch.tensor([ROWS[1], ROWS[3]]), torch.tensor([ROWS[2], ROWS[0]])
+    for kwargs in ({}, {"kl_direction": "student_target"}, {"temperature": 2.0},
+                   {"temperature": 2.0, "teacher_temperature": 0.5}, {"min_teacher_confidence": 0.68}):
+        loss, out = pair_loss(Table(ROWS), batch, **{"kl_direction": "teacher_target", **kwargs})
+        renamed = {"kl_direction": "direction", "min_teacher_confidence": "min_confidence",
+                   "teacher_temperature": "temperature_a"}
+        expected = consistency_loss(teacher, student, **{renamed.get(k, k): v for k, v in kwargs.items()})
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-6), kwargs
+        assert torch.equal(out, student)
+    # The values differ, so a swapped or dropped option shows.
+    values = {pair_loss(Table(ROWS), batch, **kw)[0].item() for kw in (
+        {}, {"kl_direction": "student_target"}, {"temperature": 2.0}, {"temperature": 2.0, "teacher_temperature": 0.5},
+        {"min_teacher_confidence": 0.68})}
+    assert len(values) == 5
+
+
+def test_pair_loss_teacher_temperature_by_hand():
+    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
+    loss, _ = pair_loss(Table(ROWS), batch, temperature=2.0, teacher_temperature=0.5)
+    expected = kl(probs([x / 0.5 for x in ROWS[1]]), probs([x / 2.0 for x in ROWS[2]]))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_anchor_weight_without_anchor_rows_is_the_consistency_loss_alone():
+    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
+    loss, _ = pair_loss(Table(ROWS), batch, anchor_weight=0.5)
+    assert loss.item() == pytest.approx(kl(probs(ROWS[1]), probs(ROWS[2])), rel=1e-5)
+
+
+class VocabMLM(torch.nn.Module):
+    """A masked LM shaped as `class_logits` reads it (BERT layout): hidden state = embedding of the token,
+    vocabulary logits = decoder(hidden)."""
+
+    config = SimpleNamespace(is_encoder_decoder=False, model_type="bert")
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.embed = torch.nn.Parameter(torch.randn(6, 4, generator=generator))
+        decoder = torch.nn.Linear(4, 6)
+        with torch.no_grad():
+            decoder.weight.copy_(torch.randn(6, 4, generator=generator))
+            decoder.bias.copy_(torch.randn(6, generator=generator))
+        self.cls = SimpleNamespace(predictions=SimpleNamespace(transform=lambda h: h, decoder=decoder))
+        self.decoder = decoder
+
+    def base_model(self, input_ids, attention_mask=None):
+        return (self.embed[input_ids],)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):  # classification-style batches
+        return SimpleNamespace(logits=self.decoder(self.embed[input_ids[:, 0]])[:, :3])
+
+
+def test_supervised_loss_full_vocab_and_label_words_by_hand():
+    model = VocabMLM()
+    inputs = {"input_ids": torch.tensor([[0, 5], [0, 4]]), "attention_mask": torch.ones(2, 2, dtype=torch.long),
+              "mask_pos": torch.tensor([1, 1]), "label_token_ids": torch.tensor([[1, 2, 3], [3, 2, 1]]),
+              "labels": torch.tensor([2, 0])}
+    with torch.no_grad():
+        vocab = model.decoder(model.embed[torch.tensor([5, 4])])  # (2, V) at the mask
+    gold_words = torch.tensor([3, 3])  # row 0: class 2 -> word 3; row 1: class 0 -> word 3
+    cls = vocab.gather(1, inputs["label_token_ids"])
+    full = torch.nn.functional.cross_entropy(vocab, gold_words).item()
+    words = torch.nn.functional.cross_entropy(cls, inputs["labels"]).item()
+    assert abs(full - words) > 1e-3  # the two losses differ on this batch
+    loss, logits = supervised_loss(model, inputs, "full_vocab")
+    assert loss.item() == pytest.approx(full, rel=1e-5) and torch.allclose(logits, cls, atol=1e-6)
+    loss, logits = supervised_loss(model, inputs, "label_words")
+    assert loss.item() == pytest.approx(words, rel=1e-5) and torch.allclose(logits, cls, atol=1e-6)
+    # A classification batch (no label words) takes the class cross-entropy whatever the loss name.
+    plain = {"input_ids": torch.tensor([[5], [4]]), "labels": torch.tensor([2, 0])}
+    expected = torch.nn.functional.cross_entropy(vocab[:, :3], plain["labels"]).item()
+    assert supervised_loss(model, plain, "full_vocab")[0].item() == pytest.approx(expected, rel=1e-5)
