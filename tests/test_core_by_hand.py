@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from alsace.errors import UserError
 from alsace.features import Collator
 from alsace.losses import consistency_loss, pair_loss, supervised_loss
+from alsace.report.significance import (bootstrap_means, holm, load_correct, paired_significance,
+                                        significance_between_runs, summarize)
+from alsace.scoring import ClassScorer
 
 
 def kl(p, q):
@@ -158,3 +162,127 @@ def test_supervised_loss_full_vocab_and_label_words_by_hand():
     plain = {"input_ids": torch.tensor([[5], [4]]), "labels": torch.tensor([2, 0])}
     expected = torch.nn.functional.cross_entropy(vocab[:, :3], plain["labels"]).item()
     assert supervised_loss(model, plain, "full_vocab")[0].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_scorer_is_fed_the_sides_only():
+    """The forward of the module the Trainer wraps (a ClassScorer, passed through unchanged) receives the
+    stacked sides' model inputs, never the pair count, the frozen teacher's logits or the anchor batch."""
+    seen = []
+
+    class Recording(ClassScorer):
+        def forward(self, labels=None, return_vocab=False, **batch):
+            seen.append(sorted(batch))
+            return super().forward(labels, return_vocab, **batch)
+
+    examples = [{"b": {"input_ids": [2]}, "teacher_logits": [0.0, 1.0, 0.0], "anchor": {"input_ids": [1], "labels": 0}}]
+    batch = Collator(pad_token_id=9)(examples)
+    assert {"num_pairs", "teacher_logits", "anchor"} <= set(batch)
+    pair_loss(Recording(Table(ROWS)), batch, anchor_weight=0.5)
+    assert seen == [["attention_mask", "input_ids"], ["attention_mask", "input_ids"]]  # the sides, then the anchor
+
+
+# ----------------------------------------------------------------------------------- report/significance
+
+def test_summarize_percentile_interval_and_p_value_by_hand():
+    replicates = np.arange(1001) / 1000  # 0, 0.001, ..., 1: quantile q is exactly q
+    out = summarize(0.3, replicates, confidence=0.9)
+    assert out["ci_low"] == pytest.approx(0.05) and out["ci_high"] == pytest.approx(0.95)
+    # |r - 0.3| >= 0.3: r <= 0 (1 value) or r >= 0.6 (401 values); +1 smoothing
+    assert out["p_value"] == pytest.approx((1 + 402) / 1002) and out["delta"] == 0.3
+    out = summarize(0.3, replicates)  # 95 %
+    assert out["ci_low"] == pytest.approx(0.025) and out["ci_high"] == pytest.approx(0.975)
+
+
+def test_holm_caps_at_one():
+    np.testing.assert_allclose(holm(np.array([0.6, 0.2, 0.9])), [1.0, 0.6, 1.0])
+
+
+def _correct(rng, n, p):
+    return rng.random(n) < p
+
+
+def test_paired_significance_uses_the_confidence_everywhere_and_records_its_settings():
+    rng = np.random.default_rng(5)
+    before = {lang: _correct(rng, 60, 0.5) for lang in ("en", "fr", "de")}
+    after = {lang: _correct(rng, 60, 0.6) for lang in ("en", "fr", "de")}
+    wide = paired_significance(before, after, num_samples=400, confidence=0.95)
+    narrow = paired_significance(before, after, num_samples=400, confidence=0.5)
+    for key in ("average", "transfer_gap"):
+        assert narrow[key]["ci_high"] - narrow[key]["ci_low"] < wide[key]["ci_high"] - wide[key]["ci_low"]
+    for lang in before:
+        assert (narrow["per_language"][lang]["ci_high"] - narrow["per_language"][lang]["ci_low"]
+                < wide["per_language"][lang]["ci_high"] - wide["per_language"][lang]["ci_low"])
+    assert wide["method"] == "paired bootstrap" and wide["confidence"] == 0.95 and narrow["confidence"] == 0.5
+    assert wide["seed"] == 0 and wide == paired_significance(before, after, num_samples=400, seed=0)
+    assert wide["resampling"] == "items jointly across languages"
+
+
+def test_unequal_row_counts_resample_each_language_on_its_own_by_hand():
+    rng = np.random.default_rng(1)
+    sizes = {"en": 50, "fr": 40, "de": 30}
+    before = {lang: _correct(rng, n, 0.5) for lang, n in sizes.items()}
+    after = {lang: _correct(rng, n, 0.5 + 0.1 * i) for i, (lang, n) in enumerate(sizes.items())}
+    out = paired_significance(before, after, num_samples=300, seed=4, confidence=0.8)
+    assert out["resampling"] == "rows within each language"
+    # The same draws by hand: one bootstrap per language, in order, from the seeded generator.
+    draw = np.random.default_rng(4)
+    diffs = {lang: after[lang].astype(int) - before[lang].astype(int) for lang in sizes}
+    reps = {lang: bootstrap_means(diffs[lang], 300, draw) for lang in sizes}
+    average = summarize(np.mean([d.mean() for d in diffs.values()]), np.mean([reps[lang] for lang in sizes], 0), 0.8)
+    gap_observed = diffs["en"].mean() - (diffs["fr"].mean() + diffs["de"].mean()) / 2
+    gap = summarize(gap_observed, reps["en"] - (reps["fr"] + reps["de"]) / 2, 0.8)
+    assert out["average"] == pytest.approx(average) and out["transfer_gap"] == pytest.approx(gap)
+    assert out["per_language"]["fr"] == pytest.approx({**summarize(diffs["fr"].mean(), reps["fr"], 0.8), "n": 40,
+                                                       "p_holm": out["per_language"]["fr"]["p_holm"]})
+
+
+def test_no_gap_without_the_source_language_and_languages_must_match():
+    rng = np.random.default_rng(2)
+    before = {lang: _correct(rng, 20, 0.5) for lang in ("fr", "de")}
+    after = {lang: _correct(rng, 20, 0.7) for lang in ("fr", "de")}
+    assert paired_significance(before, after, source_language="en", num_samples=50)["transfer_gap"] is None
+    with pytest.raises(ValueError, match=r"languages differ: \['fr', 'de'\] vs \['de', 'fr'\]"):
+        paired_significance(before, {"de": after["de"], "fr": after["fr"]}, num_samples=50)
+
+
+def _save_predictions(run_dir, lang, correct, labels):
+    logits = np.zeros((len(labels), 3), dtype=np.float32)
+    logits[np.arange(len(labels)), np.where(correct, labels, (labels + 1) % 3)] = 1.0
+    (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    np.save(run_dir / "predictions" / f"{lang}_test_logits.npy", logits)
+    np.save(run_dir / "predictions" / f"{lang}_test_labels.npy", labels)
+
+
+def test_significance_between_runs_passes_source_and_seed_through(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = {lang: rng.integers(0, 3, 30) for lang in ("en", "fr")}
+    before = {lang: _correct(rng, 30, 0.5) for lang in labels}
+    after = {lang: _correct(rng, 30, 0.7) for lang in labels}
+    for lang in labels:
+        _save_predictions(tmp_path / "b", lang, before[lang], labels[lang])
+        _save_predictions(tmp_path / "a", lang, after[lang], labels[lang])
+    got = significance_between_runs(tmp_path / "b", tmp_path / "a", "test", ["en", "fr"], "fr", num_samples=200, seed=7)
+    assert got == paired_significance(before, after, "fr", num_samples=200, seed=7)
+    assert got["seed"] == 7 and got["transfer_gap"]["delta"] == pytest.approx(
+        (after["fr"].mean() - before["fr"].mean()) - (after["en"].mean() - before["en"].mean()))
+    default = significance_between_runs(tmp_path / "b", tmp_path / "a", "test", ["en", "fr"], "en", num_samples=200)
+    assert default["seed"] == 0 and default == paired_significance(before, after, "en", num_samples=200, seed=0)
+    # Other rows: the message names both runs, the language and why.
+    _save_predictions(tmp_path / "o", "en", after["en"], (labels["en"] + 1) % 3)
+    _save_predictions(tmp_path / "o", "fr", after["fr"], labels["fr"])
+    with pytest.raises(UserError, match=r"en test predictions are not on the same rows \(labels differ\); a paired "
+                                        r"test needs both models scored on identical rows"):
+        significance_between_runs(tmp_path / "b", tmp_path / "o", "test", ["en", "fr"], "en", num_samples=20)
+
+
+def test_load_correct_refuses_pickled_arrays_and_names_a_missing_file(tmp_path):
+    _save_predictions(tmp_path, "en", np.array([True, False]), np.array([0, 1]))
+    correct, labels = load_correct(tmp_path, "test", ["en"])
+    assert correct["en"].tolist() == [True, False] and labels["en"].tolist() == [0, 1]
+    with pytest.raises(UserError, match=r"fr_test_logits.npy: missing per-example predictions; rerun the evaluation"):
+        load_correct(tmp_path, "test", ["en", "fr"])
+    for name in ("en_test_logits.npy", "en_test_labels.npy"):
+        _save_predictions(tmp_path, "en", np.array([True, False]), np.array([0, 1]))
+        np.save(tmp_path / "predictions" / name, np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
+        with pytest.raises(ValueError, match="allow_pickle"):
+            load_correct(tmp_path, "test", ["en"])
