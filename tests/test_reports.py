@@ -1,0 +1,193 @@
+"""Reports with asymmetric runs and collapsed languages: every indicator aggregate() and compare() report.
+
+The three fabricated distillation runs differ in every respect that a swapped or inverted count would
+hide: roles change between runs, confidence intervals lie above 0 in two runs and below in one (not one
+each), one run collapses in two languages, another in one, the third in none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alsace.metrics import disparity
+from alsace.report.aggregation import aggregate, aggregate_markdown, load_run, mean_std
+from alsace.report.results import compare, comparison_for_terminal, comparison_markdown, is_collapsed
+
+LANGS = ("en", "fr", "de")
+# Per run: accuracies before / after, majority-class shares before / after, entropies, roles.
+RUNS = [
+    {"before": {"en": 0.80, "fr": 0.62, "de": 0.50}, "after": {"en": 0.78, "fr": 0.70, "de": 0.66},
+     "share_before": {"en": 0.40, "fr": 0.50, "de": 0.60}, "share_after": {"en": 0.92, "fr": 0.55, "de": 0.85},
+     "entropy_before": {"en": 1.0, "fr": 0.9, "de": 0.8}, "entropy_after": {"en": 0.2, "fr": 0.7, "de": 0.4},
+     "teachers": ["en", "fr"], "students": ["de"], "spearman": 0.5},
+    {"before": {"en": 0.82, "fr": 0.60, "de": 0.52}, "after": {"en": 0.81, "fr": 0.69, "de": 0.61},
+     "share_before": {"en": 0.38, "fr": 0.45, "de": 0.58}, "share_after": {"en": 0.40, "fr": 0.50, "de": 0.70},
+     "entropy_before": {"en": 1.1, "fr": 1.0, "de": 0.7}, "entropy_after": {"en": 1.0, "fr": 0.9, "de": 0.6},
+     "teachers": ["en"], "students": ["fr", "de"], "spearman": 1.0},
+    {"before": {"en": 0.79, "fr": 0.65, "de": 0.49}, "after": {"en": 0.80, "fr": 0.60, "de": 0.58},
+     "share_before": {"en": 0.41, "fr": 0.52, "de": 0.55}, "share_after": {"en": 0.45, "fr": 0.60, "de": 0.95},
+     "entropy_before": {"en": 0.9, "fr": 0.8, "de": 0.9}, "entropy_after": {"en": 0.8, "fr": 0.6, "de": 0.1},
+     "teachers": ["en", "de"], "students": ["fr"], "spearman": -0.5},
+]
+# Collapse flags by hand: run 0 en (0.40 -> 0.92 >= 0.9) and de (+0.25 >= 0.2); run 1 none (de +0.12);
+# run 2 de (0.55 -> 0.95).
+COLLAPSED = [["en", "de"], [], ["de"]]
+# Each run's CI of Δ: fr above 0 in runs 0 and 1, below in run 2; de above in all three; en below in run 0
+# only; the average above in run 1 only; the transfer gap below in runs 0 and 2.
+CI_SIGN = {"en": (-1, 0, 0), "fr": (1, 1, -1), "de": (1, 1, 1), "average": (0, 1, 0), "transfer_gap": (-1, 0, -1)}
+
+
+def _interval(sign: int) -> dict:
+    low, high = {1: (0.01, 0.05), -1: (-0.05, -0.01), 0: (-0.02, 0.02)}[sign]
+    return {"delta": (low + high) / 2, "ci_low": low, "ci_high": high, "p_value": 0.04, "p_holm": 0.08}
+
+
+def _results(run: dict, side: str) -> dict:
+    accs = run[side]
+    return {"task": "xnli", "split": "test", "model": "m",
+            "per_language": {lang: {"accuracy": accs[lang], "n": 100, "majority_share": run[f"share_{side}"][lang],
+                                    "mean_entropy": run[f"entropy_{side}"][lang]} for lang in LANGS},
+            **disparity(accs, "en", run["teachers"], run["students"])}
+
+
+def write_run(run_dir: Path, seed: int, run: dict) -> Path:
+    run_dir.mkdir(parents=True)
+    (run_dir / "run_args.json").write_text(json.dumps({
+        "model_args": {"model_name_or_path": "xlm-roberta-base"}, "data_args": {"task": "xnli"},
+        "training_args": {"seed": seed, "output_dir": str(run_dir)}}))
+    before, after = _results(run, "before"), _results(run, "after")
+    (run_dir / "results.json").write_text(json.dumps(after))
+    comp = compare(before, after, run["teachers"], run["students"])
+    i = seed - 1
+    comp["significance"] = {"method": "paired bootstrap", "num_samples": 10, "seed": 0, "confidence": 0.95,
+                            "resampling": "x", "per_language": {lang: _interval(CI_SIGN[lang][i]) for lang in LANGS},
+                            "average": _interval(CI_SIGN["average"][i]),
+                            "transfer_gap": _interval(CI_SIGN["transfer_gap"][i])}
+    comp["selection_quality"] = {"spearman_score_vs_accuracy": run["spearman"], "num_languages": 3}
+    (run_dir / "comparison.json").write_text(json.dumps(comp))
+    return run_dir
+
+
+@pytest.fixture
+def agg(tmp_path):
+    return aggregate([load_run(write_run(tmp_path / f"s{i + 1}", i + 1, run)) for i, run in enumerate(RUNS)])
+
+
+def gap(accs):
+    return accs["en"] - (accs["fr"] + accs["de"]) / 2
+
+
+def test_compare_flags_each_collapsed_language_of_each_run():
+    for run, expected in zip(RUNS, COLLAPSED):
+        comp = compare(_results(run, "before"), _results(run, "after"), run["teachers"], run["students"])
+        assert comp["collapsed_languages"] == expected
+        for lang in LANGS:
+            r = comp["per_language"][lang]
+            assert r["role"] == ("teacher" if lang in run["teachers"] else "student")
+            assert (r["before"], r["after"]) == (run["before"][lang], run["after"][lang])
+            assert r["delta"] == pytest.approx(run["after"][lang] - run["before"][lang])
+            assert (r["majority_share_before"], r["majority_share_after"]) == (run["share_before"][lang],
+                                                                               run["share_after"][lang])
+            assert (r["entropy_before"], r["entropy_after"]) == (run["entropy_before"][lang],
+                                                                 run["entropy_after"][lang])
+            assert r["collapsed"] == (lang in expected)
+        assert comp["summary"]["transfer_gap"] == pytest.approx(
+            {"before": gap(run["before"]), "after": gap(run["after"]), "delta": gap(run["after"]) - gap(run["before"])})
+        assert set(comp["summary"]) == {"average", "transfer_gap", "spread", "std", "teacher_average",
+                                        "student_average"}
+
+
+def test_collapse_thresholds_at_their_edges():
+    assert is_collapsed(0.89, 0.90)  # reaches 90 % from below
+    assert not is_collapsed(0.90, 0.95)  # was already there and rose by less than 20 points
+    assert is_collapsed(0.50, 0.75) and not is_collapsed(0.50, 0.69)  # a rise of 20 points is the edge
+    assert is_collapsed(0.25, 0.45)  # exactly +0.2 (0.45 - 0.25 == 0.2 in floats)
+    assert not is_collapsed(0.95, 0.40)  # a fall is not a collapse
+
+
+def test_compare_role_of_a_language_in_neither_list_and_missing_summary_keys():
+    run = RUNS[0]
+    before, after = _results(run, "before"), _results(run, "after")
+    after["student_average"] = None
+    comp = compare(before, after, ["en"], ["de"])
+    assert comp["per_language"]["fr"]["role"] == "-" and "student_average" not in comp["summary"]
+
+
+def test_terminal_and_markdown_comparison_mark_the_collapsed_languages():
+    run = RUNS[0]
+    comp = compare(_results(run, "before"), _results(run, "after"), run["teachers"], run["students"])
+    lines = comparison_for_terminal(comp).splitlines()
+    flagged = [line.split()[0] for line in lines if line.endswith("COLLAPSED")]
+    assert flagged == ["en", "de"]
+    md = comparison_markdown(comp)
+    assert "**WARNING: predictions collapsed in en, de**" in md
+    assert "| de | student | 50.00 | 66.00 | +16.00 | 60 → 85 | 0.800 → 0.400 |" in md
+
+
+def test_aggregate_before_after_delta_and_roles(agg):
+    assert agg["kind"] == "distillation" and agg["num_runs"] == 3 and agg["seeds"] == [1, 2, 3]
+    for lang in LANGS:
+        r = agg["per_language"][lang]
+        for side in ("before", "after"):
+            values = [run[side][lang] for run in RUNS]
+            assert r[side]["mean"] == pytest.approx(np.mean(values))
+            assert r[side]["std"] == pytest.approx(np.std(values, ddof=1))
+        deltas = [run["after"][lang] - run["before"][lang] for run in RUNS]
+        assert r["delta"]["mean"] == pytest.approx(np.mean(deltas))
+        assert r["delta"]["values"] == pytest.approx(deltas)
+    assert agg["per_language"]["en"]["roles"] == {"teacher": 3}
+    assert agg["per_language"]["fr"]["roles"] == {"student": 2, "teacher": 1}
+    assert agg["per_language"]["de"]["roles"] == {"student": 2, "teacher": 1}
+    gaps = [gap(run["after"]) - gap(run["before"]) for run in RUNS]
+    assert agg["summary"]["transfer_gap"]["delta"]["mean"] == pytest.approx(np.mean(gaps))
+    teacher_before = [np.mean([run["before"][t] for t in run["teachers"]]) for run in RUNS]
+    assert agg["summary"]["teacher_average"]["before"]["values"] == pytest.approx(teacher_before)
+    assert set(agg["summary"]) == {"average", "transfer_gap", "spread", "teacher_average", "student_average"}
+
+
+def test_aggregate_counts_confidence_intervals_above_and_below_zero(agg):
+    for key, signs in CI_SIGN.items():
+        r = agg["per_language"][key] if key in LANGS else agg["summary"][key]
+        assert (r["runs_ci_above_0"], r["runs_ci_below_0"]) == (signs.count(1), signs.count(-1)), key
+    # A metric the significance record lacks gets no counts.
+    assert "runs_ci_above_0" not in agg["summary"]["spread"]
+    md = aggregate_markdown(agg)
+    assert " runs with CI > 0 / < 0 |" in md
+    assert [line.rsplit("|", 2)[-2].strip() for line in md.splitlines() if line.startswith("| fr |")] == ["2 / 1"]
+    assert [line.rsplit("|", 2)[-2].strip() for line in md.splitlines() if line.startswith("| transfer_gap |")] == [
+        "0 / 2"]
+
+
+def test_aggregate_health_indicators(agg):
+    health = agg["health"]
+    assert health["collapsed_languages_per_run"] == [len(c) for c in COLLAPSED] == [2, 0, 1]
+    assert {lang: h["runs_collapsed"] for lang, h in health["per_language"].items()} == {"en": 1, "fr": 0, "de": 2}
+    for lang in LANGS:
+        assert health["per_language"][lang]["majority_share_after"] == mean_std(
+            [run["share_after"][lang] for run in RUNS])
+    assert health["max_majority_share_after"]["values"] == pytest.approx([0.92, 0.70, 0.95])
+    assert health["mean_entropy_before"]["values"] == pytest.approx([0.9, 0.9333333, 0.8666667])
+    assert health["mean_entropy_after"]["values"] == pytest.approx([1.3 / 3, 2.5 / 3, 1.5 / 3])
+    relative = [(gap(run["after"]) - gap(run["before"])) / gap(run["before"]) for run in RUNS]
+    assert health["transfer_gap_relative_change"]["values"] == pytest.approx(relative)
+    assert health["selection_spearman"]["values"] == pytest.approx([0.5, 1.0, -0.5])
+    md = aggregate_markdown(agg)
+    assert "- languages flagged as collapsed, per run: 2, 0, 1 (en in 1, de in 2)" in md
+    assert f"- largest majority-class share after, over languages: {100 * np.mean([0.92, 0.70, 0.95]):.2f} ± " in md
+    assert f"- mean prediction entropy over languages: {np.mean([0.9, 2.8 / 3, 2.6 / 3]):.3f} → " \
+           f"{np.mean([1.3, 2.5, 1.5]) / 3:.3f}" in md
+    assert f"- transfer gap, relative change: {100 * np.mean(relative):+.2f} ± " in md
+    assert "- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.333 ± 0.764" in md
+
+
+def test_no_relative_gap_change_when_a_gap_before_is_zero(tmp_path):
+    runs = [dict(run) for run in RUNS]
+    runs[1] = {**runs[1], "before": {"en": 0.60, "fr": 0.70, "de": 0.50}}  # gap before exactly 0
+    assert gap(runs[1]["before"]) == 0
+    agg = aggregate([load_run(write_run(tmp_path / f"s{i + 1}", i + 1, run)) for i, run in enumerate(runs)])
+    assert "transfer_gap_relative_change" not in agg["health"]
+    assert "relative change" not in aggregate_markdown(agg)
