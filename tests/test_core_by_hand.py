@@ -19,6 +19,8 @@ from alsace.losses import consistency_loss, pair_loss, supervised_loss
 from alsace.report.significance import (bootstrap_means, holm, load_correct, paired_significance,
                                         significance_between_runs, summarize)
 from alsace.scoring import ClassScorer
+from alsace.selection import (fixed_rank, max_normalized_score, score_spread_warning, select_teachers, selection_table,
+                              softmax)
 
 
 def kl(p, q):
@@ -286,3 +288,101 @@ def test_load_correct_refuses_pickled_arrays_and_names_a_missing_file(tmp_path):
         np.save(tmp_path / "predictions" / name, np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
         with pytest.raises(ValueError, match="allow_pickle"):
             load_correct(tmp_path, "test", ["en"])
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+# 4 languages x 3 items x 3 classes; majority labels 0, 1, 2. de disagrees everywhere, sw once.
+SEL_PROBS = np.array([
+    [[.6, .3, .1], [.2, .7, .1], [.1, .2, .7]],  # en
+    [[.5, .4, .1], [.3, .6, .1], [.2, .2, .6]],  # fr
+    [[.2, .7, .1], [.6, .2, .2], [.5, .4, .1]],  # de
+    [[.7, .2, .1], [.2, .3, .5], [.1, .1, .8]],  # sw
+])
+SEL_LANGS = ["en", "fr", "de", "sw"]
+
+
+def test_softmax_of_large_scores_is_finite():
+    np.testing.assert_allclose(softmax(np.array([1000.0, 1001.0])), [1 / (1 + math.e), math.e / (1 + math.e)])
+    np.testing.assert_allclose(softmax(np.array([[0.0, math.log(3.0)], [5.0, 5.0]])), [[0.25, 0.75], [0.5, 0.5]])
+
+
+def test_select_teachers_ranks_four_languages_by_hand():
+    sel = select_teachers(SEL_PROBS, SEL_LANGS)
+    s = [(.6 + .7 + .7) / 3, (.5 + .6 + .6) / 3, (.2 + .2 + .1) / 3, (.7 + .3 + .8) / 3]
+    assert sel.scores == pytest.approx(s)
+    assert sel.ranking == ["en", "sw", "fr", "de"]  # 0.667, 0.6, 0.567, 0.167
+    assert sel.teachers == ["en", "sw", "fr"] and sel.students == ["de"]
+    assert sel.agreement == pytest.approx({"en": 1.0, "fr": 1.0, "de": 0.0, "sw": 2 / 3})
+    assert sel.threshold == pytest.approx(0.25) and sel.num_items == 3 and sel.method == "scores"
+    assert sel.languages == SEL_LANGS
+    high = select_teachers(SEL_PROBS, SEL_LANGS, threshold=sel.normalized_scores[3] + 1e-9)  # between sw and en
+    assert high.teachers == ["en"] and high.students == ["sw", "fr", "de"]
+    at = select_teachers(SEL_PROBS, SEL_LANGS, threshold=sel.normalized_scores[1])  # exactly fr's: fr is a teacher
+    assert at.teachers == ["en", "sw", "fr"]
+
+
+def test_select_teachers_checks_the_shape_and_explains_an_empty_side():
+    with pytest.raises(ValueError, match=r"probs must be \(languages, items, classes\), got \(4, 3\)"):
+        select_teachers(SEL_PROBS[:, :, 0], SEL_LANGS)
+    with pytest.raises(ValueError, match=r"got \(4, 3, 3\)"):
+        select_teachers(SEL_PROBS, SEL_LANGS[:3])
+    with pytest.raises(UserError) as none_taught:
+        select_teachers(SEL_PROBS, SEL_LANGS, threshold=0.9)
+    message = str(none_taught.value)
+    assert message.startswith("--teacher_threshold 0.9000 leaves no teacher: normalised scores range ")
+    assert f"e/(e+T−1) = {max_normalized_score(4):.3f} and near 1/T = 0.250" in message
+    assert message.endswith("pick θ inside that range or use the default (mean)")
+    with pytest.raises(UserError) as none_taught:
+        select_teachers(SEL_PROBS, SEL_LANGS, threshold=0.01)
+    assert "leaves no student" in str(none_taught.value) and "e/(e+T" not in str(none_taught.value)
+    assert max_normalized_score(4) == pytest.approx(math.e / (math.e + 3))
+
+
+def test_spread_warning_edge_and_text():
+    # Spread 2 / 512 over 4 languages: relative 4 x 2 / 512 = 1/64 exactly (binary fractions): at the edge, no
+    # warning; just above it, a warning.
+    edge = [0.25, 0.25 + 1 / 512, 0.25 - 1 / 512, 0.25]
+    assert score_spread_warning(edge, min_relative_spread=1 / 64) is None
+    assert score_spread_warning(edge, min_relative_spread=1 / 64 + 1e-9) is not None
+    warning = score_spread_warning([0.25, 0.2501, 0.2499, 0.25])
+    assert warning.startswith("TEACHER SCORES TOO CLOSE TO SEPARATE: normalised scores span 2.00e-04 (0.08% of "
+                              "their mean 1/4, below 1%)")
+    assert score_spread_warning([0.25, 0.2501, 0.2499, 0.25], min_relative_spread=0.0005) is None
+
+
+def test_fixed_rank_keeps_the_given_order_and_records_the_evidence():
+    sel = fixed_rank(["sw", "de", "en", "fr"], 2, SEL_LANGS, SEL_PROBS)
+    assert sel.teachers == ["sw", "de"] and sel.students == ["en", "fr"] and sel.ranking == ["sw", "de", "en", "fr"]
+    assert sel.method == "fixed_rank" and sel.threshold is None and sel.num_items == 3
+    assert sel.scores == pytest.approx(select_teachers(SEL_PROBS, SEL_LANGS).scores)  # the same evidence
+    assert sel.normalized_scores == pytest.approx(softmax(np.array(sel.scores)).tolist())
+    assert sel.agreement == pytest.approx({"en": 1.0, "fr": 1.0, "de": 0.0, "sw": 2 / 3})
+    bare = fixed_rank(["sw", "de", "en", "fr"], 1, SEL_LANGS)
+    assert bare.students == ["fr"] and bare.scores == [] and bare.normalized_scores == [] and bare.agreement == {}
+    assert bare.num_items == 0
+
+
+def test_fixed_rank_names_what_is_wrong():
+    with pytest.raises(UserError, match=r"^--lang_rank must list each language of the run once: unknown xx, yy$"):
+        fixed_rank(["en", "fr", "de", "sw", "xx", "yy"], 1, SEL_LANGS)
+    with pytest.raises(UserError, match=r"^--lang_rank must list each language of the run once: ; missing de, sw$"):
+        fixed_rank(["en", "fr"], 1, SEL_LANGS)
+    with pytest.raises(UserError, match=r"once: unknown xx; missing sw$"):
+        fixed_rank(["en", "fr", "de", "xx"], 1, SEL_LANGS)
+    for bad in (0, 4):
+        with pytest.raises(UserError, match=rf"^--num_students {bad}: must be between 1 and 3$"):
+            fixed_rank(SEL_LANGS, bad, SEL_LANGS)
+    assert fixed_rank(SEL_LANGS, 3, SEL_LANGS).teachers == ["en"]
+
+
+def test_selection_table_rows_by_hand():
+    sel = select_teachers(SEL_PROBS, SEL_LANGS)
+    lines = selection_table(sel).splitlines()
+    assert lines[0] == "rank  lang         s       ŝ   agree  role"
+    t = SEL_LANGS.index("sw")
+    assert lines[2] == f"   2  sw    {sel.scores[t]:8.4f}{sel.normalized_scores[t]:8.4f}{2 / 3:8.3f}  teacher"
+    assert lines[4].startswith("   4  de ") and lines[4].endswith("  student")
+    assert lines[5] == "θ = 0.2500" and len(lines) == 6
+    bare = selection_table(fixed_rank(["sw", "de", "en", "fr"], 1, SEL_LANGS)).splitlines()
+    assert bare[1] == "   1  sw           -       -       -  teacher" and len(bare) == 5
