@@ -1,0 +1,157 @@
+"""The feature cache and the encodings the model is fed, checked exactly (written against mutation testing).
+
+A stand-in featurizer (a dataclass, as `encode_cached` expects) makes every feature identify its row and
+language, so a cache key that ignored the rows or the language would hand back the wrong features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import ClassVar
+
+import datasets
+import pytest
+import torch
+
+import alsace.features as features
+from alsace.errors import UserError
+from alsace.features import Collator, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
+from alsace.prompts import encode_prompt
+from alsace.tasks import get_task
+from taskdata import GEO_CANDIDATES, tiny_model
+
+
+@dataclasses.dataclass
+class Codes:
+    """Features = the premise's character codes, offset by the language (fr + 1000)."""
+
+    task: object
+    head: str = "prompt"
+    calls: ClassVar[list] = []
+
+    def encode_row(self, row: dict, lang: str) -> dict:
+        Codes.calls.append((lang, row["premise"]))
+        return {"input_ids": [ord(c) + (1000 if lang == "fr" else 0) for c in row["premise"]]}
+
+
+def expected(rows, lang):
+    return [{"input_ids": [ord(c) + (1000 if lang == "fr" else 0) for c in r["premise"]]} for r in rows]
+
+
+ROWS_A = [{"premise": "ab", "hypothesis": "x"}, {"premise": "cde", "hypothesis": "y"}]
+ROWS_B = [{"premise": "zz", "hypothesis": "x"}, {"premise": "q", "hypothesis": "y"}]
+
+
+def test_cache_key_follows_rows_language_and_code_and_names_the_file(tmp_path, monkeypatch):
+    f = Codes(task=type("T", (), {"name": "My Task/é"})())
+    Codes.calls.clear()
+    assert encode_cached(f, ROWS_A, "en", tmp_path).to_list() == expected(ROWS_A, "en")
+    assert encode_cached(f, ROWS_B, "en", tmp_path).to_list() == expected(ROWS_B, "en")  # other rows, other key
+    assert encode_cached(f, ROWS_A, "fr", tmp_path).to_list() == expected(ROWS_A, "fr")  # other language
+    names = sorted(p.name for p in (tmp_path / "alsace_features").glob("*.arrow"))
+    assert len(names) == 3 and all(re.fullmatch(r"My_Task__-(en|fr)-prompt-[0-9a-f]{16,}\.arrow", n) for n in names)
+    # A hit: the same rows (keys in another order) are read back, not re-tokenised.
+    before = len(Codes.calls)
+    reordered = [{"hypothesis": r["hypothesis"], "premise": r["premise"]} for r in ROWS_A]
+    assert encode_cached(f, reordered, "en", tmp_path).to_list() == expected(ROWS_A, "en")
+    assert len(Codes.calls) == before
+    # overwrite_cache re-tokenises (and replaces the file).
+    assert encode_cached(f, ROWS_A, "en", tmp_path, overwrite_cache=True).to_list() == expected(ROWS_A, "en")
+    assert len(Codes.calls) == before + len(ROWS_A)
+    # The featurizer's code is part of the key.
+    key = features_fingerprint(f, ROWS_A, "en")
+    monkeypatch.setattr(features, "_code_digest", lambda cls: "edited")
+    assert features_fingerprint(f, ROWS_A, "en") != key
+
+
+def test_default_cache_folder_is_under_the_datasets_cache(features_cache):
+    f = Codes(task=type("T", (), {"name": "default-dir"})())
+    assert default_cache_dir() == Path(datasets.config.HF_DATASETS_CACHE) / "alsace_features"
+    assert encode_cached(f, ROWS_A, "en").to_list() == expected(ROWS_A, "en")
+    assert list(default_cache_dir().glob("default-dir-en-prompt-*.arrow"))
+
+
+def test_split_features_limits_rows_uses_the_cache_folder_and_restores_progress_bars(data_dir, tmp_path):
+    f = Codes(task=get_task("xnli"))
+    Codes.calls.clear()
+    for bars_on in (True, False):
+        datasets.enable_progress_bars() if bars_on else datasets.disable_progress_bars()
+        out = split_features(f.task, f, str(data_dir), "validation", ["en", "fr"], max_rows=2, cache_dir=str(tmp_path))
+        assert datasets.is_progress_bar_enabled() == bars_on
+    datasets.enable_progress_bars()
+    assert [len(v) for v in out.values()] == [2, 2]
+    assert out["fr"][0]["input_ids"][0] > 1000  # each language encoded as itself
+    assert len(list((tmp_path / "alsace_features").glob("*.arrow"))) == 2
+    assert len(Codes.calls) == 4  # the second call read the cache
+    split_features(f.task, f, str(data_dir), "validation", ["en"], max_rows=2, cache_dir=str(tmp_path),
+                   overwrite_cache=True)
+    assert len(Codes.calls) == 6
+    everything = split_features(f.task, f, str(data_dir), "validation", ["en"], max_rows=0, cache_dir=str(tmp_path))
+    assert len(everything["en"]) == 24  # 0 means no limit, like None
+
+
+def test_collator_pads_token_types_with_zero_and_ids_with_the_pad_id():
+    batch = Collator(pad_token_id=7)([{"input_ids": [5, 6, 8], "token_type_ids": [1, 1, 1]},
+                                      {"input_ids": [5], "token_type_ids": [1]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 8], [5, 7, 7]]
+    assert batch["token_type_ids"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    pairs = Collator(pad_token_id=7)([{"b": {"input_ids": [1]}, "teacher_logits": [0.5, 1.5]}])
+    assert pairs["teacher_logits"].dtype == torch.float32
+
+
+@pytest.fixture(scope="module")
+def bert_tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model("bert", tmp_path_factory))
+
+
+def test_classification_features_are_truncated_and_keep_token_types(bert_tokenizer):
+    task = get_task("xnli")
+    f = Featurizer(bert_tokenizer, task, "classification", 12, 0)
+    long = {"premise": "cat dog " * 20, "hypothesis": "red mat", "label": 2}
+    feats = f.encode_row(long, "en")
+    assert len(feats["input_ids"]) == 12 and len(feats["token_type_ids"]) == 12 and feats["labels"] == 2
+    assert feats["input_ids"] == bert_tokenizer("cat dog " * 20, "red mat", truncation=True, max_length=12)["input_ids"]
+    assert set(feats["token_type_ids"]) == {0, 1}
+
+
+def test_native_prompt_needs_both_template_and_label_words(bert_tokenizer):
+    task = get_task("xnli")
+    partial = dataclasses.replace(task, label_words={k: v for k, v in task.label_words.items() if k != "fr"})
+    f = Featurizer(bert_tokenizer, partial, "prompt", 64, 0, prompt_language="native", languages=("en",))
+    assert "fr" in partial.templates
+    with pytest.raises(UserError, match="^--prompt_language native: task xnli has no fr prompt; use --prompt_language en$"):
+        f.prompt_key("fr")
+    assert f.prompt_key("en") == "en"
+
+
+@pytest.fixture(scope="module")
+def xlmr_tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model("xlm-roberta", tmp_path_factory))
+
+
+@pytest.mark.parametrize("max_length", [64, 9])
+def test_masked_lm_candidates_replace_the_slot_with_one_mask_per_piece(xlmr_tokenizer, max_length):
+    task = get_task("geomlama")
+    f = Featurizer(xlmr_tokenizer, task, "prompt", max_length, 0)
+    row = {"prompt": "the cat sat on the <mask> in the red park today.", "candidates": GEO_CANDIDATES["en"][2],
+           "label": 1}
+    feats = f.encode_row(row, "en")
+    pieces = feats["candidate_token_ids"][:4]
+    longest = max(len(p) for p in pieces)
+    assert longest > 1  # so the room kept for extra masks matters
+    ref = encode_prompt(xlmr_tokenizer, "{left}{mask}{right}", {"left": "the cat sat on the ",
+                                                                 "right": " in the red park today."},
+                        max_length - (longest - 1), 0)
+    mask = xlmr_tokenizer.mask_token_id
+    for k, p in enumerate(pieces):
+        assert feats["input_ids"][k] == ref.input_ids[:ref.mask_pos] + [mask] * len(p) + ref.input_ids[ref.mask_pos + 1:]
+        assert len(feats["input_ids"][k]) <= max_length
+    assert feats["mask_pos"] == ref.mask_pos and feats["labels"] == 1
+    assert feats["input_ids"][4:] == [[]] * (task.num_labels - 4)  # absent candidates, K fixed by the task
