@@ -319,7 +319,7 @@ def test_select_teachers_ranks_four_languages_by_hand():
     high = select_teachers(SEL_PROBS, SEL_LANGS, threshold=sel.normalized_scores[3] + 1e-9)  # between sw and en
     assert high.teachers == ["en"] and high.students == ["sw", "fr", "de"]
     at = select_teachers(SEL_PROBS, SEL_LANGS, threshold=sel.normalized_scores[1])  # exactly fr's: fr is a teacher
-    assert at.teachers == ["en", "sw", "fr"]
+    assert at.teachers == ["en", "sw", "fr"] and at.students == ["de"]
 
 
 def test_select_teachers_checks_the_shape_and_explains_an_empty_side():
@@ -335,7 +335,8 @@ def test_select_teachers_checks_the_shape_and_explains_an_empty_side():
     assert message.endswith("pick θ inside that range or use the default (mean)")
     with pytest.raises(UserError) as none_taught:
         select_teachers(SEL_PROBS, SEL_LANGS, threshold=0.01)
-    assert "leaves no student" in str(none_taught.value) and "e/(e+T" not in str(none_taught.value)
+    assert str(none_taught.value).startswith("--teacher_threshold 0.0100 leaves no student: normalised scores range ")
+    assert str(none_taught.value).endswith(" over 4 languages; pick θ inside that range or use the default (mean)")
     assert max_normalized_score(4) == pytest.approx(math.e / (math.e + 3))
 
 
@@ -346,8 +347,9 @@ def test_spread_warning_edge_and_text():
     assert score_spread_warning(edge, min_relative_spread=1 / 64) is None
     assert score_spread_warning(edge, min_relative_spread=1 / 64 + 1e-9) is not None
     warning = score_spread_warning([0.25, 0.2501, 0.2499, 0.25])
-    assert warning.startswith("TEACHER SCORES TOO CLOSE TO SEPARATE: normalised scores span 2.00e-04 (0.08% of "
-                              "their mean 1/4, below 1%)")
+    assert warning == ("TEACHER SCORES TOO CLOSE TO SEPARATE: normalised scores span 2.00e-04 (0.08% of their "
+                       "mean 1/4, below 1%); the teacher/student split follows noise. Is the checkpoint fine-tuned "
+                       "for the task?")
     assert score_spread_warning([0.25, 0.2501, 0.2499, 0.25], min_relative_spread=0.0005) is None
 
 
@@ -386,3 +388,38 @@ def test_selection_table_rows_by_hand():
     assert lines[5] == "θ = 0.2500" and len(lines) == 6
     bare = selection_table(fixed_rank(["sw", "de", "en", "fr"], 1, SEL_LANGS)).splitlines()
     assert bare[1] == "   1  sw           -       -       -  teacher" and len(bare) == 5
+
+
+def test_pseudo_labels_are_a_vote_not_the_summed_probability():
+    # Two languages vote class 0 narrowly, one votes class 1 with near certainty: summed probability says 1.
+    probs = np.array([[[.51, .49]], [[.51, .49]], [[.01, .99]]])
+    assert probs.sum(0).argmax(-1).tolist() == [1]
+    sel = select_teachers(probs, ["en", "fr", "de"])
+    assert sel.agreement == {"en": 1.0, "fr": 1.0, "de": 0.0}  # the pseudo label is class 0
+    assert sel.scores == pytest.approx([.51, .51, .01])
+
+
+def test_fixed_rank_evidence_with_more_items_than_classes():
+    probs = np.concatenate([SEL_PROBS, SEL_PROBS[:, :2]], 1)[..., :2]  # (4 languages, 5 items, 2 classes)
+    sel = fixed_rank(SEL_LANGS, 1, SEL_LANGS, probs)
+    assert sel.num_items == 5 and len(sel.scores) == 4
+    labels = [0, 1, 0, 0, 1]  # votes per item over en, fr, de, sw (ties go to the summed probability)
+    assert sel.scores == pytest.approx([probs[t, np.arange(5), labels].mean() for t in range(4)])
+    assert sel.to_dict()["num_items"] == 5 and sel.to_dict()["teachers"] == ["en", "fr", "de"]
+
+
+def test_softmax_rows_are_stabilised_one_by_one():
+    out = softmax(np.array([[1000.0, 1001.0], [0.0, math.log(3.0)]]))
+    np.testing.assert_allclose(out, [[1 / (1 + math.e), math.e / (1 + math.e)], [0.25, 0.75]])
+
+
+def test_tied_languages_keep_their_given_order_in_the_ranking():
+    # 20 languages (more than numpy's insertion-sort cutoff): ten tied high, ten tied low.
+    langs = [f"l{i:02d}" for i in range(20)]
+    high = [i for i in range(20) if i % 3 != 1][:10]
+    probs = np.full((20, 2, 2), 0.5)
+    probs[high, :, 0] = 0.9
+    probs[high, :, 1] = 0.1
+    sel = select_teachers(probs, langs)
+    assert sel.ranking == [langs[i] for i in high] + [lang for i, lang in enumerate(langs) if i not in high]
+    assert sel.teachers == [langs[i] for i in high]

@@ -18,6 +18,8 @@ import torch
 import alsace.features as features
 from alsace.errors import UserError
 from alsace.features import Collator, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
+from alsace.modeling import (CHECKPOINT_INFO, check_checkpoint_task, hub_is_offline, looks_like_path, placeholder_count,
+                             read_checkpoint_info, write_checkpoint_info)
 from alsace.prompts import encode_prompt
 from alsace.tasks import get_task
 from taskdata import GEO_CANDIDATES, tiny_model
@@ -155,3 +157,50 @@ def test_masked_lm_candidates_replace_the_slot_with_one_mask_per_piece(xlmr_toke
         assert len(feats["input_ids"][k]) <= max_length
     assert feats["mask_pos"] == ref.mask_pos and feats["labels"] == 1
     assert feats["input_ids"][4:] == [[]] * (task.num_labels - 4)  # absent candidates, K fixed by the task
+
+
+# ------------------------------------------------------------------- modeling: the checkpoint record
+
+
+def test_checkpoint_record_round_trip_and_what_it_decides(bert_tokenizer, tmp_path):
+    xnli, pawsx = get_task("xnli"), get_task("pawsx")
+    f = Featurizer(bert_tokenizer, xnli, "prompt", 64, 3, languages=("en",))
+    f.prompt_language = "native"  # recorded as given
+    assert read_checkpoint_info(tmp_path) is None
+    write_checkpoint_info(tmp_path, xnli, "prompt", f)
+    assert (tmp_path / CHECKPOINT_INFO).is_file() and CHECKPOINT_INFO == "alsace_task.json"
+    assert read_checkpoint_info(str(tmp_path)) == {"task": "xnli", "label_names": list(xnli.label_names),
+                                                   "head": "prompt", "prompt_language": "native",
+                                                   "num_placeholder_tokens": 3}
+    assert xnli.num_placeholder_tokens != 3
+    assert placeholder_count(str(tmp_path), xnli, None) == 3  # what the checkpoint was fine-tuned with
+    assert placeholder_count(str(tmp_path), xnli, 0) == 0  # the flag wins, even 0
+    assert placeholder_count(str(tmp_path / "stock"), xnli, None) == xnli.num_placeholder_tokens
+    check_checkpoint_task(str(tmp_path), xnli, "prompt")
+    check_checkpoint_task(str(tmp_path / "stock"), pawsx, "classification")  # nothing recorded: nothing to check
+    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path))}: checkpoint was fine-tuned for labels "
+                                        rf"\['entailment', 'neutral', 'contradiction'\] \(xnli\) but --task pawsx has"):
+        check_checkpoint_task(str(tmp_path), pawsx, "prompt")
+    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path))}: checkpoint was trained with --head prompt; "
+                                        "pass --head prompt$"):
+        check_checkpoint_task(str(tmp_path), xnli, "classification")
+
+
+@pytest.mark.parametrize("value, is_path", [
+    ("xlm-roberta-large", False), ("FacebookAI/xlm-roberta-large", False), ("./model", True), ("/abs/m", True),
+    ("~/m", True), ("a/b/c", True), ("models/xlm-roberta-large", True), ("datasets/x", True), ("a\\b", True),
+])
+def test_looks_like_path(value, is_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert looks_like_path(value) is is_path
+    (tmp_path / "mine").mkdir()
+    assert looks_like_path("mine/model") and looks_like_path("mine")  # an existing local folder
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), (" TRUE ", True), ("yes", True), ("on", True), ("0", False),
+                                            ("", False), ("off", False)])
+def test_hub_offline_values(value, offline, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert hub_is_offline() is offline
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert hub_is_offline() is False
