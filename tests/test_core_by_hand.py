@@ -16,6 +16,7 @@ import torch
 from alsace.errors import UserError
 from alsace.features import Collator
 from alsace.losses import consistency_loss, pair_loss, supervised_loss
+from alsace.metrics import accuracy, class_metrics, disparity, prediction_health, spearman
 from alsace.report.significance import (bootstrap_means, holm, load_correct, paired_significance,
                                         significance_between_runs, summarize)
 from alsace.scoring import ClassScorer
@@ -423,3 +424,36 @@ def test_tied_languages_keep_their_given_order_in_the_ranking():
     sel = select_teachers(probs, langs)
     assert sel.ranking == [langs[i] for i in high] + [lang for i, lang in enumerate(langs) if i not in high]
     assert sel.teachers == [langs[i] for i in high]
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+def test_accuracy_of_one_row_and_of_none():
+    assert accuracy(np.array([[0.0, 1.0]]), np.array([1])) == 1.0
+    assert math.isnan(accuracy(np.zeros((0, 2)), np.array([], dtype=int)))
+
+
+def test_confusion_matrix_covers_every_class_even_absent_ones():
+    out = class_metrics(np.eye(4)[[0, 1, 1]], np.array([0, 1, 0]))
+    assert out["confusion_matrix"] == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_disparity_defaults_to_english_and_leaves_undefined_gaps_out():
+    accs = {"fr": 0.6, "en": 0.9, "de": 0.5}
+    assert disparity(accs)["transfer_gap"] == pytest.approx(0.35)
+    assert disparity({"fr": 0.6, "de": 0.5})["transfer_gap"] is None  # no English
+    assert disparity({"en": 0.9})["transfer_gap"] is None  # nothing to compare with
+    out = disparity(accs, teachers=["en", "fr", "de"], students=[])
+    assert out["student_average"] is None and out["teacher_average"] == pytest.approx(2.0 / 3)
+    assert "teacher_average" not in disparity(accs)
+
+
+def test_entropy_of_a_probability_that_underflows_to_zero_is_finite():
+    health = prediction_health(np.array([[0.0, -1e4], [0.0, 0.0]]))
+    assert health["mean_entropy"] == pytest.approx(math.log(2) / 2)
+    assert health["majority_share"] == 1.0
+
+
+def test_spearman_of_two_items_and_of_a_constant():
+    assert spearman([1, 2], [3, 5]) == pytest.approx(1.0)  # centred ranks ±0.5: the denominator is 0.5
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
