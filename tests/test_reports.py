@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from alsace.metrics import disparity
+from alsace.tasks import get_task
 from alsace.report.aggregation import aggregate, aggregate_markdown, load_run, mean_std
 from alsace.report.results import compare, comparison_for_terminal, comparison_markdown, is_collapsed
 
@@ -191,3 +192,104 @@ def test_no_relative_gap_change_when_a_gap_before_is_zero(tmp_path):
     agg = aggregate([load_run(write_run(tmp_path / f"s{i + 1}", i + 1, run)) for i, run in enumerate(runs)])
     assert "transfer_gap_relative_change" not in agg["health"]
     assert "relative change" not in aggregate_markdown(agg)
+
+
+# ------------------------------------------------------------------ results.json / results.md / tables
+
+def _evaluation():
+    """Two languages, three classes: en 3 of 4 right; fr predicts class 0 for every row, 2 of 4 right."""
+    logits = {"en": np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=np.float32),
+              "fr": np.array([[1.0, 0.0, 0.0]] * 4, dtype=np.float32)}
+    labels = {"en": np.array([0, 1, 2, 1]), "fr": np.array([0, 0, 1, 2])}
+    return {lang: {"accuracy": float((logits[lang].argmax(-1) == labels[lang]).mean()), "n": 4,
+                   "logits": logits[lang], "labels": labels[lang]} for lang in logits}
+
+
+def test_build_save_and_draw_results(tmp_path):
+    from alsace.report.results import build_results, results_markdown, save_results, table_for_terminal
+    from alsace.metrics import class_metrics, prediction_health
+
+    task = get_task("xnli")
+    evaluation = _evaluation()
+    results = save_results(tmp_path, task, "test", "m1", evaluation, "After", ["en"], ["fr"])
+    assert results == build_results(task, "test", "m1", evaluation, ["en"], ["fr"])
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert (results["task"], results["split"], results["model"]) == ("xnli", "test", "m1")
+    for lang, r in evaluation.items():
+        assert results["per_language"][lang] == {"accuracy": r["accuracy"], "n": 4, **prediction_health(r["logits"]),
+                                                 **class_metrics(r["logits"], r["labels"])}
+        np.testing.assert_array_equal(np.load(tmp_path / "predictions" / f"{lang}_test_logits.npy"), r["logits"])
+        np.testing.assert_array_equal(np.load(tmp_path / "predictions" / f"{lang}_test_labels.npy"), r["labels"])
+    assert results["transfer_gap"] == pytest.approx(0.75 - 0.5)
+    assert results["teacher_average"] == 0.75 and results["student_average"] == 0.5
+    en_entropy = results["per_language"]["en"]["mean_entropy"]
+    fr_entropy = results["per_language"]["fr"]["mean_entropy"]
+    assert (tmp_path / "results.md").read_text() == results_markdown(results, "After")
+    assert results_markdown(results, "After", "**careful**").splitlines() == [
+        "# After", "", "Task `xnli`, split `test`, model `m1`.", "", "**careful**", "",
+        "| language | accuracy | n | majority-class share | mean entropy |", "|---|---:|---:|---:|---:|",
+        f"| en | 75.00 | 4 | 50.0 | {en_entropy:.3f} |", f"| fr | 50.00 | 4 | 100.0 | {fr_entropy:.3f} |",
+        "", "| metric | value |", "|---|---:|", "| average | 62.50 |", "| transfer_gap | 25.00 |",
+        "| spread | 25.00 |", "| std | 12.50 |", "| teacher_average | 75.00 |", "| student_average | 50.00 |"]
+    assert table_for_terminal(results) == "    en      fr\n 75.00   50.00\naverage 62.50  transfer gap 25.00"
+    no_gap = {**results, "transfer_gap": None}
+    assert table_for_terminal(no_gap) == "    en      fr\n 75.00   50.00"
+    assert "| transfer_gap |" not in results_markdown(no_gap, "After")
+
+
+def _comparison():
+    run = RUNS[0]
+    comp = compare(_results(run, "before"), _results(run, "after"), run["teachers"], run["students"])
+    stats = {lang: {"delta": 0.1, "ci_low": -0.0123, "ci_high": 0.0456, "p_value": 0.0004, "p_holm": 0.0012}
+             for lang in LANGS}
+    comp["significance"] = {"method": "paired bootstrap", "num_samples": 500, "seed": 3, "confidence": 0.9,
+                            "resampling": "items jointly across languages", "per_language": stats,
+                            "average": {"delta": 0.1, "ci_low": 0.01, "ci_high": 0.02, "p_value": 0.5}}
+    comp["selection_quality"] = {"spearman_score_vs_accuracy": 0.5, "num_languages": 3}
+    return comp
+
+
+def test_comparison_markdown_lines_with_significance():
+    from alsace.report.results import COLLAPSE_RISE, COLLAPSE_SHARE, collapse_warning
+
+    comp = _comparison()
+    lines = comparison_markdown(comp).splitlines()
+    assert lines[:4] == ["# Before -> after self-distillation", "",
+                         "Task `xnli`, split `test`. Accuracy in %, Δ in points.", ""]
+    assert lines[4] == collapse_warning(["en", "de"]) and lines[5] == ""
+    assert collapse_warning(["en", "de"]).startswith(
+        f"**WARNING: predictions collapsed in en, de** (one class predicted for >= {100 * COLLAPSE_SHARE:.0f}% of "
+        f"rows, or its share up by >= {100 * COLLAPSE_RISE:.0f} points)")
+    assert lines[6] == ("| language | role | before | after | Δ | majority share before → after | entropy before → "
+                        "after | 90% CI of Δ | p | p (Holm) |")
+    assert lines[7] == "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    assert lines[8] == ("| en | teacher | 80.00 | 78.00 | -2.00 | 40 → 92 | 1.000 → 0.200 | [-1.23, +4.56] | <0.001 "
+                        "| 0.001 |")
+    assert lines[12] == "| metric | before | after | Δ | 90% CI of Δ | p |"
+    assert lines[13] == "|---|---:|---:|---:|---:|---:|"
+    assert lines[14] == "| average | 64.00 | 71.33 | +7.33 | [+1.00, +2.00] | 0.500 |"
+    assert lines[15].startswith("| transfer_gap |") and lines[15].endswith("| | |")  # no test of that metric
+    assert lines[-3] == ("Selection quality (reported, never used): Spearman ρ between the normalised teacher scores ŝ "
+                         "and the test accuracy before distillation, over 3 languages: 0.500.")
+    assert lines[-1] == ("CI and p: paired bootstrap over the same test rows (500 resamples, seed 3, items jointly "
+                         "across languages); p tests 'no change'; Holm adjusts for testing every language.")
+    plain = {k: v for k, v in comp.items() if k not in ("significance", "selection_quality")}
+    plain_lines = comparison_markdown(plain).splitlines()
+    assert plain_lines[6].endswith("| entropy before → after |") and plain_lines[7] == "|---|---|---:|---:|---:|---:|---:|"
+    assert plain_lines[8] == "| en | teacher | 80.00 | 78.00 | -2.00 | 40 → 92 | 1.000 → 0.200 |"
+    assert "| metric | before | after | Δ |" in plain_lines and "CI and p" not in comparison_markdown(plain)
+
+
+def test_comparison_for_terminal_exact():
+    comp = _comparison()
+    lines = comparison_for_terminal(comp).splitlines()
+    assert lines[0] == "lang  role       before   after   delta"
+    assert lines[1] == "en    teacher     80.00   78.00   -2.00  COLLAPSED"
+    assert lines[2] == "fr    teacher     62.00   70.00   +8.00"
+    assert lines[4] == "average           64.00   71.33   +7.33"
+
+
+def test_format_p_edges():
+    from alsace.report.results import format_p
+
+    assert format_p(0.001) == "0.001" and format_p(0.000999) == "<0.001" and format_p(0.0456) == "0.046"
