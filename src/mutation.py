@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MUTMUT_VERSION = "3.8.1"  # requirements-dev.txt
 
 
 def module_table() -> dict[str, list[str]]:
@@ -68,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     table = module_table()
+    try:
+        import mutmut
+    except ImportError:
+        print("error: mutmut is not installed; pip install -r requirements-dev.txt", file=sys.stderr)
+        return 2
+    if mutmut.__version__ != MUTMUT_VERSION:  # run_one sets mutmut's configuration through its internals
+        print(f"error: mutmut {mutmut.__version__} is installed, this script drives {MUTMUT_VERSION}; "
+              "pip install -r requirements-dev.txt", file=sys.stderr)
+        return 2
     if args._one:
         run_one(args._one, table[args._one], args.max_children)
         return 0
