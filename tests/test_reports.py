@@ -205,13 +205,15 @@ def _evaluation():
                    "logits": logits[lang], "labels": labels[lang]} for lang in logits}
 
 
-def test_build_save_and_draw_results(tmp_path):
+def test_build_save_and_draw_results(tmp_path, caplog):
     from alsace.report.results import build_results, results_markdown, save_results, table_for_terminal
     from alsace.metrics import class_metrics, prediction_health
 
     task = get_task("xnli")
     evaluation = _evaluation()
-    results = save_results(tmp_path, task, "test", "m1", evaluation, "After", ["en"], ["fr"])
+    with caplog.at_level("INFO", logger="alsace"):
+        results = save_results(tmp_path, task, "test", "m1", evaluation, "After", ["en"], ["fr"])
+    assert [r.getMessage() for r in caplog.records] == [f"After\n{table_for_terminal(results)}"]
     assert results == build_results(task, "test", "m1", evaluation, ["en"], ["fr"])
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert (results["task"], results["split"], results["model"]) == ("xnli", "test", "m1")
@@ -257,18 +259,21 @@ def test_comparison_markdown_lines_with_significance():
     assert lines[:4] == ["# Before -> after self-distillation", "",
                          "Task `xnli`, split `test`. Accuracy in %, Δ in points.", ""]
     assert lines[4] == collapse_warning(["en", "de"]) and lines[5] == ""
-    assert collapse_warning(["en", "de"]).startswith(
-        f"**WARNING: predictions collapsed in en, de** (one class predicted for >= {100 * COLLAPSE_SHARE:.0f}% of "
-        f"rows, or its share up by >= {100 * COLLAPSE_RISE:.0f} points)")
+    assert (COLLAPSE_SHARE, COLLAPSE_RISE) == (0.9, 0.2)
+    assert collapse_warning(["en", "de"]) == (
+        "**WARNING: predictions collapsed in en, de** (one class predicted for >= 90% of rows, or its share up by "
+        ">= 20 points): a narrower gap from collapsed predictions is not a result. A moving teacher cannot anchor "
+        "the student: use RECIPE=recommended (--frozen_teacher) or a lower learning rate.")
     assert lines[6] == ("| language | role | before | after | Δ | majority share before → after | entropy before → "
                         "after | 90% CI of Δ | p | p (Holm) |")
     assert lines[7] == "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     assert lines[8] == ("| en | teacher | 80.00 | 78.00 | -2.00 | 40 → 92 | 1.000 → 0.200 | [-1.23, +4.56] | <0.001 "
                         "| 0.001 |")
-    assert lines[12] == "| metric | before | after | Δ | 90% CI of Δ | p |"
+    assert lines[11] == "" and lines[12] == "| metric | before | after | Δ | 90% CI of Δ | p |"
     assert lines[13] == "|---|---:|---:|---:|---:|---:|"
     assert lines[14] == "| average | 64.00 | 71.33 | +7.33 | [+1.00, +2.00] | 0.500 |"
     assert lines[15].startswith("| transfer_gap |") and lines[15].endswith("| | |")  # no test of that metric
+    assert lines[-4] == "" and lines[-2] == ""
     assert lines[-3] == ("Selection quality (reported, never used): Spearman ρ between the normalised teacher scores ŝ "
                          "and the test accuracy before distillation, over 3 languages: 0.500.")
     assert lines[-1] == ("CI and p: paired bootstrap over the same test rows (500 resamples, seed 3, items jointly "
@@ -277,7 +282,9 @@ def test_comparison_markdown_lines_with_significance():
     plain_lines = comparison_markdown(plain).splitlines()
     assert plain_lines[6].endswith("| entropy before → after |") and plain_lines[7] == "|---|---|---:|---:|---:|---:|---:|"
     assert plain_lines[8] == "| en | teacher | 80.00 | 78.00 | -2.00 | 40 → 92 | 1.000 → 0.200 |"
-    assert "| metric | before | after | Δ |" in plain_lines and "CI and p" not in comparison_markdown(plain)
+    assert plain_lines[11:14] == ["", "| metric | before | after | Δ |", "|---|---:|---:|---:|"]
+    assert plain_lines[14] == "| average | 64.00 | 71.33 | +7.33 |" and plain_lines[-1].startswith("| student_average |")
+    assert "CI and p" not in comparison_markdown(plain)
 
 
 def test_comparison_for_terminal_exact():
