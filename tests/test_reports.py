@@ -8,6 +8,7 @@ each), one run collapses in two languages, another in one, the third in none.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,181 @@ def test_format_p_edges():
     from alsace.report.results import format_p
 
     assert format_p(0.001) == "0.001" and format_p(0.000999) == "<0.001" and format_p(0.0456) == "0.046"
+
+
+# ------------------------------------------------------------------ aggregate.md, whole, and the refusals
+
+def _pm(values, signed=False):
+    mean, std = 100 * np.mean(values), 100 * np.std(values, ddof=1)
+    return (f"{mean:+.2f}" if signed else f"{mean:.2f}") + f" ± {std:.2f}"
+
+
+def test_aggregate_markdown_whole_distillation_table(agg):
+    md = aggregate_markdown(agg)
+    assert md.endswith("\n") and not md.endswith("\n\n")
+    lines = md[:-1].split("\n")
+
+    def col(lang, side):
+        return [run[side][lang] for run in RUNS]
+
+    def delta(lang):
+        return [run["after"][lang] - run["before"][lang] for run in RUNS]
+
+    expected = ["# Mean ± std over 3 runs (distillation)", "",
+                "Task `xnli`, split `test`, seeds 1, 2, 3. Accuracy in %, std over runs (ddof=1).", "",
+                "| language | roles | before | after | Δ | runs with CI > 0 / < 0 |",
+                "|---|---|---:|---:|---:|---:|",
+                f"| en | teacher 3/3 | {_pm(col('en', 'before'))} | {_pm(col('en', 'after'))} | {_pm(delta('en'), True)} "
+                "| 0 / 1 |",
+                f"| fr | student 2/3, teacher 1/3 | {_pm(col('fr', 'before'))} | {_pm(col('fr', 'after'))} | "
+                f"{_pm(delta('fr'), True)} | 2 / 1 |",
+                f"| de | student 2/3, teacher 1/3 | {_pm(col('de', 'before'))} | {_pm(col('de', 'after'))} | "
+                f"{_pm(delta('de'), True)} | 3 / 0 |",
+                "", "| metric | before | after | Δ | runs with CI > 0 / < 0 |", "|---|---:|---:|---:|---:|"]
+    assert lines[:len(expected)] == expected
+    rows = lines[len(expected):len(expected) + 5]
+    assert [r.split(" |")[0] for r in rows] == ["| average", "| transfer_gap", "| spread", "| teacher_average",
+                                                "| student_average"]
+    gaps = {side: [gap(run[side]) for run in RUNS] for side in ("before", "after")}
+    assert rows[1] == (f"| transfer_gap | {_pm(gaps['before'])} | {_pm(gaps['after'])} | "
+                       f"{_pm(np.subtract(gaps['after'], gaps['before']), True)} | 0 / 2 |")
+    assert rows[0].endswith(" | 1 / 0 |") and rows[2].endswith(" | |")  # spread: no test, an empty cell
+    rest = lines[len(expected) + 5:]
+    assert rest[:3] == ["", "Collapse indicators and context (read every gap change with these):", ""]
+    assert rest[3] == "- languages flagged as collapsed, per run: 2, 0, 1 (en in 1, de in 2)"
+    assert len(rest) == 8 and rest[-1].startswith("- selection quality")
+
+
+def test_aggregate_markdown_without_tests_collapse_or_spread(tmp_path):
+    runs = [{**run, "share_after": run["share_before"]} for run in RUNS[:2]]
+    loaded = [load_run(write_run(tmp_path / f"s{i + 1}", i + 1, run)) for i, run in enumerate(runs)]
+    for r in loaded:
+        r["comparison"].pop("significance")
+        r["comparison"]["selection_quality"]["spearman_score_vs_accuracy"] = 0.25
+    agg = aggregate(loaded)
+    lines = aggregate_markdown(agg).splitlines()
+    assert lines[4:6] == ["| language | roles | before | after | Δ |", "|---|---|---:|---:|---:|"]
+    assert lines[6].startswith("| en | teacher 2/2 | ") and lines[6].count("|") == 6
+    assert lines[10:12] == ["| metric | before | after | Δ |", "|---|---:|---:|---:|"]
+    assert lines[12].startswith("| average | ") and lines[12].count("|") == 5
+    assert "- languages flagged as collapsed, per run: 0, 0" in lines  # nothing in brackets
+    assert lines[-1] == ("- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.250 ± "
+                         "0.000")
+
+
+def test_aggregate_of_one_run_has_no_spread(tmp_path):
+    (run,) = [load_run(write_run(tmp_path / "s1", 1, RUNS[0]))]
+    agg = aggregate([run])
+    assert agg["num_runs"] == 1 and agg["run_dirs"] == [str(tmp_path / "s1")] and agg["seeds"] == [1]
+    assert agg["per_language"]["en"]["before"] == {"mean": 0.80, "std": None, "values": [0.80]}
+    md = aggregate_markdown(agg)
+    assert "| en | teacher 1/1 | 80.00 ± n/a | 78.00 ± n/a | -2.00 ± n/a | 0 / 1 |" in md
+    assert "- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.500\n" in md
+    assert mean_std([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1414213562), "values": [0.5, 0.7]}
+
+
+def test_confidence_intervals_touching_zero_count_neither_way(tmp_path):
+    from alsace.report.aggregation import _significant
+
+    edge = [{"ci_low": 0.0, "ci_high": 0.1}, {"ci_low": -0.1, "ci_high": 0.0}, {"ci_low": 1e-9, "ci_high": 0.1}]
+    assert _significant(edge) == {"runs_ci_above_0": 1, "runs_ci_below_0": 0}
+    assert _significant([edge[0], None]) == {}
+
+
+def _ft_run(run_dir: Path, seed: int, accs: dict, args: dict | None = None) -> Path:
+    run_dir.mkdir(parents=True)
+    (run_dir / "run_args.json").write_text(json.dumps(args or {
+        "model_args": {"model_name_or_path": "xlm-roberta-base"}, "training_args": {"seed": seed}}))
+    results = {"task": "xnli", "split": "test", "model": "m", **disparity(accs, "en"),
+               "per_language": {lang: {"accuracy": a} for lang, a in accs.items()}}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    return run_dir
+
+
+def test_aggregate_markdown_whole_fine_tuning_table(tmp_path):
+    accs = [{"en": 0.9, "fr": 0.7}, {"en": 0.8, "fr": 0.75}]
+    agg = aggregate([load_run(_ft_run(tmp_path / f"s{i}", i, a)) for i, a in enumerate(accs)])
+    assert agg["kind"] == "fine-tuning" and set(agg["summary"]) == {"average", "transfer_gap", "spread"}
+    col = {lang: [a[lang] for a in accs] for lang in ("en", "fr")}
+    metric = {"average": [0.8, 0.775], "transfer_gap": [0.2, 0.05], "spread": [0.2, 0.05]}
+    assert aggregate_markdown(agg) == "\n".join([
+        "# Mean ± std over 2 runs (fine-tuning)", "",
+        "Task `xnli`, split `test`, seeds 0, 1. Accuracy in %, std over runs (ddof=1).", "",
+        "| language | accuracy |", "|---|---:|", f"| en | {_pm(col['en'])} |", f"| fr | {_pm(col['fr'])} |",
+        "", "| metric | value |", "|---|---:|", *[f"| {k} | {_pm(v)} |" for k, v in metric.items()]]) + "\n"
+
+
+def test_refusals_name_every_run_and_the_difference(tmp_path):
+    from alsace.errors import UserError
+    from alsace.report.aggregation import check_compatible, run_config
+
+    a = load_run(_ft_run(tmp_path / "a", 1, {"en": 0.9, "fr": 0.7}))
+    b = load_run(_ft_run(tmp_path / "b", 2, {"en": 0.9, "fr": 0.7, "de": 0.5}))
+    with pytest.raises(UserError, match=re.escape(f"refusing to aggregate runs evaluated on different languages: "
+                                                  f"{tmp_path / 'a'}: en,fr, {tmp_path / 'b'}: en,fr,de")):
+        check_compatible([a, b])
+    c = load_run(_ft_run(tmp_path / "c", 3, {"en": 0.9, "fr": 0.7}))
+    c["results"]["split"] = "validation"
+    with pytest.raises(UserError, match=re.escape(f"refusing to aggregate runs of different splits: "
+                                                  f"{tmp_path / 'a'}: test, {tmp_path / 'c'}: validation")):
+        check_compatible([a, c])
+    d = load_run(write_run(tmp_path / "d", 2, RUNS[1]))
+    with pytest.raises(UserError, match=re.escape(f"refusing to mix fine-tuning and distillation runs: "
+                                                  f"{tmp_path / 'a'} (fine-tuning), {tmp_path / 'd'} (distillation)")):
+        check_compatible([a, d])
+    # Seeds: None twice and 1 twice; the first repeated seed in string order is named.
+    runs = [dict(a, seed=None, dir="w"), dict(a, seed=None, dir="x"), dict(a, seed=1, dir="y"), dict(a, seed=1, dir="z")]
+    with pytest.raises(UserError, match=re.escape("seed 1 appears in several runs (w: None, x: None, y: 1, z: 1): the "
+                                                  "same run twice would understate the spread; pass each seed once")):
+        check_compatible(runs)
+    # Six differing settings: four named (with <absent> where a run lacks one), then how many more.
+    base = {"model_args": {"model_name_or_path": "m"}, "training_args": {"seed": 5}, "notes": {}}
+    other = {"model_args": {"model_name_or_path": "m"}, "training_args": {"seed": 6, "learning_rate": 1e-5,
+             "warmup_ratio": 0.1, "num_train_epochs": 2, "weight_decay": 0.0}, "notes": {"x": [{"b": 1, "a": 2}]}}
+    e = load_run(_ft_run(tmp_path / "e", 5, {"en": 0.9, "fr": 0.7}, base))
+    f = load_run(_ft_run(tmp_path / "f", 6, {"en": 0.9, "fr": 0.7}, other))
+    with pytest.raises(UserError) as refused:
+        check_compatible([e, f])
+    assert str(refused.value) == (
+        f"refusing to aggregate runs whose settings differ: notes ({tmp_path / 'e'}: {{}}, {tmp_path / 'f'}: <absent>); "
+        f"notes.x ({tmp_path / 'e'}: <absent>, {tmp_path / 'f'}: [{{\"a\": 2, \"b\": 1}}]); "
+        f"training_args.learning_rate ({tmp_path / 'e'}: <absent>, {tmp_path / 'f'}: 1e-05); "
+        f"training_args.num_train_epochs ({tmp_path / 'e'}: <absent>, {tmp_path / 'f'}: 2); and 2 more. "
+        "Aggregate only seeds of one configuration, or pass --ignore_fields notes,x,learning_rate,num_train_epochs "
+        "if the difference does not change the numbers")
+    # Lists of objects compare by value, whatever the key order they were written in.
+    g = load_run(_ft_run(tmp_path / "g", 7, {"en": 0.9, "fr": 0.7}, {**other, "training_args": {"seed": 7,
+                 "learning_rate": 1e-5, "warmup_ratio": 0.1, "num_train_epochs": 2, "weight_decay": 0.0},
+                 "notes": {"x": [{"a": 2, "b": 1}]}}))
+    check_compatible([f, g])
+    assert run_config(tmp_path / "g")["notes.x"] == '[{"a": 2, "b": 1}]'
+
+
+def test_run_config_follows_the_starting_checkpoints_three_deep(tmp_path):
+    from alsace.report.aggregation import run_config
+
+    chain = [tmp_path / f"level{i}" for i in range(5)]
+    for i, run_dir in enumerate(chain):
+        run_dir.mkdir()
+        init = str(chain[i + 1]) if i + 1 < len(chain) else "xlm-roberta-base"
+        (run_dir / "run_args.json").write_text(json.dumps(
+            {"model_args": {"model_name_or_path": init}, "training_args": {"seed": i, "learning_rate": i / 10}}))
+    config = run_config(chain[0])
+    assert "model_args.model_name_or_path" not in config
+    assert config["init.init.init.training_args.learning_rate"] == "0.3"
+    assert config["init.init.init.model_args.model_name_or_path"] == json.dumps(str(chain[4]))  # depth 3: by path
+    assert not any(k.startswith("init.init.init.init.") for k in config)
+    ignored = run_config(chain[0], frozenset({"model_name_or_path"}))
+    assert "init.training_args.learning_rate" in ignored and not any(k.endswith("model_name_or_path") for k in ignored)
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "run_args.json").write_text("{}")
+    assert run_config(tmp_path / "bare") == {}
+    _ft_run(tmp_path / "noseed", 0, {"en": 0.9}, {"model_args": {"model_name_or_path": "m"}})
+    loaded = load_run(tmp_path / "noseed")
+    assert loaded["seed"] is None and loaded["dir"] == str(tmp_path / "noseed")
+    (tmp_path / "noseed" / "results.json").write_text('{"task": ')
+    from alsace.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / 'noseed' / 'results.json'}: not valid JSON (Expecting "
+                                                  "value); the run did not finish writing it")):
+        load_run(tmp_path / "noseed")
