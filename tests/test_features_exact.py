@@ -204,3 +204,41 @@ def test_hub_offline_values(value, offline, monkeypatch):
     assert hub_is_offline() is offline
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert hub_is_offline() is False
+
+
+def test_multiple_choice_pairs_the_context_with_each_choice(bert_tokenizer):
+    task = get_task("xcopa")
+    f = Featurizer(bert_tokenizer, task, "classification", 14, 0)
+    row = {"premise": "the cat sat on the red mat in the big park " * 2, "question": "cause", "choice1": "dog ran",
+           "choice2": "cat sat", "label": 1}
+    feats = f.encode_row(row, "en")
+    context = f"{row['premise']} What was the cause?"
+    enc = bert_tokenizer([context] * 2, ["dog ran", "cat sat"], truncation=True, max_length=14)
+    assert feats["input_ids"] == enc["input_ids"] and feats["token_type_ids"] == enc["token_type_ids"]
+    assert all(len(ids) == 14 for ids in feats["input_ids"]) and feats["labels"] == 1
+
+
+def test_placeholders_go_to_masked_lm_prompts_only(xlmr_tokenizer):
+    task = get_task("xnli")
+    row = {"premise": "the cat sat", "hypothesis": "a dog ran", "label": 0}
+    texts = {"premise": "the cat sat", "hypothesis": "a dog ran"}
+    mlm = Featurizer(xlmr_tokenizer, task, "prompt", 64, 2).encode_row(row, "en")
+    assert mlm["input_ids"] == encode_prompt(xlmr_tokenizer, task.templates["en"], texts, 64, 2).input_ids
+    assert mlm["input_ids"] != encode_prompt(xlmr_tokenizer, task.templates["en"], texts, 64, 0).input_ids
+    seq2seq = Featurizer(xlmr_tokenizer, task, "prompt", 64, 2, is_seq2seq=True).encode_row(row, "en")
+    assert seq2seq["input_ids"] == encode_prompt(xlmr_tokenizer, task.templates["en"], texts, 64, 0,
+                                                 use_mask=False).input_ids
+
+
+def test_seq2seq_candidates_without_a_sentinel_have_an_empty_slot(xlmr_tokenizer):
+    """A seq2seq tokenizer without T5's `<extra_id_0>` (stand-in: the tiny XLM-R one): nothing in the slot and no
+    decoder prefix."""
+    task = get_task("geomlama")
+    assert "<extra_id_0>" not in xlmr_tokenizer.get_vocab()
+    f = Featurizer(xlmr_tokenizer, task, "prompt", 64, 0, is_seq2seq=True)
+    row = {"prompt": "the cat sat on the <mask> in the park.", "candidates": GEO_CANDIDATES["en"][0], "label": 0}
+    feats = f.encode_row(row, "en")
+    ref = encode_prompt(xlmr_tokenizer, "{left}{mask}{right}", {"left": "the cat sat on the ", "right": " in the park."},
+                        64, 0, use_mask=False)
+    assert feats["input_ids"] == ref.input_ids and feats["decoder_prefix_ids"] == []
+    assert xlmr_tokenizer.mask_token_id not in feats["input_ids"]
