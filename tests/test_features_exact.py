@@ -184,11 +184,15 @@ def test_checkpoint_record_round_trip_and_what_it_decides(bert_tokenizer, tmp_pa
     with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path))}: checkpoint was trained with --head prompt; "
                                         "pass --head prompt$"):
         check_checkpoint_task(str(tmp_path), xnli, "classification")
+    (tmp_path / CHECKPOINT_INFO).write_text('{"task": "old", "head": "prompt"}')  # a record without label names
+    with pytest.raises(UserError, match=r"fine-tuned for labels None \(old\) but --task xnli has"):
+        check_checkpoint_task(str(tmp_path), xnli, "prompt")
 
 
 @pytest.mark.parametrize("value, is_path", [
     ("xlm-roberta-large", False), ("FacebookAI/xlm-roberta-large", False), ("./model", True), ("/abs/m", True),
     ("~/m", True), ("a/b/c", True), ("models/xlm-roberta-large", True), ("datasets/x", True), ("a\\b", True),
+    (".hidden", True),
 ])
 def test_looks_like_path(value, is_path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
