@@ -339,7 +339,11 @@ def test_aggregate_markdown_whole_distillation_table(agg):
     gaps = {side: [gap(run[side]) for run in RUNS] for side in ("before", "after")}
     assert rows[1] == (f"| transfer_gap | {_pm(gaps['before'])} | {_pm(gaps['after'])} | "
                        f"{_pm(np.subtract(gaps['after'], gaps['before']), True)} | 0 / 2 |")
-    assert rows[0].endswith(" | 1 / 0 |") and rows[2].endswith(" | |")  # spread: no test, an empty cell
+    averages = {side: [np.mean(list(run[side].values())) for run in RUNS] for side in ("before", "after")}
+    assert rows[0] == (f"| average | {_pm(averages['before'])} | {_pm(averages['after'])} | "
+                       f"{_pm(np.subtract(averages['after'], averages['before']), True)} | 1 / 0 |")
+    assert rows[0].split(" | ")[3].startswith("+")  # a rise is signed
+    assert rows[2].endswith(" | |")  # spread: no test, an empty cell
     rest = lines[len(expected) + 5:]
     assert rest[:3] == ["", "Collapse indicators and context (read every gap change with these):", ""]
     assert rest[3] == "- languages flagged as collapsed, per run: 2, 0, 1 (en in 1, de in 2)"
@@ -355,9 +359,9 @@ def test_aggregate_markdown_without_tests_collapse_or_spread(tmp_path):
     agg = aggregate(loaded)
     lines = aggregate_markdown(agg).splitlines()
     assert lines[4:6] == ["| language | roles | before | after | Δ |", "|---|---|---:|---:|---:|"]
-    assert lines[6].startswith("| en | teacher 2/2 | ") and lines[6].count("|") == 6
+    assert lines[6].startswith("| en | teacher 2/2 | ") and lines[6].count("|") == 6 and lines[6].endswith(" |")
     assert lines[10:12] == ["| metric | before | after | Δ |", "|---|---:|---:|---:|"]
-    assert lines[12].startswith("| average | ") and lines[12].count("|") == 5
+    assert lines[12].startswith("| average | ") and lines[12].count("|") == 5 and lines[12].endswith(" |")
     assert "- languages flagged as collapsed, per run: 0, 0" in lines  # nothing in brackets
     assert lines[-1] == ("- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.250 ± "
                          "0.000")
@@ -371,6 +375,9 @@ def test_aggregate_of_one_run_has_no_spread(tmp_path):
     md = aggregate_markdown(agg)
     assert "| en | teacher 1/1 | 80.00 ± n/a | 78.00 ± n/a | -2.00 ± n/a | 0 / 1 |" in md
     assert "- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.500\n" in md
+    wider = {**RUNS[0], "after": {**RUNS[0]["after"], "en": 0.95}}  # gap 0.24 -> 0.27: +12.5 %
+    assert "- transfer gap, relative change: +12.50 ± n/a %" in aggregate_markdown(
+        aggregate([load_run(write_run(tmp_path / "wide", 1, wider))]))
     assert mean_std([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1414213562), "values": [0.5, 0.7]}
 
 
@@ -443,6 +450,21 @@ def test_refusals_name_every_run_and_the_difference(tmp_path):
         f"training_args.num_train_epochs ({tmp_path / 'e'}: <absent>, {tmp_path / 'f'}: 2); and 2 more. "
         "Aggregate only seeds of one configuration, or pass --ignore_fields notes,x,learning_rate,num_train_epochs "
         "if the difference does not change the numbers")
+    # Exactly four differences: all named, nothing "more"; a starting checkpoint's field is suggested by its leaf name.
+    four = {**base, "training_args": {"seed": 8, "learning_rate": 1e-5, "warmup_ratio": 0.1, "num_train_epochs": 2,
+                                      "weight_decay": 0.0}}
+    h = load_run(_ft_run(tmp_path / "h", 8, {"en": 0.9, "fr": 0.7}, four))
+    with pytest.raises(UserError) as refused:
+        check_compatible([e, h])
+    assert "more" not in str(refused.value) and str(refused.value).endswith(
+        "--ignore_fields learning_rate,num_train_epochs,warmup_ratio,weight_decay if the difference does not change "
+        "the numbers")
+    e_init = {"model_args": {"model_name_or_path": str(tmp_path / "e")}, "training_args": {"seed": 9}}
+    h_init = {"model_args": {"model_name_or_path": str(tmp_path / "h")}, "training_args": {"seed": 10}}
+    on_e = load_run(_ft_run(tmp_path / "on_e", 9, {"en": 0.9, "fr": 0.7}, e_init))
+    on_h = load_run(_ft_run(tmp_path / "on_h", 10, {"en": 0.9, "fr": 0.7}, h_init))
+    with pytest.raises(UserError, match=r"init\.training_args\.learning_rate .*--ignore_fields learning_rate,"):
+        check_compatible([on_e, on_h])
     # Lists of objects compare by value, whatever the key order they were written in.
     g = load_run(_ft_run(tmp_path / "g", 7, {"en": 0.9, "fr": 0.7}, {**other, "training_args": {"seed": 7,
                  "learning_rate": 1e-5, "warmup_ratio": 0.1, "num_train_epochs": 2, "weight_decay": 0.0},
@@ -465,6 +487,7 @@ def test_run_config_follows_the_starting_checkpoints_three_deep(tmp_path):
     assert config["init.init.init.training_args.learning_rate"] == "0.3"
     assert config["init.init.init.model_args.model_name_or_path"] == json.dumps(str(chain[4]))  # depth 3: by path
     assert not any(k.startswith("init.init.init.init.") for k in config)
+    assert not any(k.endswith(".seed") for k in config)  # a starting checkpoint's seed is ignored too
     ignored = run_config(chain[0], frozenset({"model_name_or_path"}))
     assert "init.training_args.learning_rate" in ignored and not any(k.endswith("model_name_or_path") for k in ignored)
     (tmp_path / "bare").mkdir()
