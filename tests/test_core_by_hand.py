@@ -217,6 +217,7 @@ def test_paired_significance_uses_the_confidence_everywhere_and_records_its_sett
         assert (narrow["per_language"][lang]["ci_high"] - narrow["per_language"][lang]["ci_low"]
                 < wide["per_language"][lang]["ci_high"] - wide["per_language"][lang]["ci_low"])
     assert wide["method"] == "paired bootstrap" and wide["confidence"] == 0.95 and narrow["confidence"] == 0.5
+    assert wide["num_samples"] == 400
     assert wide["seed"] == 0 and wide == paired_significance(before, after, num_samples=400, seed=0)
     assert wide["resampling"] == "items jointly across languages"
 
