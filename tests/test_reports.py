@@ -456,7 +456,8 @@ def test_refusals_name_every_run_and_the_difference(tmp_path):
     h = load_run(_ft_run(tmp_path / "h", 8, {"en": 0.9, "fr": 0.7}, four))
     with pytest.raises(UserError) as refused:
         check_compatible([e, h])
-    assert "more" not in str(refused.value) and str(refused.value).endswith(
+    assert "more" not in str(refused.value) and f"{tmp_path / 'h'}: 0.0). Aggregate only seeds" in str(refused.value)
+    assert str(refused.value).endswith(
         "--ignore_fields learning_rate,num_train_epochs,warmup_ratio,weight_decay if the difference does not change "
         "the numbers")
     e_init = {"model_args": {"model_name_or_path": str(tmp_path / "e")}, "training_args": {"seed": 9}}
@@ -488,6 +489,10 @@ def test_run_config_follows_the_starting_checkpoints_three_deep(tmp_path):
     assert config["init.init.init.model_args.model_name_or_path"] == json.dumps(str(chain[4]))  # depth 3: by path
     assert not any(k.startswith("init.init.init.init.") for k in config)
     assert not any(k.endswith(".seed") for k in config)  # a starting checkpoint's seed is ignored too
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "run_args.json").write_text(json.dumps({"training_args": {"accelerator_config": {
+        "seed": 3, "split_batches": False}}}))
+    assert run_config(tmp_path / "nested") == {"training_args.accelerator_config.split_batches": "false"}  # by leaf
     ignored = run_config(chain[0], frozenset({"model_name_or_path"}))
     assert "init.training_args.learning_rate" in ignored and not any(k.endswith("model_name_or_path") for k in ignored)
     (tmp_path / "bare").mkdir()
