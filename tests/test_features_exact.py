@@ -7,7 +7,10 @@ language, so a cache key that ignored the rows or the language would hand back t
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import shutil
+import socket
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,9 +21,9 @@ import torch
 import alsace.features as features
 from alsace.errors import UserError
 from alsace.features import Collator, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
-from alsace.modeling import (CHECKPOINT_INFO, check_checkpoint_task, hub_is_offline, looks_like_path, placeholder_count,
-                             read_checkpoint_info, write_checkpoint_info)
-from alsace.prompts import encode_prompt
+from alsace.modeling import (CHECKPOINT_INFO, check_checkpoint_task, hub_access, hub_is_offline, load_tokenizer_and_model,
+                             looks_like_path, placeholder_count, read_checkpoint_info, write_checkpoint_info)
+from alsace.prompts import PLACEHOLDER_TOKEN, encode_prompt
 from alsace.tasks import get_task
 from taskdata import GEO_CANDIDATES, tiny_model
 
@@ -246,3 +249,102 @@ def test_seq2seq_candidates_without_a_sentinel_have_an_empty_slot(xlmr_tokenizer
                         64, 0, use_mask=False)
     assert feats["input_ids"] == ref.input_ids and feats["decoder_prefix_ids"] == []
     assert xlmr_tokenizer.mask_token_id not in feats["input_ids"]
+
+
+# ------------------------------------------------------------------------- modeling: loading and the Hub
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    for name in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_hub_access_offline_proxy_reachable_and_unreachable(no_proxy, monkeypatch, caplog):
+    calls = []
+
+    class Connection:
+        def close(self):
+            calls.append("closed")
+
+    def reachable(address, timeout):
+        calls.append((address, timeout))
+        return Connection()
+
+    monkeypatch.setattr(socket, "create_connection", reachable)
+    assert hub_access("xlm-roberta-base") == {} and calls == [(("huggingface.co", 443), 3), "closed"]
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example:8443/hf")
+    calls.clear()
+    assert hub_access("m") == {} and calls[0] == (("mirror.example", 443), 3)
+
+    def unreachable(address, timeout):
+        raise OSError("no route")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with caplog.at_level("WARNING"):
+        assert hub_access("org/model") == {"local_files_only": True}
+    assert caplog.records[-1].getMessage() == ("the Hugging Face Hub (mirror.example) is unreachable: looking for "
+                                               "org/model in the local cache only")
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(proxy, "http://proxy:3128")
+        assert hub_access("m") == {}  # behind a proxy only the HTTP client can tell: no socket check
+        monkeypatch.delenv(proxy)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert hub_access("m") == {"local_files_only": True}
+
+
+def test_load_refuses_an_unknown_head_and_a_missing_folder(tmp_path):
+    task = get_task("xnli")
+    with pytest.raises(UserError, match=r"^--head 'mlm': choose one of prompt, classification$"):
+        load_tokenizer_and_model("xlm-roberta-base", "mlm", task, 0)
+    with pytest.raises(UserError, match=rf"^--model_name_or_path {re.escape(str(tmp_path / 'nope'))}: directory not "
+                                        "found"):
+        load_tokenizer_and_model(str(tmp_path / "nope"), "prompt", task, 0)
+
+
+def test_load_prompt_head_registers_one_placeholder_token_and_grows_the_embeddings(tmp_path_factory, monkeypatch):
+    import transformers
+
+    seen = []
+    real = transformers.AutoConfig.from_pretrained
+
+    def spy(path, **kwargs):
+        seen.append(kwargs.get("trust_remote_code"))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
+    path = str(tiny_model("xlm-roberta", tmp_path_factory))
+    task = get_task("xnli")
+    plain_tok, plain = load_tokenizer_and_model(path, "prompt", task, 0)
+    tokenizer, model = load_tokenizer_and_model(path, "prompt", task, 2)
+    assert seen and set(seen) == {False}  # remote code stays off unless asked for
+    assert PLACEHOLDER_TOKEN not in plain_tok.get_vocab()
+    assert PLACEHOLDER_TOKEN in tokenizer.all_special_tokens and len(tokenizer) == len(plain_tok) + 1
+    assert tokenizer.tokenize(PLACEHOLDER_TOKEN * 2) == [PLACEHOLDER_TOKEN] * 2  # one token per copy
+    old = plain.get_input_embeddings().weight
+    grown = model.get_input_embeddings().weight
+    assert grown.shape[0] == len(tokenizer) and torch.equal(grown[: old.shape[0]], old)
+    assert type(model).__name__ == "XLMRobertaForMaskedLM"
+    assert load_tokenizer_and_model(path, "classification", task, 2)[1].get_input_embeddings().weight.shape[0] == \
+        old.shape[0]  # placeholders belong to the prompt head only
+
+
+def test_load_classification_heads_and_seq2seq(tmp_path_factory, tmp_path):
+    bert = str(tiny_model("bert", tmp_path_factory))
+    xnli, xcopa = get_task("xnli"), get_task("xcopa")
+    _, model = load_tokenizer_and_model(bert, "classification", xnli, 0)
+    assert type(model).__name__ == "BertForSequenceClassification" and model.config.num_labels == 3
+    assert model.config.id2label == dict(enumerate(xnli.label_names))
+    assert model.config.label2id == {n: i for i, n in enumerate(xnli.label_names)}
+    _, choice = load_tokenizer_and_model(bert, "classification", xcopa, 0)
+    assert type(choice).__name__ == "BertForMultipleChoice"
+    _, t5 = load_tokenizer_and_model(str(tiny_model("t5", tmp_path_factory)), "prompt", xnli, 2)
+    assert type(t5).__name__ == "T5ForConditionalGeneration"
+    checkpoint = tmp_path / "ck"
+    shutil.copytree(bert, checkpoint)
+    (checkpoint / CHECKPOINT_INFO).write_text(json.dumps({"task": "pawsx", "label_names": ["a", "b"],
+                                                          "head": "prompt"}))
+    load_tokenizer_and_model(str(checkpoint), "prompt", xnli, 0)  # the record is read only when asked
+    with pytest.raises(UserError, match="checkpoint was fine-tuned for labels"):
+        load_tokenizer_and_model(str(checkpoint), "prompt", xnli, 0, check_task=True)
