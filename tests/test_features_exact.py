@@ -21,8 +21,9 @@ import torch
 import alsace.features as features
 from alsace.errors import UserError
 from alsace.features import Collator, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
-from alsace.modeling import (CHECKPOINT_INFO, check_checkpoint_task, hub_access, hub_is_offline, load_tokenizer_and_model,
-                             looks_like_path, placeholder_count, read_checkpoint_info, write_checkpoint_info)
+from alsace.modeling import (CHECKPOINT_INFO, check_checkpoint_task, hub_access, hub_is_offline,
+                             load_tokenizer_and_model, looks_like_path, placeholder_count, read_checkpoint_info,
+                             write_checkpoint_info)
 from alsace.prompts import PLACEHOLDER_TOKEN, encode_prompt
 from alsace.tasks import get_task
 from taskdata import GEO_CANDIDATES, tiny_model
@@ -129,7 +130,8 @@ def test_native_prompt_needs_both_template_and_label_words(bert_tokenizer):
     partial = dataclasses.replace(task, label_words={k: v for k, v in task.label_words.items() if k != "fr"})
     f = Featurizer(bert_tokenizer, partial, "prompt", 64, 0, prompt_language="native", languages=("en",))
     assert "fr" in partial.templates
-    with pytest.raises(UserError, match="^--prompt_language native: task xnli has no fr prompt; use --prompt_language en$"):
+    with pytest.raises(UserError,
+                       match="^--prompt_language native: task xnli has no fr prompt; use --prompt_language en$"):
         f.prompt_key("fr")
     assert f.prompt_key("en") == "en"
 
@@ -156,7 +158,8 @@ def test_masked_lm_candidates_replace_the_slot_with_one_mask_per_piece(xlmr_toke
                         max_length - (longest - 1), 0)
     mask = xlmr_tokenizer.mask_token_id
     for k, p in enumerate(pieces):
-        assert feats["input_ids"][k] == ref.input_ids[:ref.mask_pos] + [mask] * len(p) + ref.input_ids[ref.mask_pos + 1:]
+        at = ref.mask_pos
+        assert feats["input_ids"][k] == ref.input_ids[:at] + [mask] * len(p) + ref.input_ids[at + 1:]
         assert len(feats["input_ids"][k]) <= max_length
     assert feats["mask_pos"] == ref.mask_pos and feats["labels"] == 1
     assert feats["input_ids"][4:] == [[]] * (task.num_labels - 4)  # absent candidates, K fixed by the task
@@ -245,8 +248,8 @@ def test_seq2seq_candidates_without_a_sentinel_have_an_empty_slot(xlmr_tokenizer
     f = Featurizer(xlmr_tokenizer, task, "prompt", 64, 0, is_seq2seq=True)
     row = {"prompt": "the cat sat on the <mask> in the park.", "candidates": GEO_CANDIDATES["en"][0], "label": 0}
     feats = f.encode_row(row, "en")
-    ref = encode_prompt(xlmr_tokenizer, "{left}{mask}{right}", {"left": "the cat sat on the ", "right": " in the park."},
-                        64, 0, use_mask=False)
+    ref = encode_prompt(xlmr_tokenizer, "{left}{mask}{right}",
+                        {"left": "the cat sat on the ", "right": " in the park."}, 64, 0, use_mask=False)
     assert feats["input_ids"] == ref.input_ids and feats["decoder_prefix_ids"] == []
     assert xlmr_tokenizer.mask_token_id not in feats["input_ids"]
 
@@ -348,3 +351,43 @@ def test_load_classification_heads_and_seq2seq(tmp_path_factory, tmp_path):
     load_tokenizer_and_model(str(checkpoint), "prompt", xnli, 0)  # the record is read only when asked
     with pytest.raises(UserError, match="checkpoint was fine-tuned for labels"):
         load_tokenizer_and_model(str(checkpoint), "prompt", xnli, 0, check_task=True)
+
+
+def test_load_explains_why_a_model_cannot_be_found(no_proxy, monkeypatch, tmp_path):
+    import transformers
+
+    task = get_task("xnli")
+    with pytest.raises(UserError) as missing:
+        load_tokenizer_and_model(str(tmp_path / "nope"), "prompt", task, 0)
+    assert str(missing.value) == (f"--model_name_or_path {tmp_path / 'nope'}: directory not found (relative to "
+                                  f"{Path.cwd()}); pass the folder of a downloaded model or checkpoint, or a Hub id "
+                                  "such as xlm-roberta-base")
+
+    def fails(path, **kwargs):
+        raise OSError("not here\nsecond line")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", fails)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError) as offline:
+        load_tokenizer_and_model("no-org/no-model", "prompt", task, 0)
+    assert str(offline.value) == (
+        "--model_name_or_path no-org/no-model: no such local directory and not in the Hugging Face cache, and "
+        "HF_HUB_OFFLINE=1 is set; download it where there is internet (MODEL=<hub id> bash "
+        "run_script/prepare_data.sh) and pass its directory")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: (_ for _ in ()).throw(OSError()))
+    with pytest.raises(UserError, match=r"and the Hub is unreachable \(set HF_HUB_OFFLINE=1 on offline machines to "
+                                        r"skip the check\); download"):
+        load_tokenizer_and_model("no-org/no-model", "prompt", task, 0)
+    monkeypatch.setattr("alsace.modeling.hub_access", lambda model_id: {})
+    with pytest.raises(UserError) as failed:
+        load_tokenizer_and_model("no-org/no-model", "prompt", task, 0)
+    assert str(failed.value) == ("--model_name_or_path no-org/no-model: could not load it (not here); without "
+                                 "internet, snapshot the model elsewhere and pass its local directory")
+
+
+def test_one_placeholder_is_registered_too(tmp_path_factory):
+    tokenizer, model = load_tokenizer_and_model(str(tiny_model("xlm-roberta", tmp_path_factory)), "prompt",
+                                                get_task("xnli"), 1)
+    assert PLACEHOLDER_TOKEN in tokenizer.all_special_tokens
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
