@@ -1,4 +1,5 @@
-"""The feature cache and the encodings the model is fed, checked exactly (written against mutation testing).
+"""The feature cache and the encodings the model is fed, the checkpoint record and model loading, checked exactly
+(written against mutation testing: run_script/mutation.sh features modeling).
 
 A stand-in featurizer (a dataclass, as `encode_cached` expects) makes every feature identify its row and
 language, so a cache key that ignored the rows or the language would hand back the wrong features.
