@@ -62,22 +62,28 @@ class Featurizer:
     def __post_init__(self):
         self._label_ids = {}
         if self.task.candidate_field and self.head != "prompt":
-            raise UserError(f"--head {self.head}: task {self.task.name} scores candidate answers with the LM "
-                            "itself; use --head prompt")
+            raise UserError(  # pragma: no mutate
+                f"--head {self.head}: task {self.task.name} scores candidate answers with the LM "  # pragma: no mutate
+                "itself; use --head prompt"  # pragma: no mutate
+            )
         if self.head == "prompt":
             if not self.is_seq2seq and self.tokenizer.mask_token is None:
-                raise UserError("--head prompt needs a tokenizer with a mask token; use --head classification")
+                raise UserError(  # pragma: no mutate
+                    "--head prompt needs a tokenizer with a mask token; use --head classification"  # pragma: no mutate
+                )
             if self.task.candidate_field:
                 # T5-style sentinel marking the answer slot, when the tokenizer has one (mT5 does).
                 sentinel = "<extra_id_0>"
                 self._sentinel = sentinel if self.is_seq2seq and sentinel in self.tokenizer.get_vocab() else None
                 return  # candidates are the answers: no label words
             if self.task.source_language not in self.task.templates:
-                raise UserError(f"--head prompt: task {self.task.name} has no prompt (template and label words); "
-                                "add one to the task file or use --head classification")
+                raise UserError(  # pragma: no mutate
+                    f"--head prompt: task {self.task.name} has no prompt (template and label words); "  # pragma: no mutate
+                    "add one to the task file or use --head classification"  # pragma: no mutate
+                )
             for lang in self.languages or self.task.languages:
                 words = self.task.label_words[self.prompt_key(lang)]
-                context = f"task {self.task.name} label words ({self.prompt_key(lang)})"
+                context = f"task {self.task.name} label words ({self.prompt_key(lang)})"  # pragma: no mutate
                 self._label_ids[lang] = label_word_ids(self.tokenizer, words, context)
 
     def prompt_key(self, lang: str) -> str:
@@ -130,7 +136,9 @@ class Featurizer:
         candidates = row[self.task.candidate_field]
         pieces = [word_pieces(self.tokenizer, c) for c in candidates]
         if not all(pieces):
-            raise UserError(f"task {self.task.name}: a candidate of {candidates} has no sub-token in this tokenizer")
+            raise UserError(  # pragma: no mutate
+                f"task {self.task.name}: a candidate of {candidates} has no sub-token in this tokenizer"  # pragma: no mutate
+            )
         left, right = row[self.task.text_fields[0]].split(self.task.mask_slot)
         absent = [[] for _ in range(self.task.num_labels - len(pieces))]  # fixed K for every batch
         if self.is_seq2seq:
@@ -246,14 +254,15 @@ def encode_cached(featurizer, rows: list[dict], lang: str, cache_dir: str | Path
     name = f"{readable}-{features_fingerprint(featurizer, rows, lang)}.arrow"
     path = folder / name
     if path.is_file() and not overwrite_cache:
-        logger.debug("tokenised %s features: loaded from the cache %s", lang, path)
+        logger.debug("tokenised %s features: loaded from the cache %s", lang, path)  # pragma: no mutate
         return datasets.Dataset.from_file(str(path))
     folder.mkdir(parents=True, exist_ok=True)
     raw = datasets.Dataset.from_list(rows)
     # `new_fingerprint` names the result after our key, so `datasets` never hashes the closure itself.
     return raw.map(featurizer.encode_row, fn_kwargs={"lang": lang}, remove_columns=raw.column_names,
                    cache_file_name=str(path), load_from_cache_file=False, new_fingerprint=path.stem,
-                   desc=f"tokenising {featurizer.task.name} {lang}")
+                   desc=f"tokenising {featurizer.task.name} {lang}",  # pragma: no mutate
+                   )
 
 
 def _rows_digest(rows: list[dict]) -> str:
@@ -283,14 +292,15 @@ def split_features(task: Task, featurizer: Featurizer, data_dir: str | None, spl
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # one bar for the split below, not one per language
     try:
-        for lang in tqdm(languages, desc=f"tokenising {split}", unit="lang", disable=not show_progress(),
-                         leave=False):
+        bar = {"desc": f"tokenising {split}", "unit": "lang", "leave": False}  # pragma: no mutate (display only)
+        for lang in tqdm(languages, disable=not show_progress(), **bar):
             rows = load_split(task, split, lang, data_dir)
             rows = rows[:max_rows] if max_rows else rows
             out[lang] = encode_cached(featurizer, rows, lang, cache_dir, overwrite_cache).to_list()
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
-    logger.info("%s split: %d language(s), %d rows, tokenised (or read from the feature cache)", split,
-                len(out), sum(len(rows) for rows in out.values()))
+    logger.info("%s split: %d language(s), %d rows, tokenised (or read from the feature cache)",  # pragma: no mutate
+                split, len(out), sum(len(rows) for rows in out.values()),  # pragma: no mutate
+                )
     return out
