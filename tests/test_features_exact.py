@@ -178,7 +178,7 @@ def test_checkpoint_record_round_trip_and_what_it_decides(bert_tokenizer, tmp_pa
     assert (tmp_path / CHECKPOINT_INFO).is_file() and CHECKPOINT_INFO == "alsace_task.json"
     assert read_checkpoint_info(str(tmp_path)) == {"task": "xnli", "label_names": list(xnli.label_names),
                                                    "head": "prompt", "prompt_language": "native",
-                                                   "num_placeholder_tokens": 3}
+                                                   "num_placeholder_tokens": 3, "max_seq_length": 64}
     assert xnli.num_placeholder_tokens != 3
     assert placeholder_count(str(tmp_path), xnli, None) == 3  # what the checkpoint was fine-tuned with
     assert placeholder_count(str(tmp_path), xnli, 0) == 0  # the flag wins, even 0
@@ -189,7 +189,7 @@ def test_checkpoint_record_round_trip_and_what_it_decides(bert_tokenizer, tmp_pa
                                         rf"\['entailment', 'neutral', 'contradiction'\] \(xnli\) but --task pawsx has"):
         check_checkpoint_task(str(tmp_path), pawsx, "prompt")
     with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path))}: checkpoint was trained with --head prompt; "
-                                        "pass --head prompt$"):
+                                        r"pass --head prompt \(HEAD=prompt in run_script/\*\.sh\)$"):
         check_checkpoint_task(str(tmp_path), xnli, "classification")
     (tmp_path / CHECKPOINT_INFO).write_text('{"task": "old", "head": "prompt"}')  # a record without label names
     with pytest.raises(UserError, match=r"fine-tuned for labels None \(old\) but --task xnli has"):

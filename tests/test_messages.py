@@ -66,3 +66,18 @@ def test_predict_on_a_task_file_checkpoint_asks_for_the_task_file(tmp_path):
     with pytest.raises(UserError, match=r"fine-tuned on task 'mytask' of a task file; pass that file with --task "
                                         r"path/to/mytask.json \(TASK= for run_script/predict.sh\)"):
         predict.main(["--model_name_or_path", str(tmp_path), "--input", str(tmp_path / "in.jsonl")])
+
+
+def test_data_dir_with_a_task_file_checkpoint_is_refused_not_ignored(tmp_path):
+    """The task comes from the checkpoint (no --task): a task file's checkpoint with --data_dir is refused too."""
+    model = tmp_path / "ft"
+    model.mkdir()
+    (model / CHECKPOINT_INFO).write_text(json.dumps(
+        {"task": "topics", "label_names": ["a", "b"], "head": "prompt", "task_file": "alsace_task_file.json"}),
+        encoding="utf-8")
+    (model / "alsace_task_file.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(UserError, match=r"^--data_dir elsewhere: a task file \(--task .*alsace_task_file.json\) says "
+                                        r"where its data are .*drop --data_dir \(DATA_DIR in run_script/\*.sh\)"):
+        distill.main(["--model_name_or_path", str(model), "--data_dir", "elsewhere",
+                      "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

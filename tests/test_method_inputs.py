@@ -258,6 +258,6 @@ def test_extensions_killed_mid_training_then_rerun_equal_the_uninterrupted_run(s
     for lang in LANGS:
         assert np.array_equal(np.load(reference / "predictions" / f"{lang}_test_logits.npy"),
                               np.load(out / "predictions" / f"{lang}_test_logits.npy"))
-    state = json.loads((out / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
-    ref_state = json.loads((reference / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
+    state = json.loads((out / "trainer_state.json").read_text())  # checkpoints are removed at the end
+    ref_state = json.loads((reference / "trainer_state.json").read_text())
     assert [h.get("loss") for h in state["log_history"]] == [h.get("loss") for h in ref_state["log_history"]]

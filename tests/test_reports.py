@@ -35,9 +35,10 @@ RUNS = [
      "entropy_before": {"en": 0.9, "fr": 0.8, "de": 0.9}, "entropy_after": {"en": 0.8, "fr": 0.6, "de": 0.1},
      "teachers": ["en", "de"], "students": ["fr"], "spearman": -0.5},
 ]
-# Collapse flags by hand: run 0 en (0.40 -> 0.92 >= 0.9) and de (+0.25 >= 0.2); run 1 none (de +0.12);
-# run 2 de (0.55 -> 0.95).
-COLLAPSED = [["en", "de"], [], ["de"]]
+# Collapse flags by hand: run 0 en (0.40 -> 0.92 >= 0.9); run 1 none (de +0.12); run 2 de (0.55 -> 0.95).
+# Run 0's de rose +0.25 in share but its accuracy rose too (0.50 -> 0.66): a skew, not a collapse.
+COLLAPSED = [["en"], [], ["de"]]
+SKEWED = [["de"], [], []]
 # Each run's CI of Δ: fr above 0 in runs 0 and 1, below in run 2; de above in all three; en below in run 0
 # only; the average above in run 1 only; the transfer gap below in runs 0 and 2.
 CI_SIGN = {"en": (-1, 0, 0), "fr": (1, 1, -1), "de": (1, 1, 1), "average": (0, 1, 0), "transfer_gap": (-1, 0, -1)}
@@ -124,9 +125,12 @@ def test_terminal_and_markdown_comparison_mark_the_collapsed_languages():
     comp = compare(_results(run, "before"), _results(run, "after"), run["teachers"], run["students"])
     lines = comparison_for_terminal(comp).splitlines()
     flagged = [line.split()[0] for line in lines if line.endswith("COLLAPSED")]
-    assert flagged == ["en", "de"]
+    assert flagged == ["en"]
+    assert [line.split()[0] for line in lines if line.endswith("skewed")] == ["de"]
     md = comparison_markdown(comp)
-    assert "**WARNING: predictions collapsed in en, de**" in md
+    assert "**WARNING: predictions collapsed in en**" in md
+    assert ("Skewed, not collapsed: de (majority-class share up >= 20 points, below 90 %, with accuracy up)."
+            in md.splitlines())
     assert "| de | student | 50.00 | 66.00 | +16.00 | 60 → 85 | 0.800 → 0.400 |" in md
 
 
@@ -166,8 +170,9 @@ def test_aggregate_counts_confidence_intervals_above_and_below_zero(agg):
 
 def test_aggregate_health_indicators(agg):
     health = agg["health"]
-    assert health["collapsed_languages_per_run"] == [len(c) for c in COLLAPSED] == [2, 0, 1]
-    assert {lang: h["runs_collapsed"] for lang, h in health["per_language"].items()} == {"en": 1, "fr": 0, "de": 2}
+    assert health["collapsed_languages_per_run"] == [len(c) for c in COLLAPSED] == [1, 0, 1]
+    assert health["skewed_languages_per_run"] == [len(c) for c in SKEWED] == [1, 0, 0]
+    assert {lang: h["runs_collapsed"] for lang, h in health["per_language"].items()} == {"en": 1, "fr": 0, "de": 1}
     for lang in LANGS:
         assert health["per_language"][lang]["majority_share_after"] == mean_std(
             [run["share_after"][lang] for run in RUNS])
@@ -178,12 +183,15 @@ def test_aggregate_health_indicators(agg):
     assert health["transfer_gap_relative_change"]["values"] == pytest.approx(relative)
     assert health["selection_spearman"]["values"] == pytest.approx([0.5, 1.0, -0.5])
     md = aggregate_markdown(agg)
-    assert "- languages flagged as collapsed, per run: 2, 0, 1 (en in 1, de in 2)" in md
+    assert "- languages flagged as collapsed, per run: 1, 0, 1 (en in 1, de in 1)" in md
+    assert ("- languages skewed (share up >= 20 points with accuracy up; not a collapse), per run: 1, 0, 0"
+            in md.splitlines())
     assert f"- largest majority-class share after, over languages: {100 * np.mean([0.92, 0.70, 0.95]):.2f} ± " in md
     assert f"- mean prediction entropy over languages: {np.mean([0.9, 2.8 / 3, 2.6 / 3]):.3f} → " \
            f"{np.mean([1.3, 2.5, 1.5]) / 3:.3f}" in md
     assert f"- transfer gap, relative change: {100 * np.mean(relative):+.2f} ± " in md
-    assert "- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.333 ± 0.764" in md
+    assert ("- selection quality (Spearman ρ of the deciding score vs accuracy before; reported, never used): "
+            "0.500, 1.000, -0.500 (mean 0.333)") in md.splitlines()
 
 
 def test_no_relative_gap_change_when_a_gap_before_is_zero(tmp_path):
@@ -208,7 +216,7 @@ def _evaluation():
 
 def test_build_save_and_draw_results(tmp_path, caplog):
     from alsace.report.results import build_results, results_markdown, save_results, table_for_terminal
-    from alsace.metrics import class_metrics, prediction_health
+    from alsace.metrics import calibration, class_metrics, prediction_health
 
     task = get_task("xnli")
     evaluation = _evaluation()
@@ -220,6 +228,7 @@ def test_build_save_and_draw_results(tmp_path, caplog):
     assert (results["task"], results["split"], results["model"]) == ("xnli", "test", "m1")
     for lang, r in evaluation.items():
         assert results["per_language"][lang] == {"accuracy": r["accuracy"], "n": 4, **prediction_health(r["logits"]),
+                                                 **calibration(r["logits"], r["labels"]),
                                                  **class_metrics(r["logits"], r["labels"])}
         np.testing.assert_array_equal(np.load(tmp_path / "predictions" / f"{lang}_test_logits.npy"), r["logits"])
         np.testing.assert_array_equal(np.load(tmp_path / "predictions" / f"{lang}_test_labels.npy"), r["labels"])
@@ -227,13 +236,17 @@ def test_build_save_and_draw_results(tmp_path, caplog):
     assert results["teacher_average"] == 0.75 and results["student_average"] == 0.5
     en_entropy = results["per_language"]["en"]["mean_entropy"]
     fr_entropy = results["per_language"]["fr"]["mean_entropy"]
+    en, fr = results["per_language"]["en"], results["per_language"]["fr"]
     assert (tmp_path / "results.md").read_text() == results_markdown(results, "After")
     assert results_markdown(results, "After", "**careful**").splitlines() == [
         "# After", "", "Task `xnli`, split `test`, model `m1`.", "", "**careful**", "",
-        "| language | accuracy | n | majority-class share | mean entropy |", "|---|---:|---:|---:|---:|",
-        f"| en | 75.00 | 4 | 50.0 | {en_entropy:.3f} |", f"| fr | 50.00 | 4 | 100.0 | {fr_entropy:.3f} |",
+        "| language | accuracy | n | majority-class share | mean entropy | NLL | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| en | 75.00 | 4 | 50.0 | {en_entropy:.3f} | {en['nll']:.3f} | {en['ece']:.3f} |",
+        f"| fr | 50.00 | 4 | 100.0 | {fr_entropy:.3f} | {fr['nll']:.3f} | {fr['ece']:.3f} |",
         "", "| metric | value |", "|---|---:|", "| average | 62.50 |", "| transfer_gap | 25.00 |",
-        "| spread | 25.00 |", "| std | 12.50 |", "| teacher_average | 75.00 |", "| student_average | 50.00 |"]
+        "| spread | 25.00 |", "| std | 12.50 |", "| teacher_average | 75.00 |", "| student_average | 50.00 |",
+        f"| mean_nll | {(en['nll'] + fr['nll']) / 2:.3f} |", f"| mean_ece | {(en['ece'] + fr['ece']) / 2:.3f} |"]
     assert table_for_terminal(results) == "    en      fr\n 75.00   50.00\naverage 62.50  transfer gap 25.00"
     no_gap = {**results, "transfer_gap": None}
     assert table_for_terminal(no_gap) == "    en      fr\n 75.00   50.00"
@@ -259,12 +272,17 @@ def test_comparison_markdown_lines_with_significance():
     lines = comparison_markdown(comp).splitlines()
     assert lines[:4] == ["# Before -> after self-distillation", "",
                          "Task `xnli`, split `test`. Accuracy in %, Δ in points.", ""]
-    assert lines[4] == collapse_warning(["en", "de"]) and lines[5] == ""
+    assert lines[4] == collapse_warning(["en"]) and lines[5] == ""
     assert (COLLAPSE_SHARE, COLLAPSE_RISE) == (0.9, 0.2)
     assert collapse_warning(["en", "de"]) == (
         "**WARNING: predictions collapsed in en, de** (one class predicted for >= 90% of rows, or its share up by "
-        ">= 20 points): a narrower gap from collapsed predictions is not a result. A moving teacher cannot anchor "
-        "the student: use RECIPE=recommended (--frozen_teacher) or a lower learning rate.")
+        ">= 20 points while accuracy did not rise): a narrower gap from collapsed predictions is not a result. A "
+        "moving teacher cannot anchor the student: use RECIPE=recommended (--frozen_teacher) or a lower learning "
+        "rate.")
+    assert collapse_warning(["de"], True).endswith(  # the advice fits the recipe that ran
+        "not a result. The teacher was already frozen (RECIPE=recommended): lower --learning_rate or --max_steps, "
+        "and check the teacher selection (selection quality below; --selection_method dawid_skene).")
+    del lines[5:7]  # the skew line and its blank line (checked above)
     assert lines[6] == ("| language | role | before | after | Δ | majority share before → after | entropy before → "
                         "after | 90% CI of Δ | p | p (Holm) |")
     assert lines[7] == "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -275,12 +293,13 @@ def test_comparison_markdown_lines_with_significance():
     assert lines[14] == "| average | 64.00 | 71.33 | +7.33 | [+1.00, +2.00] | 0.500 |"
     assert lines[15].startswith("| transfer_gap |") and lines[15].endswith("| | |")  # no test of that metric
     assert lines[-4] == "" and lines[-2] == ""
-    assert lines[-3] == ("Selection quality (reported, never used): Spearman ρ between the normalised teacher scores ŝ "
-                         "and the test accuracy before distillation, over 3 languages: 0.500.")
+    assert lines[-3] == ("Selection quality (reported, never used): Spearman ρ between the deciding teacher scores "
+                         "(paper) and the test accuracy before distillation, over 3 languages: 0.500.")
     assert lines[-1] == ("CI and p: paired bootstrap over the same test rows (500 resamples, seed 3, items jointly "
                          "across languages); p tests 'no change'; Holm adjusts for testing every language.")
     plain = {k: v for k, v in comp.items() if k not in ("significance", "selection_quality")}
     plain_lines = comparison_markdown(plain).splitlines()
+    del plain_lines[5:7]  # the skew line, as above
     assert plain_lines[6].endswith("| entropy before → after |") and plain_lines[7] == "|---|---|---:|---:|---:|---:|---:|"
     assert plain_lines[8] == "| en | teacher | 80.00 | 78.00 | -2.00 | 40 → 92 | 1.000 → 0.200 |"
     assert plain_lines[11:14] == ["", "| metric | before | after | Δ |", "|---|---:|---:|---:|"]
@@ -346,8 +365,8 @@ def test_aggregate_markdown_whole_distillation_table(agg):
     assert rows[2].endswith(" | |")  # spread: no test, an empty cell
     rest = lines[len(expected) + 5:]
     assert rest[:3] == ["", "Collapse indicators and context (read every gap change with these):", ""]
-    assert rest[3] == "- languages flagged as collapsed, per run: 2, 0, 1 (en in 1, de in 2)"
-    assert len(rest) == 8 and rest[-1].startswith("- selection quality")
+    assert rest[3] == "- languages flagged as collapsed, per run: 1, 0, 1 (en in 1, de in 1)"
+    assert len(rest) == 9 and rest[-1].startswith("- selection quality")
 
 
 def test_aggregate_markdown_without_tests_collapse_or_spread(tmp_path):
@@ -363,8 +382,8 @@ def test_aggregate_markdown_without_tests_collapse_or_spread(tmp_path):
     assert lines[10:12] == ["| metric | before | after | Δ |", "|---|---:|---:|---:|"]
     assert lines[12].startswith("| average | ") and lines[12].count("|") == 5 and lines[12].endswith(" |")
     assert "- languages flagged as collapsed, per run: 0, 0" in lines  # nothing in brackets
-    assert lines[-1] == ("- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.250 ± "
-                         "0.000")
+    assert lines[-1] == ("- selection quality (Spearman ρ of the deciding score vs accuracy before; reported, never "
+                         "used): 0.250, 0.250 (mean 0.250)")
 
 
 def test_aggregate_of_one_run_has_no_spread(tmp_path):
@@ -374,7 +393,8 @@ def test_aggregate_of_one_run_has_no_spread(tmp_path):
     assert agg["per_language"]["en"]["before"] == {"mean": 0.80, "std": None, "values": [0.80]}
     md = aggregate_markdown(agg)
     assert "| en | teacher 1/1 | 80.00 ± n/a | 78.00 ± n/a | -2.00 ± n/a | 0 / 1 |" in md
-    assert "- selection quality (Spearman ρ of ŝ vs accuracy before; reported, never used): 0.500\n" in md
+    assert ("- selection quality (Spearman ρ of the deciding score vs accuracy before; reported, never used): 0.500 "
+            "(mean 0.500)\n") in md
     wider = {**RUNS[0], "after": {**RUNS[0]["after"], "en": 0.95}}  # gap 0.24 -> 0.27: +12.5 %
     assert "- transfer gap, relative change: +12.50 ± n/a %" in aggregate_markdown(
         aggregate([load_run(write_run(tmp_path / "wide", 1, wider))]))

@@ -461,3 +461,24 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
         f"distillation.sh SEED=4 OUTPUT_DIR={out}/seed-4/distill-b MODEL_DIR={out}/seed-4/finetune "
         "RECIPE=recommended LR=1e-5 ARGS=--max_eval_samples 7"]
     assert json.loads((out / "b" / "aggregate.json").read_text())["seeds"] == [4]
+
+
+def test_seeds_of_a_task_file_compare_its_content_not_its_per_seed_copy(tmp_path):
+    """Distillation reads the task file from its checkpoint's copy (one path per seed): the sha256 decides."""
+    runs = []
+    for seed, sha in ((1, "aa"), (2, "aa"), (3, "bb")):
+        run = fake_run(tmp_path / f"s{seed}", seed, BEFORE[seed - 1], AFTER[seed - 1])
+        args = json.loads((run / "run_args.json").read_text())
+        args["data_args"]["task"] = str(tmp_path / f"ft{seed}" / "alsace_task_file.json")
+        args["resolved"]["task_file_sha256"] = sha
+        (run / "run_args.json").write_text(json.dumps(args))
+        runs.append(load_run(run))
+    check_compatible(runs[:2])
+    with pytest.raises(UserError, match=r"resolved.task_file_sha256"):
+        check_compatible(runs)
+    registry = [load_run(fake_run(tmp_path / f"r{seed}", seed, BEFORE[0], AFTER[0])) for seed in (1, 2)]
+    args = json.loads((tmp_path / "r2" / "run_args.json").read_text())
+    args["data_args"]["task"] = "pawsx"  # a registry task is still compared by name
+    (tmp_path / "r2" / "run_args.json").write_text(json.dumps(args))
+    with pytest.raises(UserError, match=r"data_args.task"):
+        check_compatible([registry[0], load_run(tmp_path / "r2")])

@@ -173,13 +173,13 @@ def test_a_rerun_with_other_settings_is_refused_before_any_work_one_line_each(re
     before = tree(out)
     monkeypatch.setattr(distill, "load_tokenizer_and_model", lambda *a, **k: pytest.fail("loaded the model"))
     changed = distill_args(tiny_mlm, data_dir, out, "--max_steps", "2", "--learning_rate", "2e-3", "--frozen_teacher",
-                           "--teacher_threshold", "0.34", "--pool_size", "4")
+                           "--teacher_threshold", "0.34", "--pool_size", "6")
     with pytest.raises(UserError) as caught:
         distill.main(changed)
     lines = str(caught.value).splitlines()
     assert lines[0] == f"--output_dir {out} holds a run of another configuration (4 settings differ, stored → now):"
     assert lines[1:5] == ["  --frozen_teacher: false → true", "  --learning_rate: 0.001 → 0.002",
-                          "  --pool_size: 8 → 4", '  --teacher_threshold: "mean" → "0.34"']
+                          "  --pool_size: 8 → 6", '  --teacher_threshold: "mean" → "0.34"']
     assert "another directory" in lines[5] and "--overwrite_output_dir" in lines[5]
     assert tree(out) == before
 
@@ -355,8 +355,10 @@ SCRIPT_VARIABLES = {  # each result-changing variable with a value other than it
                         "SCHEDULER": "linear", "WEIGHT_DECAY": "0.01", "MAX_SEQ_LENGTH": "128", "BF16": "true",
                         "POOL_SIZE": "100", "TEACHER_THRESHOLD": "paper", "LANG_RANK": "original",
                         "KL_DIRECTION": "symmetric", "DETACH_TEACHER": "true", "TEMPERATURE": "2.0",
-                        "SAVE_STEPS": "50", "DEEPSPEED_CONFIG": "run_script/ds_zero2_bf16.json"},
-    "multiseed.sh": {"TASK": "pawsx", "LR": "2e-6", "FINETUNE_VARS": "LOSS=label_words",
+                        "SAVE_STEPS": "50", "DEEPSPEED_CONFIG": "run_script/ds_zero2_bf16.json",
+                        "SELECTION_METHOD": "source_agreement", "SOURCE_GUARD": "true",
+                        "TEACHER_TARGETS": "dawid_skene"},
+    "multiseed.sh": {"TASK": "pawsx", "HEAD": "classification", "FINETUNE_VARS": "LOSS=label_words",
                      "DISTILL_VARS": "RECIPE=recommended", "DISTILL": "0", "MAX_SEQ_LENGTH": "128"},
 }
 NEUTRAL_VARIABLES = {"REPORT_TO": "tensorboard", "EVAL_BS": "8"}

@@ -330,3 +330,13 @@ def tiny_finetuned_ds(tiny_mlm, data_dir, tmp_path_factory):
                    "--report_to", "none", "--max_steps", "4", "--per_device_train_batch_size", "8",
                    "--learning_rate", "1e-3", "--max_train_samples", "32", "--max_eval_samples", "8"])
     return out
+
+
+def test_equal_scores_under_the_default_threshold_say_why_and_what_to_do():
+    """θ = mean: only languages that all score the same leave no student; the message must not advise 'the mean'."""
+    probs = np.tile(np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1]]), (3, 1, 1))
+    probs[1] = probs[1][:, [0, 1, 2]] * 0.999 + 0.001 / 3  # same argmax everywhere: Dawid–Skene ties them
+    with pytest.raises(UserError, match=r"^--selection_method dawid_skene: the 3 languages scored the same .*"
+                                        r"--lang_rank and --num_students$"):
+        select_teachers(probs, ["en", "fr", "de"], None, method="dawid_skene")
+    select_teachers(probs, ["en", "fr", "de"], None, method="paper")  # the soft score still separates them

@@ -74,7 +74,11 @@ class DataArguments:
             raise UserError(f"--eval_split {self.eval_split!r}: choose validation or test")
         if self.max_seq_length < 8:
             raise UserError(f"--max_seq_length {self.max_seq_length}: too small; use at least 64")
-        if self.data_dir is not None and self.task.endswith(".json"):  # it would be silently ignored
+        self.check_data_dir()
+
+    def check_data_dir(self):
+        """--data_dir with a task file would be silently ignored (also checked once the checkpoint's task is known)."""
+        if self.data_dir is not None and self.task is not None and self.task.endswith(".json"):
             raise UserError(f"--data_dir {self.data_dir}: a task file (--task {self.task}) says where its data are "
                             "(its own \"data_dir\"); drop --data_dir (DATA_DIR in run_script/*.sh) or edit the "
                             "task file's data_dir")

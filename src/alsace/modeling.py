@@ -244,6 +244,7 @@ def settings_from_checkpoint(model_args, data_args) -> dict | None:
                             "the checkpoint's, or start from a checkpoint of this task")
     if data_args.task is None or info.get("task_file"):
         data_args.task = own  # the checkpoint's own task file: one value for the rerun check, however restated
+    data_args.check_data_dir()
     if model_args.head is None:
         model_args.head = info["head"]
     elif model_args.head != info["head"]:

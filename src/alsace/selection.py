@@ -145,6 +145,12 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
     teachers = [languages[i] for i in order if normalized[i] >= theta]
     students = [languages[i] for i in order if normalized[i] < theta]
     agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
+    if (not teachers or not students) and threshold is None:  # θ = mean(ŝ): only equal scores do this
+        raise UserError(
+            f"--selection_method {method}: the {len(languages)} languages scored the same (ŝ "
+            f"{normalized.min():.4f}..{normalized.max():.4f}), so no θ can split them into teachers and students "
+            "(every language predicts the same labels on the pool?); fine-tune the checkpoint further, raise "
+            "--pool_size, try another --selection_method, or fix the split with --lang_rank and --num_students")
     if not teachers or not students:
         which = "no teacher" if not teachers else "no student"
         why = ""

@@ -53,6 +53,8 @@ def run_config(run_dir, ignore: frozenset[str] = frozenset(), depth: int = 0) ->
     args = _read_json(Path(run_dir) / "run_args.json")
     config = {k: v for k, v in flatten(args).items()
               if k.rsplit(".", 1)[-1] not in IGNORED_FIELDS | ignore and k not in ignore}
+    if "resolved.task_file_sha256" in config:  # a task file: its content counts, not where it lies (a
+        config.pop("data_args.task", None)      # distillation reads its checkpoint's copy, one per seed)
     init = args.get("model_args", {}).get("model_name_or_path")
     if init and depth < MAX_INIT_DEPTH and (Path(init) / "run_args.json").is_file():
         # A run's own checkpoint path differs per seed; what it was trained with must not.
