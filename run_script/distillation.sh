@@ -45,12 +45,12 @@ elif [[ "$RECIPE" == recommended ]]; then
   EPOCHS=${EPOCHS:-1}
   MAX_STEPS=${MAX_STEPS:-300}               # >0 overrides EPOCHS; measured on the real check (README)
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
-  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # ours, off: the English anchor lifts English too, so the gap narrows less
+  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0.3}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
   SELECTION_METHOD=${SELECTION_METHOD:-dawid_skene} # ours: robust when most languages are weak (README)
   SOURCE_GUARD=${SOURCE_GUARD:-true}        # ours: English first in the ranking, never the learning side
-  TEACHER_TARGETS=${TEACHER_TARGETS:-mixture} # mixture | dawid_skene: the frozen targets (README)
+  TEACHER_TARGETS=${TEACHER_TARGETS:-dawid_skene} # ours: one Dawid-Skene posterior per item (mixture: each teacher's own)
 else
   echo "error: RECIPE=$RECIPE: choose original or recommended" >&2; exit 2
 fi
