@@ -340,3 +340,15 @@ def test_equal_scores_under_the_default_threshold_say_why_and_what_to_do():
                                         r"--lang_rank and --num_students$"):
         select_teachers(probs, ["en", "fr", "de"], None, method="dawid_skene")
     select_teachers(probs, ["en", "fr", "de"], None, method="paper")  # the soft score still separates them
+
+
+def test_calibration_bins_edges_one_row_no_row_and_an_absent_class():
+    # 2 bins, (0, 0.5] and (0.5, 1]: confidences 0.5 | 0.6, 0.9; correct 1 | 0, 1 (class 1 never gold).
+    probs = np.array([[0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.05, 0.05, 0.9]])
+    out = calibration(np.log(probs), np.array([0, 2, 2]), num_bins=2)
+    assert out["ece"] == pytest.approx(1 / 3 * abs(1 - 0.5) + 2 / 3 * abs(0.5 - 0.75))
+    assert out["nll"] == pytest.approx(-(math.log(0.5) + math.log(0.1) + math.log(0.9)) / 3)
+    one = calibration(np.log(np.array([[0.2, 0.8]])), np.array([0]))  # a single row is a valid input
+    assert one["nll"] == pytest.approx(-math.log(0.2)) and one["ece"] == pytest.approx(0.8)
+    empty = calibration(np.zeros((0, 3)), np.array([], dtype=int))
+    assert set(empty) == {"nll", "ece"} and math.isnan(empty["nll"]) and math.isnan(empty["ece"])
