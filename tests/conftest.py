@@ -102,3 +102,16 @@ def features_cache(tmp_path_factory):
     datasets.config.HF_DATASETS_CACHE = tmp_path_factory.mktemp("hf_datasets_cache")
     yield datasets.config.HF_DATASETS_CACHE
     datasets.config.HF_DATASETS_CACHE = saved
+
+
+@pytest.fixture(scope="session")
+def tiny_finetuned(tiny_mlm, data_dir, tmp_path_factory):
+    """A tiny XNLI checkpoint fine-tuned by finetune.py for 4 steps (a starting point for distill.py)."""
+    import finetune
+
+    out = tmp_path_factory.mktemp("ft") / "run"
+    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
+                   "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu",
+                   "--report_to", "none", "--max_steps", "4", "--per_device_train_batch_size", "8",
+                   "--learning_rate", "1e-3", "--max_train_samples", "32", "--max_eval_samples", "8"])
+    return out

@@ -15,18 +15,6 @@ from alsace.losses import consistency_loss, pair_loss
 from alsace.pairs import PairDataset
 
 
-@pytest.fixture(scope="module")
-def tiny_finetuned(tiny_mlm, data_dir, tmp_path_factory):
-    import finetune
-
-    out = tmp_path_factory.mktemp("ft") / "run"
-    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
-                   "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu",
-                   "--report_to", "none", "--max_steps", "4", "--per_device_train_batch_size", "8",
-                   "--learning_rate", "1e-3", "--max_train_samples", "32", "--max_eval_samples", "8"])
-    return out
-
-
 def kl(p, q):
     return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
 

@@ -264,7 +264,7 @@ def test_teacher_targets_need_a_frozen_teacher_and_methods_are_checked(tmp_path)
     assert not (tmp_path / "o").exists()
 
 
-def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source(tiny_finetuned_ds, data_dir,
+def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source(tiny_finetuned, data_dir,
                                                                                   tmp_path, monkeypatch):
     """Through distill.main: the selection method decides, the source is first, and every pair's frozen target is
     the Dawid-Skene posterior of the starting checkpoint's own pool predictions (recomputed here independently)."""
@@ -285,7 +285,7 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     monkeypatch.setattr(alsace.pairs.PairDataset, "__init__", spy)
     out = tmp_path / "kd"
     langs = ["en", "fr", "de"]
-    distill.main(["--model_name_or_path", str(tiny_finetuned_ds), "--data_dir", str(data_dir), "--output_dir",
+    distill.main(["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--output_dir",
                   str(out), "--task", "xnli", "--languages", ",".join(langs), "--max_seq_length", "96",
                   "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
                   "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no", "--frozen_teacher",
@@ -299,8 +299,8 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
 
     # An independent recomputation of the starting checkpoint's pool logits, in eval mode.
     task = get_task("xnli")
-    k = placeholder_count(str(tiny_finetuned_ds), task, None)
-    tokenizer, model = load_tokenizer_and_model(str(tiny_finetuned_ds), "prompt", task, k)
+    k = placeholder_count(str(tiny_finetuned), task, None)
+    tokenizer, model = load_tokenizer_and_model(str(tiny_finetuned), "prompt", task, k)
     featurizer = Featurizer(tokenizer, task, "prompt", 96, k, "en", is_seq2seq=False, languages=tuple(langs))
     pool = load_pool(task, langs, str(data_dir), 8, None, False)
     feats = {lang: encode_cached(featurizer, rows, lang, cache_dir=None).to_list() for lang, rows in pool.items()}
@@ -318,18 +318,6 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     assert {"nll", "ece"} <= set(after["per_language"]["fr"]) and "mean_nll" in after
     assert set(comp["calibration"]) == {"mean_nll", "mean_ece"}
     assert "| selection method | Spearman ρ vs accuracy before |" in (out / "comparison.md").read_text()
-
-
-@pytest.fixture(scope="module")
-def tiny_finetuned_ds(tiny_mlm, data_dir, tmp_path_factory):
-    import finetune
-
-    out = tmp_path_factory.mktemp("ft") / "run"
-    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
-                   "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu",
-                   "--report_to", "none", "--max_steps", "4", "--per_device_train_batch_size", "8",
-                   "--learning_rate", "1e-3", "--max_train_samples", "32", "--max_eval_samples", "8"])
-    return out
 
 
 def test_equal_scores_under_the_default_threshold_say_why_and_what_to_do():
