@@ -461,3 +461,11 @@ def test_spearman_of_two_items_and_of_a_constant():
     with warnings.catch_warnings():  # a constant score is undefined, quietly (no 0/0 warning in the run's log)
         warnings.simplefilter("error")
         assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+        assert math.isnan(spearman([3, 1, 2], [0.5, 0.5, 0.5]))
+
+
+def test_spearman_with_a_tie_by_hand():
+    # x ranks 1, 2.5, 2.5, 4 (the tie shares 2 and 3); y ranks 1, 3, 2, 4. Centred: x -1.5, 0, 0, 1.5;
+    # y -1.5, 0.5, -0.5, 1.5. rho = 4.5 / sqrt(4.5 * 5)
+    assert spearman([1, 2, 2, 4], [1, 3, 2, 4]) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert spearman([1, 2, 2, 4], [4, 2, 3, 1]) == pytest.approx(-4.5 / math.sqrt(22.5))

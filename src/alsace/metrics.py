@@ -12,16 +12,16 @@ from alsace.selection import softmax
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Share of rows whose argmax class equals the label. `logits` (N, C), `labels` (N,)."""
+    """Share of rows whose argmax class equals the label. `logits` (N, C), `labels` (N,). Axis 1: the classes."""
     if len(labels) == 0:
-        return float("nan")
-    return float((logits.argmax(-1) == labels).mean())
+        return np.nan
+    return float((logits.argmax(1) == labels).mean())
 
 
 def disparity(per_language: dict[str, float], source: str = "en",
               teachers: list[str] | None = None, students: list[str] | None = None) -> dict:
     """Average, transfer gap, spread and std over languages (plus teacher/student means if given)."""
-    values = np.array(list(per_language.values()), dtype=float)
+    values = np.array(list(per_language.values()))
     others = [v for k, v in per_language.items() if k != source]
     out = {
         "average": float(values.mean()),
@@ -38,10 +38,10 @@ def disparity(per_language: dict[str, float], source: str = "en",
 
 def prediction_health(logits: np.ndarray) -> dict:
     """Collapse diagnostics: share of the most frequent predicted class and mean prediction entropy."""
-    preds = logits.argmax(-1)
-    counts = np.bincount(preds, minlength=logits.shape[-1])
+    preds = logits.argmax(1)
+    counts = np.bincount(preds)  # only the largest count is used: classes never predicted do not matter
     p = softmax(logits)  # (N, C)
-    entropy = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
+    entropy = -(p * np.log(np.clip(p, 1e-12, None))).sum(1)
     return {"majority_share": float(counts.max() / len(preds)), "mean_entropy": float(entropy.mean())}
 
 
@@ -53,9 +53,10 @@ def class_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
     """
     from sklearn.metrics import confusion_matrix, f1_score
 
-    preds = logits.argmax(-1)
-    return {"macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
-            "confusion_matrix": confusion_matrix(labels, preds, labels=np.arange(logits.shape[-1])).tolist()}
+    preds = logits.argmax(1)
+    # macro-F1 averages only over classes in the labels or the predictions: every class's 2TP+FP+FN is > 0
+    return {"macro_f1": float(f1_score(labels, preds, average="macro")),
+            "confusion_matrix": confusion_matrix(labels, preds, labels=np.arange(logits.shape[1])).tolist()}
 
 
 ECE_BINS = 15
@@ -70,11 +71,11 @@ def calibration(logits: np.ndarray, labels: np.ndarray, num_bins: int = ECE_BINS
     from sklearn.metrics import log_loss
 
     if len(labels) == 0:
-        return {"nll": float("nan"), "ece": float("nan")}
+        return {"nll": np.nan, "ece": np.nan}
     probs = softmax(logits.astype(np.float64))  # (N, C)
-    nll = float(log_loss(labels, probs, labels=np.arange(logits.shape[-1])))
-    confidence = probs.max(-1)  # (N,)
-    correct = probs.argmax(-1) == labels  # (N,)
+    nll = float(log_loss(labels, probs, labels=np.arange(logits.shape[1])))
+    confidence = probs.max(1)  # (N,)
+    correct = probs.argmax(1) == labels  # (N,)
     bins = np.clip(np.ceil(confidence * num_bins).astype(int) - 1, 0, num_bins - 1)  # bin b holds (b/K, (b+1)/K]
     ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
               for b in np.unique(bins))
@@ -82,21 +83,12 @@ def calibration(logits: np.ndarray, labels: np.ndarray, num_bins: int = ECE_BINS
 
 
 def spearman(x, y) -> float:
-    """Spearman rank correlation: the Pearson correlation of the ranks (ties get their average rank)."""
-    rx, ry = _ranks(np.asarray(x, dtype=float)), _ranks(np.asarray(y, dtype=float))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+    """Spearman rank correlation (scipy's `spearmanr`; ties get their average rank); NaN if a side is constant."""
+    from scipy.stats import spearmanr
 
-
-def _ranks(v: np.ndarray) -> np.ndarray:
-    order = np.argsort(v, kind="stable")
-    ranks = np.empty(len(v))
-    ranks[order] = np.arange(1, len(v) + 1)
-    for value in np.unique(v):  # ties: the mean of their positions
-        tied = v == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+    if np.ptp(x) == 0 or np.ptp(y) == 0:  # no ranking on that side: undefined (scipy would warn and say NaN)
+        return np.nan
+    return float(spearmanr(x, y).statistic)
 
 
 def selection_quality(languages: list[str], normalized_scores: list[float], accuracy_by_lang: dict[str, float],
