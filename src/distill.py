@@ -30,8 +30,8 @@ from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.files import write_json, write_text
 from alsace.metrics import selection_quality
-from alsace.modeling import (CHECKPOINT_INFO, load_tokenizer_and_model, placeholder_count, read_checkpoint_info,
-                             settings_from_checkpoint, write_checkpoint_info)
+from alsace.checkpoint import CHECKPOINT_INFO, CheckpointInfo, placeholder_count, settings_from_checkpoint
+from alsace.modeling import load_tokenizer_and_model
 from alsace.pairs import PairDataset, all_pairs, build_pairs
 from alsace.report.plots import plot_run
 from alsace.report.results import (collapse_warning, compare, comparison_for_terminal, comparison_markdown,
@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     if d_args.frozen_teacher and d_args.detach_teacher:
         logger.warning("--detach_teacher has no effect with --frozen_teacher: the frozen teacher's targets are "
                        "computed once, before training, so no gradient flows through the teacher side anyway")
-    settings_from_checkpoint(model_args, data_args)  # --task / --head: the checkpoint's, or restated equal
+    info = settings_from_checkpoint(model_args, data_args, prompt_args)  # --task/--head: the checkpoint's
     task = get_task(data_args.task)
     languages = resolve_languages(task, data_args.languages)
     if len(languages) < 2:
@@ -91,12 +91,12 @@ def main(argv=None) -> dict:
         if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
             raise UserError("--select_best_on_dev needs --eval_strategy steps (or epoch) and the same "
                             "--save_strategy, so that evaluated checkpoints are saved")
-    if not d_args.allow_untuned_checkpoint and read_checkpoint_info(model_args.model_name_or_path) is None:
+    if not d_args.allow_untuned_checkpoint and info is None:
         raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: no {CHECKPOINT_INFO}, so not a "
                         f"checkpoint fine-tuned for a task by src/finetune.py (an untuned model picks teachers by "
                         f"noise); fine-tune it first (run_script/finetuning.sh) or pass --allow_untuned_checkpoint")
     output_dir = Path(training_args.output_dir)
-    num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
+    num_placeholders = placeholder_count(info, task, prompt_args.num_placeholder_tokens)
     config = run_configuration(
         {"model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "distill_args": d_args},
         training_args, data_args.task, model_args.model_name_or_path,
@@ -193,7 +193,7 @@ def main(argv=None) -> dict:
     train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)
     if is_main_process():
-        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
+        CheckpointInfo.write(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     # Stage 3: evaluate every language again and compare.
     after = save_results(output_dir, task, data_args.eval_split, model_args.model_name_or_path,  # the starting model

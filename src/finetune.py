@@ -19,7 +19,8 @@ from alsace.data import first_n, load_split
 from alsace.distributed import is_main_process
 from alsace.errors import UserError, restores_output_dir, run_cli
 from alsace.features import Collator, Featurizer, encode_cached, split_features
-from alsace.modeling import load_tokenizer_and_model, placeholder_count, write_checkpoint_info
+from alsace.checkpoint import CheckpointInfo, placeholder_count
+from alsace.modeling import load_tokenizer_and_model
 from alsace.report.plots import plot_run
 from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
@@ -48,7 +49,8 @@ def main(argv=None) -> dict:
         raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
     if not ft_args.skip_training:
         check_training_numbers(training_args)
-    num_placeholders = placeholder_count(model_args.model_name_or_path, task, prompt_args.num_placeholder_tokens)
+    num_placeholders = placeholder_count(CheckpointInfo.read(model_args.model_name_or_path), task,
+                                         prompt_args.num_placeholder_tokens)
     config = run_configuration(
         {"model_args": model_args, "data_args": data_args, "prompt_args": prompt_args, "finetune_args": ft_args},
         training_args, data_args.task, model_args.model_name_or_path,
@@ -96,7 +98,7 @@ def main(argv=None) -> dict:
         train(trainer, resume_from)
     trainer.save_model(training_args.output_dir)  # best model when --load_best_model_at_end
     if is_main_process():
-        write_checkpoint_info(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
+        CheckpointInfo.write(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     evaluation = evaluate(model, eval_features, collator, training_args)
     results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,

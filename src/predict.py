@@ -27,8 +27,9 @@ from alsace.errors import UserError, run_cli
 from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer
 from alsace.files import write_text
-from alsace.modeling import CHECKPOINT_INFO, checkpoint_task, load_tokenizer_and_model, read_checkpoint_info
-from alsace.tasks import TASKS, get_task
+from alsace.checkpoint import CHECKPOINT_INFO, DEFAULT_MAX_SEQ_LENGTH, CheckpointInfo, placeholder_count
+from alsace.modeling import load_tokenizer_and_model
+from alsace.tasks import get_task
 
 
 @dataclass
@@ -54,26 +55,18 @@ class PredictArguments:
 def main(argv=None) -> list[dict]:
     (args,) = parse((PredictArguments,), argv, __doc__)
     info = checkpoint_info(args.model_name_or_path)
-    own = get_task(checkpoint_task(args.model_name_or_path, info), check_files=False) if info.get("task_file") \
-        else None
-    if own is None and args.task is None and info["task"] not in TASKS:  # an older task-file checkpoint: no copy
-        raise UserError(f"--model_name_or_path {args.model_name_or_path}: fine-tuned on task {info['task']!r} of a "
-                        f"task file; pass that file with --task path/to/{info['task']}.json (TASK= for "
-                        "run_script/predict.sh)")
-    task = get_task(args.task, check_files=False) if args.task else own or get_task(info["task"])
-    if task.name != info["task"] or info.get("label_names") != list(task.label_names):
-        raise UserError(f"--task {args.task}: {args.model_name_or_path} was trained for task {info['task']} "
-                        f"(labels {', '.join(info.get('label_names', []))}); omit --task to use the checkpoint's")
-    task = own or task  # the checkpoint's own copy, when it has one
+    task = get_task(info.resolve_task(args.task), check_files=False)
+    info.check(task, info.head)
     rows = read_rows(args.input, task)
-    max_seq_length = args.max_seq_length or info.get("max_seq_length", 512)
+    max_seq_length = args.max_seq_length or info.max_seq_length or DEFAULT_MAX_SEQ_LENGTH
 
     import torch
 
-    head, num_placeholders = info["head"], info["num_placeholder_tokens"]
+    head, num_placeholders = info.head, placeholder_count(info, task, None)
+    setting = info.prompt_language or "en"  # older records without it: the default
     tokenizer, model = load_tokenizer_and_model(args.model_name_or_path, head, task, num_placeholders)
-    languages = [prompt_language(row, task, info["prompt_language"]) for row in rows]
-    featurizer = Featurizer(tokenizer, task, head, max_seq_length, num_placeholders, info["prompt_language"],
+    languages = [prompt_language(row, task, setting) for row in rows]
+    featurizer = Featurizer(tokenizer, task, head, max_seq_length, num_placeholders, setting,
                             is_seq2seq=model.config.is_encoder_decoder, languages=tuple(dict.fromkeys(languages)))
     features = [featurizer.encode_row(row, lang) for row, lang in zip(rows, languages)]
     device = "cpu" if args.use_cpu or not torch.cuda.is_available() else "cuda"
@@ -89,12 +82,12 @@ def main(argv=None) -> list[dict]:
     return predictions
 
 
-def checkpoint_info(path: str) -> dict:
+def checkpoint_info(path: str) -> CheckpointInfo:
     """The task/head/prompt settings saved beside the checkpoint (`alsace_task.json`)."""
     if not Path(path).expanduser().is_dir():
         raise UserError(f"--model_name_or_path {path}: directory not found; pass the --output_dir of a "
                         "finetune.py or distill.py run")
-    info = read_checkpoint_info(path)
+    info = CheckpointInfo.read(path)
     if info is None:
         raise UserError(f"--model_name_or_path {path}: no {CHECKPOINT_INFO}, so not a checkpoint written by "
                         "finetune.py or distill.py; pass the --output_dir of such a run")

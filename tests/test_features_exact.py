@@ -22,9 +22,8 @@ import torch
 import alsace.features as features
 from alsace.errors import UserError
 from alsace.features import Collator, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
-from alsace.modeling import (CHECKPOINT_INFO, check_checkpoint_task, hub_access, hub_is_offline,
-                             load_tokenizer_and_model, looks_like_path, placeholder_count, read_checkpoint_info,
-                             write_checkpoint_info)
+from alsace.checkpoint import CHECKPOINT_INFO
+from alsace.modeling import hub_access, hub_is_offline, load_tokenizer_and_model, looks_like_path
 from alsace.prompts import PLACEHOLDER_TOKEN, encode_prompt
 from alsace.tasks import get_task
 from taskdata import GEO_CANDIDATES, tiny_model
@@ -166,34 +165,7 @@ def test_masked_lm_candidates_replace_the_slot_with_one_mask_per_piece(xlmr_toke
     assert feats["input_ids"][4:] == [[]] * (task.num_labels - 4)  # absent candidates, K fixed by the task
 
 
-# ------------------------------------------------------------------- modeling: the checkpoint record
-
-
-def test_checkpoint_record_round_trip_and_what_it_decides(bert_tokenizer, tmp_path):
-    xnli, pawsx = get_task("xnli"), get_task("pawsx")
-    f = Featurizer(bert_tokenizer, xnli, "prompt", 64, 3, languages=("en",))
-    f.prompt_language = "native"  # recorded as given
-    assert read_checkpoint_info(tmp_path) is None
-    write_checkpoint_info(tmp_path, xnli, "prompt", f)
-    assert (tmp_path / CHECKPOINT_INFO).is_file() and CHECKPOINT_INFO == "alsace_task.json"
-    assert read_checkpoint_info(str(tmp_path)) == {"task": "xnli", "label_names": list(xnli.label_names),
-                                                   "head": "prompt", "prompt_language": "native",
-                                                   "num_placeholder_tokens": 3, "max_seq_length": 64}
-    assert xnli.num_placeholder_tokens != 3
-    assert placeholder_count(str(tmp_path), xnli, None) == 3  # what the checkpoint was fine-tuned with
-    assert placeholder_count(str(tmp_path), xnli, 0) == 0  # the flag wins, even 0
-    assert placeholder_count(str(tmp_path / "stock"), xnli, None) == xnli.num_placeholder_tokens
-    check_checkpoint_task(str(tmp_path), xnli, "prompt")
-    check_checkpoint_task(str(tmp_path / "stock"), pawsx, "classification")  # nothing recorded: nothing to check
-    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path))}: checkpoint was fine-tuned for labels "
-                                        rf"\['entailment', 'neutral', 'contradiction'\] \(xnli\) but --task pawsx has"):
-        check_checkpoint_task(str(tmp_path), pawsx, "prompt")
-    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path))}: checkpoint was trained with --head prompt; "
-                                        r"pass --head prompt \(HEAD=prompt in run_script/\*\.sh\)$"):
-        check_checkpoint_task(str(tmp_path), xnli, "classification")
-    (tmp_path / CHECKPOINT_INFO).write_text('{"task": "old", "head": "prompt"}')  # a record without label names
-    with pytest.raises(UserError, match=r"fine-tuned for labels None \(old\) but --task xnli has"):
-        check_checkpoint_task(str(tmp_path), xnli, "prompt")
+# ------------------------------------------------------------------- modeling: finding and loading models
 
 
 @pytest.mark.parametrize("value, is_path", [

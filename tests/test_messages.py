@@ -10,7 +10,7 @@ import pytest
 import distill
 import finetune
 from alsace.errors import UserError
-from alsace.modeling import CHECKPOINT_INFO, check_checkpoint_task
+from alsace.checkpoint import CHECKPOINT_INFO, CheckpointInfo
 from alsace.tasks import get_task
 
 
@@ -52,9 +52,9 @@ def test_task_and_head_mismatch_name_the_script_variables(tmp_path):
         {"task": "pawsx", "label_names": ["not_paraphrase", "paraphrase"], "head": "prompt"}), encoding="utf-8")
     with pytest.raises(UserError, match=r"pass the task it was fine-tuned for \(--task, TASK= in run_script/\*.sh: "
                                         r"pawsx or its task file\) or a checkpoint fine-tuned for xnli"):
-        check_checkpoint_task(str(tmp_path), get_task("xnli"), "prompt")
+        CheckpointInfo.read(tmp_path).check(get_task("xnli"), "prompt")
     with pytest.raises(UserError, match=r"pass --head prompt \(HEAD=prompt in run_script/\*.sh\)"):
-        check_checkpoint_task(str(tmp_path), get_task("pawsx"), "classification")
+        CheckpointInfo.read(tmp_path).check(get_task("pawsx"), "classification")
 
 
 def test_predict_on_a_task_file_checkpoint_asks_for_the_task_file(tmp_path):
@@ -64,7 +64,7 @@ def test_predict_on_a_task_file_checkpoint_asks_for_the_task_file(tmp_path):
         {"task": "mytask", "label_names": ["negative", "positive"], "head": "prompt", "prompt_language": "en",
          "num_placeholder_tokens": 0}), encoding="utf-8")
     with pytest.raises(UserError, match=r"fine-tuned on task 'mytask' of a task file; pass that file with --task "
-                                        r"path/to/mytask.json \(TASK= for run_script/predict.sh\)"):
+                                        r"path/to/mytask.json \(TASK= in run_script/\*.sh\)"):
         predict.main(["--model_name_or_path", str(tmp_path), "--input", str(tmp_path / "in.jsonl")])
 
 

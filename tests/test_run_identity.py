@@ -400,7 +400,7 @@ def test_the_checkpoint_knows_its_task_predict_and_distill_take_it_from_there(tm
                               str(tmp_path / "pred.jsonl"), "--use_cpu"])
     logits = np.load(ft / "predictions" / "fr_test_logits.npy")  # what evaluation scored for the same rows
     assert [p["predicted_label_id"] for p in predicted] == logits.argmax(1).tolist()
-    with pytest.raises(UserError, match="^--task xnli: .* was trained for task topics"):
+    with pytest.raises(UserError, match="^--task xnli: .* was fine-tuned for task topics"):
         predict.main(["--model_name_or_path", str(ft), "--input", str(source), "--task", "xnli"])
 
     out = tmp_path / "distill"

@@ -272,7 +272,8 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     from alsace.evaluation import score_languages
     from alsace.features import Collator, Featurizer, encode_cached
     from alsace.data import load_pool
-    from alsace.modeling import load_tokenizer_and_model, placeholder_count
+    from alsace.checkpoint import CheckpointInfo, placeholder_count
+    from alsace.modeling import load_tokenizer_and_model
     from alsace.tasks import get_task
 
     seen = {}
@@ -299,7 +300,7 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
 
     # An independent recomputation of the starting checkpoint's pool logits, in eval mode.
     task = get_task("xnli")
-    k = placeholder_count(str(tiny_finetuned), task, None)
+    k = placeholder_count(CheckpointInfo.read(tiny_finetuned), task, None)
     tokenizer, model = load_tokenizer_and_model(str(tiny_finetuned), "prompt", task, k)
     featurizer = Featurizer(tokenizer, task, "prompt", 96, k, "en", is_seq2seq=False, languages=tuple(langs))
     pool = load_pool(task, langs, str(data_dir), 8, None, False)

@@ -1,39 +1,27 @@
-"""Loading models and tokenizers for a head, and the record saved beside every checkpoint.
+"""Loading models and tokenizers for a head (the checkpoint record: alsace.checkpoint).
 
 `load_tokenizer_and_model` picks the model class from the head and the checkpoint's config (masked LM,
 seq2seq LM, sequence classification, multiple choice), registers the original's `歌` placeholder, and
-fails at once, in one line, on a missing folder or an unreachable Hub. `alsace_task.json` records the
-task (a task file is copied beside it), label set, head, prompt settings and maximum length of a
-fine-tuned checkpoint, so that later stages take them from the checkpoint (`checkpoint_task`,
-`settings_from_checkpoint`) and refuse a restated value that differs.
+fails at once, in one line, on a missing folder or an unreachable Hub. With `check_task`, a checkpoint's
+record (`alsace.checkpoint.CheckpointInfo`) must agree with the task's labels and the head.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from alsace.checkpoint import CheckpointInfo
 from alsace.errors import UserError
-from alsace.files import write_json
 from alsace.prompts import PLACEHOLDER_TOKEN
 from alsace.tasks import Task
-
-if TYPE_CHECKING:
-    from alsace.features import Featurizer
 
 logger = logging.getLogger(__name__)
 
 
 HEADS = ("prompt", "classification")
-
-
-CHECKPOINT_INFO = "alsace_task.json"  # task/head/prompt settings saved beside every checkpoint
-TASK_FILE_COPY = "alsace_task_file.json"  # the task file a checkpoint was trained with (data_dir made absolute)
 
 
 def load_tokenizer_and_model(path: str, head: str, task: Task, num_placeholder_tokens: int,
@@ -63,8 +51,8 @@ def load_tokenizer_and_model(path: str, head: str, task: Task, num_placeholder_t
             f"--model_name_or_path {path}: could not load it ({str(err).splitlines()[0][:160]}); "
             "without internet, snapshot the model elsewhere and pass its local directory"
         ) from None
-    if check_task:
-        check_checkpoint_task(path, task, head)
+    if check_task and (info := CheckpointInfo.read(path)) is not None:  # a stock model records nothing
+        info.check(task, head)
     kwargs = {"config": config, "trust_remote_code": trust_remote_code}
     if head == "classification":
         model = _load_classifier(path, task, config, kwargs)
@@ -192,92 +180,3 @@ def _load_masked_lm(path: str, config, kwargs):
         logger.warning("the masked-LM head of %s is not in the checkpoint (%s ...): it starts at random, so "
                        "prompt scores mean nothing before fine-tuning", path, head_missing[0])
     return model
-
-
-def write_checkpoint_info(output_dir: str | Path, task: Task, head: str, featurizer: Featurizer,
-                          task_path: str | None = None) -> None:
-    """alsace_task.json, plus a copy of the task file when the task came from one (`task_path`)."""
-    info = {
-        "task": task.name,
-        "label_names": list(task.label_names),
-        "head": head,
-        "prompt_language": featurizer.prompt_language,
-        "num_placeholder_tokens": featurizer.num_placeholder_tokens,
-        "max_seq_length": featurizer.max_length,
-    }
-    if task_path and task_path.endswith(".json"):
-        spec = json.loads(Path(task_path).read_text("utf-8"))
-        spec["data_dir"] = task.data_dir  # absolute: the copy reads the same data from wherever it is
-        write_json(Path(output_dir) / TASK_FILE_COPY, spec)
-        info["task_file"] = TASK_FILE_COPY
-    write_json(Path(output_dir) / CHECKPOINT_INFO, info)
-
-
-def checkpoint_task(path: str | Path, info: dict) -> str:
-    """The `--task` value a checkpoint was trained for: its copy of the task file, or the registry name."""
-    return str(Path(path).expanduser() / info["task_file"]) if info.get("task_file") else info["task"]
-
-
-def settings_from_checkpoint(model_args, data_args) -> dict | None:
-    """`--task` and `--head` from the checkpoint's record when not given; a restated value must agree.
-
-    Returns the record (None for a stock model: then the defaults, xnli and prompt, apply).
-    """
-    from alsace.tasks import get_task
-
-    path = model_args.model_name_or_path
-    info = read_checkpoint_info(path)
-    if info is None:
-        data_args.task = data_args.task or "xnli"
-        model_args.head = model_args.head or "prompt"
-        return None
-    own = checkpoint_task(path, info)
-    if data_args.task is not None and data_args.task != own:
-        given = get_task(data_args.task)
-        same = (dataclasses.replace(given, data_dir=None) == dataclasses.replace(get_task(own), data_dir=None)
-                if info.get("task_file") else
-                given.name == info["task"] and list(given.label_names) == list(info.get("label_names", [])))
-        if not same:
-            raise UserError(f"--task {data_args.task}: {path} was fine-tuned for task {info['task']} (labels "
-                            f"{', '.join(info.get('label_names', []))}; its {CHECKPOINT_INFO}"
-                            f"{' and ' + TASK_FILE_COPY if info.get('task_file') else ''}); omit --task to use "
-                            "the checkpoint's, or start from a checkpoint of this task")
-    if data_args.task is None or info.get("task_file"):
-        data_args.task = own  # the checkpoint's own task file: one value for the rerun check, however restated
-    data_args.check_data_dir()
-    if model_args.head is None:
-        model_args.head = info["head"]
-    elif model_args.head != info["head"]:
-        raise UserError(f"--head {model_args.head}: {path} was trained with --head {info['head']} (its "
-                        f"{CHECKPOINT_INFO}); omit --head to use the checkpoint's")
-    return info
-
-
-def read_checkpoint_info(path: str | Path) -> dict | None:
-    """The record `write_checkpoint_info` saved beside a checkpoint; None for a stock or foreign model."""
-    info_path = Path(path).expanduser() / CHECKPOINT_INFO
-    return json.loads(info_path.read_text("utf-8")) if info_path.is_file() else None
-
-
-def placeholder_count(model_path: str, task, flag: int | None) -> int:
-    """The flag if given, else what the checkpoint was fine-tuned with, else the task's default."""
-    if flag is not None:
-        return flag
-    info = read_checkpoint_info(model_path)
-    return task.num_placeholder_tokens if info is None else int(info["num_placeholder_tokens"])
-
-
-def check_checkpoint_task(path: str, task: Task, head: str) -> None:
-    """A checkpoint fine-tuned by this project must match the task's label set and the head."""
-    info = read_checkpoint_info(path)
-    if info is None:
-        return  # a stock or foreign checkpoint: nothing recorded to check against
-    if list(info.get("label_names", [])) != list(task.label_names):
-        raise UserError(
-            f"{path}: checkpoint was fine-tuned for labels {info.get('label_names')} ({info.get('task')}) "
-            f"but --task {task.name} has {list(task.label_names)}; pass the task it was fine-tuned for (--task, "
-            f"TASK= in run_script/*.sh: {info.get('task')} or its task file) or a checkpoint fine-tuned for {task.name}"
-        )
-    if info.get("head") != head:
-        raise UserError(f"{path}: checkpoint was trained with --head {info.get('head')}; pass --head {info.get('head')} "
-                        f"(HEAD={info.get('head')} in run_script/*.sh)")

@@ -79,11 +79,11 @@ def model_card(output_dir, args: dict) -> str:
     (`args` as in run_args.json, nested by section).
     """
     from alsace.arguments import flatten_run_args
-    from alsace.modeling import read_checkpoint_info
+    from alsace.checkpoint import CheckpointInfo
 
     output_dir = Path(output_dir)
     flat = flatten_run_args(args)
-    info = read_checkpoint_info(output_dir) or {}
+    info = record.to_dict() if (record := CheckpointInfo.read(output_dir)) else {}
     languages = args.get("resolved", {}).get("languages") or []
     stage = "self-distillation (src/distill.py)" if "distill_args" in args else "English fine-tuning (src/finetune.py)"
     lines = ["---", f"language: [{', '.join(languages)}]", "library_name: transformers",
