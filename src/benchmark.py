@@ -526,6 +526,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from alsace.errors import run_cli
+    from alsace.run_dir import run_cli
 
     run_cli(main)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alsace.arguments import parse, split_list
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError
+from alsace.run_dir import run_cli
 from alsace.files import write_json, write_text
 from alsace.prepare.geomlama import LANGUAGES, convert, read_released
 

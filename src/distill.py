@@ -25,7 +25,7 @@ from alsace.arguments import (POOL_SIZE_WARNING, DataArguments, DistillArguments
                               parse, split_list)
 from alsace.data import load_pool, load_split
 from alsace.distributed import broadcast_from_main, is_main_process
-from alsace.errors import UserError, restores_output_dir, run_cli
+from alsace.errors import UserError
 from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.files import write_json, write_text
@@ -39,8 +39,10 @@ from alsace.report.results import (collapse_warning, compare, comparison_for_ter
 from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
 from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
-from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
-                         resolve_languages, run_configuration, setup_logging, stop_cleanly, stored_config, train)
+from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
+                            stored_config)
+from alsace.runs import (check_training_numbers, evaluate, resolve_languages, run_configuration, setup_logging,
+                         stop_cleanly, train)
 from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, max_normalized_score,
                               min_normalized_score, score_spread_warning, select_teachers, selection_table, softmax)
 from alsace.tasks import get_task

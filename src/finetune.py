@@ -17,7 +17,7 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
 from alsace.distributed import is_main_process
-from alsace.errors import UserError, restores_output_dir, run_cli
+from alsace.errors import UserError
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.checkpoint import CheckpointInfo, placeholder_count
 from alsace.modeling import load_tokenizer_and_model
@@ -25,8 +25,9 @@ from alsace.report.plots import plot_run
 from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
 from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
-from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
-                         resolve_languages, run_configuration, setup_logging, stored_config, train)
+from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
+                            stored_config)
+from alsace.runs import check_training_numbers, evaluate, resolve_languages, run_configuration, setup_logging, train
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alsace.arguments import parse
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError
+from alsace.run_dir import run_cli
 from alsace.report.plots import plot_run
 
 

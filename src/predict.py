@@ -23,7 +23,8 @@ import numpy as np
 
 from alsace.arguments import parse
 from alsace.data import json_objects
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError
+from alsace.run_dir import run_cli
 from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer
 from alsace.files import write_text

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alsace.arguments import parse, split_list
-from alsace.errors import UserError, run_cli
+from alsace.errors import UserError
+from alsace.run_dir import run_cli
 from alsace.prepare.export import SOURCES, TASK_SOURCES, HubClient, export_task, snapshot_model, verify
 
 logger = logging.getLogger("alsace.prepare_data")

@@ -1,10 +1,11 @@
-"""How every entry point ends (`alsace.errors.run_cli`): where the results are, exit statuses, cleanup."""
+"""How every entry point ends (`alsace.run_dir.run_cli`): where the results are, exit statuses, cleanup."""
 
 from __future__ import annotations
 
 import pytest
 
-from alsace.errors import Interrupted, RunComplete, UserError, run_cli, track_output_dir
+from alsace.errors import Interrupted, RunComplete, UserError
+from alsace.run_dir import run_cli, track_output_dir
 
 
 def finished_run(out):

@@ -212,7 +212,7 @@ PARKED_RUN = f"""
 import os, sys, time
 from transformers import TrainerCallback
 import alsace.trainer, distill
-from alsace.errors import run_cli
+from alsace.run_dir import run_cli
 
 class Park(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):

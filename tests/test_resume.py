@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 import distill
 import finetune
 from alsace.errors import RunComplete, UserError
-from alsace.runs import last_complete_checkpoint, prepare_output_dir
+from alsace.run_dir import last_complete_checkpoint, prepare_output_dir
 from alsace.trainer import AlsaceTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ PARKED_RUN = f"""
 import os, sys, time
 from transformers import TrainerCallback
 import alsace.trainer, finetune
-from alsace.errors import run_cli
+from alsace.run_dir import run_cli
 
 class Park(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):

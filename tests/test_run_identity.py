@@ -23,7 +23,8 @@ from safetensors.torch import load_file
 
 import distill
 import finetune
-from alsace.errors import RunComplete, UserError, run_cli
+from alsace.errors import RunComplete, UserError
+from alsace.run_dir import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,7 +69,7 @@ PARKED_RUN = """
 import os, sys, time
 from transformers import TrainerCallback
 import alsace.trainer, distill
-from alsace.errors import run_cli
+from alsace.run_dir import run_cli
 
 where = os.environ["PARK_AT"]
 
