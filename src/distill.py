@@ -38,7 +38,7 @@ from alsace.report.results import (collapse_warning, compare, comparison_for_ter
                                    results_markdown, save_results, top_fell)
 from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
-from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
+from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
                          resolve_languages, run_configuration, setup_logging, stop_cleanly, stored_config, train)
 from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, max_normalized_score,

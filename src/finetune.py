@@ -23,7 +23,7 @@ from alsace.modeling import load_tokenizer_and_model, placeholder_count, write_c
 from alsace.report.plots import plot_run
 from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
-from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
+from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.runs import (RunStages, check_training_numbers, evaluate, prepare_output_dir, remove_checkpoints,
                          resolve_languages, run_configuration, setup_logging, stored_config, train)
 from alsace.tasks import get_task

@@ -19,9 +19,9 @@ from alsace.report.aggregation import aggregate, aggregate_markdown, check_compa
 from alsace.report.plots import (DOWN_COLOR, FLAT_COLOR, UP_COLOR, WARN_COLOR, collapsed_languages, gap_colour,
                                  language_accuracy_figure, link_figure, plot_language_accuracy, plot_run,
                                  plot_teacher_selection, title_text)
-from alsace.report.results import compare, comparison_markdown
+from alsace.report.results import compare, comparison_markdown, language_scalars
 from alsace.report.significance import bootstrap_means, holm, paired_significance, significance_between_runs
-from alsace.report.tracking import check_report_to, language_scalars
+from alsace.tracking import check_report_to
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ("en", "fr", "de")

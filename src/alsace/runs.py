@@ -27,7 +27,7 @@ from alsace.features import Collator
 from alsace.files import write_json, write_text
 from alsace.run_config import CONFIG_FILE, config_differences, config_digest
 from alsace.report.run_record import save_training_record
-from alsace.report.tracking import check_report_to
+from alsace.tracking import check_report_to
 from alsace.tasks import Task
 
 logger = logging.getLogger("alsace")
