@@ -28,6 +28,7 @@ from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer
 from alsace.files import write_text
 from alsace.modeling import CHECKPOINT_INFO, checkpoint_task, load_tokenizer_and_model, read_checkpoint_info
+from alsace.selection import softmax
 from alsace.tasks import TASKS, get_task
 
 
@@ -133,9 +134,7 @@ def prompt_language(row: dict, task, setting: str) -> str:
 
 def prediction_rows(rows: list[dict], logits: np.ndarray, label_names) -> list[dict]:
     """Each row plus its predicted label name, label id and per-class probabilities (softmax of `(N, C)`)."""
-    z = logits.astype(np.float64)
-    probs = np.exp(z - z.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = softmax(logits.astype(np.float64))
     out = []
     for row, p in zip(rows, probs):
         best = int(p.argmax())

@@ -86,3 +86,10 @@ def test_package_has_no_import_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_one_numpy_softmax():
+    """`alsace.selection.softmax` is the package's one numpy softmax: no other source file exponentiates."""
+    sources = [*PACKAGE.rglob("*.py"), *SRC.glob("*.py")]
+    exps = [str(p.relative_to(ROOT)) for p in sources if "np.exp(" in p.read_text("utf-8")]
+    assert exps == ["src/alsace/selection.py"]
