@@ -222,8 +222,8 @@ def load_pool(
     """
     if pool_file is not None:
         return _read_pool_file(Path(pool_file), task, languages, size)
-    if data_dir is None and task.data_dir is None and task.name == "xnli":
-        return _xnli_hub_pool(task, languages, size)
+    if data_dir is None and task.data_dir is None and task.parallel_hub_source is not None:
+        return _parallel_hub_pool(task, languages, size)
     pool = {}
     for lang in languages:
         rows = load_split(task, task.pool_split, lang, data_dir, need_labels=False)
@@ -261,18 +261,29 @@ def _exported_unchanged(task: Task, data_dir: str, split: str, languages: list[s
     return True
 
 
-def _xnli_hub_pool(task: Task, languages: list[str], size: int | None) -> dict[str, list[dict]]:
-    """XNLI's pool from the Hub's `all_languages` configuration: one row holds every language's
-    translation of one item, so the pool is parallel by construction."""
-    raw = _read_hub_or_explain(task.hub_sources[0].hub_id, "all_languages", "validation")
+def _parallel_hub_pool(task: Task, languages: list[str], size: int | None) -> dict[str, list[dict]]:
+    """The pool from the task's row-parallel Hub config (XNLI's `all_languages`): one row holds every
+    language's translation of one item, so the pool is parallel by construction."""
+    source = task.parallel_hub_source
+    split = source.splits[task.pool_split]
+    raw = _read_hub_or_explain(source.hub_id, source.parallel_config, split)
     if size is not None and len(raw) < size:
-        raise UserError(f"--pool_size {size} is larger than XNLI's validation split ({len(raw)} rows): lower it")
+        raise UserError(f"--pool_size {size} is larger than {task.name.upper()}'s {split} split ({len(raw)} rows): "
+                        "lower it")
     pool = {lang: [] for lang in languages}
     for obj in raw.select(range(size if size is not None else len(raw))):
-        hypotheses = dict(zip(obj["hypothesis"]["language"], obj["hypothesis"]["translation"]))
+        translations = {name: _translations(obj[name]) for name in task.text_fields}
         for lang in languages:
-            pool[lang].append({"premise": obj["premise"][lang], "hypothesis": hypotheses[lang]})
+            pool[lang].append({name: translations[name][lang] for name in task.text_fields})
     return pool
+
+
+def _translations(value: dict) -> dict[str, str]:
+    """One field of a multilingual Hub row as `{lang: text}`: a `Translation` feature is that already (XNLI's
+    premise); a `TranslationVariableLanguages` one lists `language` and `translation` (XNLI's hypothesis)."""
+    if set(value) == {"language", "translation"}:
+        return dict(zip(value["language"], value["translation"]))
+    return value
 
 
 def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> dict[str, list[dict]]:

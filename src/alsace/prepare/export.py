@@ -91,7 +91,8 @@ def align_split(per_language: dict[str, list[tuple[dict | None, str | None]]], w
                if all(r is None for r, _ in rows)}
     usable = {lang: rows for lang, rows in per_language.items() if lang not in skipped}
     if misalignments(usable):
-        raise UserError(f"{what}: languages have different row counts ({row_counts(usable)}), so rows cannot be aligned")
+        raise UserError(f"{what}: languages have different row counts ({row_counts(usable)}), so rows cannot be "
+                        "aligned")
     dropped = []
     n = len(next(iter(usable.values()), ()))
     for i in range(n):
