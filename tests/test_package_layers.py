@@ -93,3 +93,11 @@ def test_one_numpy_softmax():
     sources = [*PACKAGE.rglob("*.py"), *SRC.glob("*.py")]
     exps = [str(p.relative_to(ROOT)) for p in sources if "np.exp(" in p.read_text("utf-8")]
     assert exps == ["src/alsace/selection.py"]
+
+
+def test_one_logging_setup():
+    """Entry points configure logging through `alsace.logs.configure_logging` only (one format, one place)."""
+    sources = [*PACKAGE.rglob("*.py"), *SRC.glob("*.py")]
+    calls = ("logging.basicConfig(", ".addHandler(", ".setFormatter(")
+    setups = sorted(str(p.relative_to(ROOT)) for p in sources if any(call in p.read_text("utf-8") for call in calls))
+    assert setups == ["src/alsace/logs.py"]

@@ -25,6 +25,7 @@ from alsace.errors import (Interrupted, RunComplete, UserError, paths_under, sto
 from alsace.evaluation import eval_bf16, evaluate_languages
 from alsace.features import Collator
 from alsace.files import write_json, write_text
+from alsace.logs import configure_logging
 from alsace.run_config import CONFIG_FILE, config_differences, config_digest
 from alsace.report.run_record import save_training_record
 from alsace.tracking import check_report_to
@@ -37,7 +38,7 @@ def setup_logging(training_args) -> None:
     """Log format and level (rank 0 informs, the others warn); a missing --report_to package fails here."""
     check_report_to(training_args.report_to)
     level = logging.INFO if is_main_process() else logging.WARNING
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level)
+    configure_logging(level)
     import datasets
     import transformers
 
