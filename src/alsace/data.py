@@ -77,17 +77,17 @@ def check_row(obj: dict, task: Task, where: str | None = None, need_labels: bool
     Skip mode (`where` None, Hub rows): a bad row is `(None, reason)`, the reason the exporter records in
     the manifest; reading from the Hub and exporting for offline machines both use it, so a run reads the
     same rows either way. Returns `(row, None)` for a good row. `id_column`: the column kept as the row's
-    `id` (a Hub source's id column, always there; a local file's optional `id`); None: no id.
+    `id` where the row has it (a Hub source's id column; a local file's optional `id`); None: no id.
     """
     try:
-        return _normalised_row(obj, task, need_labels, id_column, id_required=where is None), None
+        return _normalised_row(obj, task, need_labels, id_column), None
     except RowProblem as problem:
         if where is None:
             return None, problem.reason
         raise UserError(f"{where}: {problem.message}") from None
 
 
-def _normalised_row(obj: dict, task: Task, need_labels: bool, id_column: str | None, id_required: bool) -> dict:
+def _normalised_row(obj: dict, task: Task, need_labels: bool, id_column: str | None) -> dict:
     """`check_row`'s checks, in order: text fields, candidates (probing), label; the first problem is raised
     as a `RowProblem`."""
     row = {}
@@ -108,7 +108,7 @@ def _normalised_row(obj: dict, task: Task, need_labels: bool, id_column: str | N
                              f"label {label!r} is not an integer in 0..{num_classes - 1} "
                              f"({', '.join(task.label_names[:num_classes])})")
         row["label"] = label
-    if id_column is not None and (id_required or id_column in obj):
+    if id_column is not None and id_column in obj:
         row["id"] = str(obj[id_column])
     return row
 
@@ -296,7 +296,7 @@ def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> 
                 texts = item.get(lang)
                 try:  # not a dict: no text field, the same message
                     pool[lang].append(_normalised_row(texts if isinstance(texts, dict) else {}, task,
-                                                      need_labels=False, id_column=None, id_required=False))
+                                                      need_labels=False, id_column=None))
                 except RowProblem as problem:
                     if problem.kind == "text":
                         raise UserError(
