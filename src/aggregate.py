@@ -17,6 +17,7 @@ from alsace.arguments import parse, split_list
 from alsace.errors import UserError
 from alsace.run_dir import run_cli
 from alsace.files import write_json, write_text
+from alsace.logs import configure_logging
 from alsace.report.aggregation import aggregate, aggregate_markdown, check_compatible, load_run
 
 logger = logging.getLogger("alsace.aggregate")
@@ -41,8 +42,7 @@ class AggregateArguments:
 
 def main(argv=None) -> dict:
     (args,) = parse((AggregateArguments,), argv, __doc__)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        level=logging.INFO)
+    configure_logging()
     ignore = frozenset(split_list(args.ignore_fields) or [])
     runs = [load_run(run_dir, ignore) for run_dir in args.run_dirs]
     check_compatible(runs)

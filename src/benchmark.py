@@ -46,6 +46,7 @@ from alsace.arguments import parse
 from alsace.evaluation import predict_logits
 from alsace.features import Collator
 from alsace.files import write_json, write_text
+from alsace.logs import configure_logging
 from alsace.losses import consistency_loss, pair_loss, supervised_loss
 from alsace.scoring import class_logits
 
@@ -493,8 +494,7 @@ def summary_table(report: dict) -> str:
 
 def main(argv=None) -> dict:
     (args,) = parse((BenchmarkArguments,), argv, __doc__)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        level=logging.INFO)
+    configure_logging()
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {"args": dataclasses.asdict(args), "machine": machine(), "targets": TARGETS}

@@ -17,7 +17,7 @@ from alsace.arguments import parse, split_list
 from alsace.errors import UserError
 from alsace.run_dir import run_cli
 from alsace.files import write_json, write_text
-from alsace.prepare.geomlama import LANGUAGES, convert, read_released
+from alsace.prepare.geomlama import GEOMLAMA, LANGUAGES, convert, read_released
 
 
 @dataclass
@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
     langs = split_list(args.languages) or list(LANGUAGES)
     per_language = {lang: read_released(Path(args.released_dir), lang, not args.no_paraphrases) for lang in langs}
     kept, summary = convert(per_language)
-    out = Path(args.data_dir) / "geomlama"
+    out = Path(args.data_dir) / GEOMLAMA.name
     for lang, rows in kept.items():
         write_text(out / "test" / f"{lang}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_json(out / "conversion.json", summary)

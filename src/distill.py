@@ -38,11 +38,11 @@ from alsace.report.results import (collapse_warning, compare, comparison_for_ter
                                    results_markdown, save_results, top_fell)
 from alsace.report.run_record import write_run_record
 from alsace.report.significance import significance_between_runs
-from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
                             stored_config)
 from alsace.runs import (check_training_numbers, evaluate, resolve_languages, run_configuration, setup_logging,
                          stop_cleanly, train)
+from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, max_normalized_score,
                               min_normalized_score, score_spread_warning, select_teachers, selection_table, softmax)
 from alsace.tasks import get_task

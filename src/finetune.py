@@ -24,10 +24,10 @@ from alsace.modeling import load_tokenizer_and_model
 from alsace.report.plots import plot_run
 from alsace.report.results import save_results
 from alsace.report.run_record import write_run_record
-from alsace.report.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
                             stored_config)
 from alsace.runs import check_training_numbers, evaluate, resolve_languages, run_configuration, setup_logging, train
+from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 

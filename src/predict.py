@@ -30,6 +30,7 @@ from alsace.features import Collator, Featurizer
 from alsace.files import write_text
 from alsace.checkpoint import CHECKPOINT_INFO, DEFAULT_MAX_SEQ_LENGTH, CheckpointInfo, placeholder_count
 from alsace.modeling import load_tokenizer_and_model
+from alsace.selection import softmax
 from alsace.tasks import get_task
 
 
@@ -127,9 +128,7 @@ def prompt_language(row: dict, task, setting: str) -> str:
 
 def prediction_rows(rows: list[dict], logits: np.ndarray, label_names) -> list[dict]:
     """Each row plus its predicted label name, label id and per-class probabilities (softmax of `(N, C)`)."""
-    z = logits.astype(np.float64)
-    probs = np.exp(z - z.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = softmax(logits.astype(np.float64))
     out = []
     for row, p in zip(rows, probs):
         best = int(p.argmax())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from alsace.arguments import parse, split_list
 from alsace.errors import UserError
+from alsace.logs import configure_logging
 from alsace.run_dir import run_cli
 from alsace.prepare.export import SOURCES, TASK_SOURCES, HubClient, export_task, snapshot_model, verify
 
@@ -69,8 +70,7 @@ class ModelSnapshotArguments:
 
 def main(argv=None) -> dict:
     export_args, model_args = parse((ExportArguments, ModelSnapshotArguments), argv, __doc__)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        level=logging.INFO)
+    configure_logging()
     if export_args.verify:
         problems, checked = verify(export_args.data_dir)
         for problem in problems:

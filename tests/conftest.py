@@ -19,6 +19,24 @@ WORDS = {
 }
 
 
+def cli(*flags: str, **options) -> list[str]:
+    """A command line for an entry point: each `name=value` as `--name value`, in the order given (`True`: the
+    bare flag `--name`; `None`: left out; any other value as `str(value)`), then `flags` as they are."""
+    argv = []
+    for name, value in options.items():
+        if value is True:
+            argv.append(f"--{name}")
+        elif value is not None:
+            argv += [f"--{name}", str(value)]
+    return argv + list(flags)
+
+
+def run_argv(model, data, out, *extra: str, **options) -> list[str]:
+    """finetune.py / distill.py arguments: `--model_name_or_path model --data_dir data --output_dir out`, then
+    `options` and `extra` as in `cli` (`extra` last, so a flag in it wins over the same flag before)."""
+    return cli(*extra, model_name_or_path=model, data_dir=data, output_dir=out, **options)
+
+
 def encode_rows(featurizer, rows: list[dict], lang: str) -> list[dict]:
     """Features of `rows` without the cache (what `encode_cached` must equal)."""
     return [featurizer.encode_row(row, lang) for row in rows]
@@ -110,8 +128,7 @@ def tiny_finetuned(tiny_mlm, data_dir, tmp_path_factory):
     import finetune
 
     out = tmp_path_factory.mktemp("ft") / "run"
-    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
-                   "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu",
-                   "--report_to", "none", "--max_steps", "4", "--per_device_train_batch_size", "8",
-                   "--learning_rate", "1e-3", "--max_train_samples", "32", "--max_eval_samples", "8"])
+    finetune.main(run_argv(tiny_mlm, data_dir, out, task="xnli", languages="en,fr,de", max_seq_length=96,
+                           use_cpu=True, report_to="none", max_steps=4, per_device_train_batch_size=8,
+                           learning_rate="1e-3", max_train_samples=32, max_eval_samples=8))
     return out

@@ -25,6 +25,7 @@ import distill
 import finetune
 from alsace.errors import UserError
 from alsace.prepare.tiny import build_tiny_model
+from conftest import cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,8 +50,7 @@ class Ctx:
             args["pool_size"] = "8"
             args["allow_untuned_checkpoint"] = "true"  # the tiny model has no alsace_task.json
         args.update(override)
-        flat = [part for key, value in args.items() if value is not None for part in (f"--{key}", value)]
-        return flat + ["--use_cpu", *extra]
+        return cli(*extra, **args, use_cpu=True)
 
     def data_with(self, split: str, lang: str, content: bytes | None = None, rows=None) -> Path:
         """A copy of the good data with one file replaced by `content` (or by JSON `rows`)."""

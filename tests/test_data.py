@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from alsace.data import check_parallel, first_n, load_pool, load_split
+from alsace.data import check_parallel, check_row, first_n, load_pool, load_split, misalignments
 from alsace.errors import UserError
 from alsace.tasks import get_task
 
@@ -156,3 +156,32 @@ def test_xnli_hub_pool_comes_from_the_row_parallel_all_languages_configuration(m
     assert calls == [("facebook/xnli", "all_languages", "validation")]
     assert pool == {"en": [{"premise": f"p{i}", "hypothesis": f"h{i}"} for i in range(3)],
                     "fr": [{"premise": f"p{i}-fr", "hypothesis": f"h{i}-fr"} for i in range(3)]}
+
+
+def test_one_row_validator_skips_with_a_reason_or_raises_at_file_and_line():
+    """Skip mode (Hub rows): `(None, reason)`, the reason the manifest records; raise mode (local files): a
+    `UserError` that starts with `file:line`. A good row is normalised the same way in both."""
+    empty = {"premise": "p", "hypothesis": " ", "label": 0}
+    assert check_row(empty, XNLI) == (None, "empty hypothesis")
+    with pytest.raises(UserError, match=r"^f\.jsonl:3: field 'hypothesis' is missing or empty; every row needs "
+                                        r"non-empty premise, hypothesis$"):
+        check_row(empty, XNLI, "f.jsonl:3")
+    hidden = {"premise": "p", "hypothesis": "h", "label": -1}
+    assert check_row(hidden, XNLI) == (None, "label -1 (hidden or out of range)")
+    with pytest.raises(UserError, match=r"^f\.jsonl:4: label -1 is not an integer in 0\.\.2 "):
+        check_row(hidden, XNLI, "f.jsonl:4")
+    assert check_row(hidden, XNLI, need_labels=False) == ({"premise": "p", "hypothesis": "h"}, None)
+    good = {"premise": "p", "hypothesis": "h", "label": 1, "idx": 7, "extra": "x"}
+    assert check_row(good, XNLI, None, id_column="idx") == ({"premise": "p", "hypothesis": "h", "label": 1, "id": "7"},
+                                                            None)
+    assert check_row(good, XNLI, "f.jsonl:1") == ({"premise": "p", "hypothesis": "h", "label": 1}, None)  # no `id`
+
+
+def test_one_alignment_check_reports_a_count_or_the_first_differing_row_per_language():
+    def same(a, b):
+        return a["id"] == b["id"]
+
+    rows = {"en": [{"id": 1}, {"id": 2}], "fr": [{"id": 1}], "de": [{"id": 1}, {"id": 3}], "es": [{"id": 1}, {"id": 2}]}
+    assert misalignments(rows, same) == [("fr", None), ("de", 1)]
+    assert misalignments(rows) == [("fr", None)]  # counts only
+    assert misalignments({}) == [] and misalignments({"en": [{"id": 1}]}, same) == []

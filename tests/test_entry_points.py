@@ -15,7 +15,7 @@ from alsace.features import Collator, Featurizer
 from alsace.modeling import load_tokenizer_and_model
 from alsace.scoring import class_logits
 from alsace.tasks import get_task
-from conftest import encode_rows
+from conftest import encode_rows, run_argv
 
 COMMON = ["--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "128", "--report_to", "none",
           "--use_cpu", "--per_device_eval_batch_size", "16", "--disable_tqdm", "true"]
@@ -24,11 +24,10 @@ COMMON = ["--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "128"
 @pytest.fixture(scope="module")
 def finetuned(tiny_mlm, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "run"
-    results = finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir),
-                             "--output_dir", str(out), "--max_steps", "8", "--per_device_train_batch_size", "8",
-                             "--learning_rate", "1e-3", "--eval_strategy", "steps", "--eval_steps", "4",
-                             "--save_steps", "4", "--load_best_model_at_end", "--metric_for_best_model", "accuracy",
-                             "--max_train_samples", "40", *COMMON])
+    results = finetune.main(run_argv(tiny_mlm, data_dir, out, *COMMON, max_steps=8, per_device_train_batch_size=8,
+                                     learning_rate="1e-3", eval_strategy="steps", eval_steps=4, save_steps=4,
+                                     load_best_model_at_end=True, metric_for_best_model="accuracy",
+                                     max_train_samples=40))
     return out, results
 
 
@@ -67,9 +66,8 @@ def test_checkpoint_reloads_with_the_same_logits(finetuned, data_dir):
 
 
 def distill_args(model_dir, data_dir, out, *extra):
-    return ["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir", str(out),
-            "--max_steps", "4", "--per_device_train_batch_size", "4", "--learning_rate", "1e-4",
-            "--pool_size", "12", "--save_strategy", "no", "--seed", "3", *COMMON, *extra]
+    return run_argv(model_dir, data_dir, out, *COMMON, *extra, max_steps=4, per_device_train_batch_size=4,
+                    learning_rate="1e-4", pool_size=12, save_strategy="no", seed=3)
 
 
 def test_distill_end_to_end(finetuned, data_dir, tmp_path):

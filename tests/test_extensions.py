@@ -13,6 +13,7 @@ from alsace.errors import UserError
 from alsace.features import Collator
 from alsace.losses import consistency_loss, pair_loss
 from alsace.pairs import PairDataset
+from conftest import run_argv
 
 
 def kl(p, q):
@@ -120,12 +121,11 @@ def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monk
 
     monkeypatch.setattr(alsace.trainer, "pair_loss", spy)
     out = tmp_path / "kd"
-    distill.main(["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--output_dir",
-                  str(out), "--task", "xnli", "--languages", "en,fr,de", "--max_seq_length", "96",
-                  "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
-                  "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no",
-                  "--frozen_teacher", "--anchor_weight", "0.25", "--min_teacher_confidence", "0.3",
-                  "--temperature", "2.0", "--kl_direction", "symmetric", "--teacher_temperature", "0.5"])
+    distill.main(run_argv(tiny_finetuned, data_dir, out, task="xnli", languages="en,fr,de", max_seq_length=96,
+                          use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=4,
+                          learning_rate="1e-4", pool_size=8, save_strategy="no", frozen_teacher=True,
+                          anchor_weight="0.25", min_teacher_confidence="0.3", temperature="2.0",
+                          kl_direction="symmetric", teacher_temperature="0.5"))
     keys, args = seen[0]
     assert {"teacher_logits", "anchor", "num_pairs"} <= set(keys)
     assert args == ("symmetric", False, 2.0, 0.3, 0.25, 0.5)  # every value its own: a swap shows

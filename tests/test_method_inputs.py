@@ -27,6 +27,7 @@ import alsace.trainer
 import distill
 import finetune
 from alsace.pairs import PairDataset
+from conftest import run_argv
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,19 +39,17 @@ ATOL = 2e-6  # batched, padded pool scoring vs one unpadded stock forward
 @pytest.fixture(scope="module")
 def start_checkpoint(one_thread, tiny_mlm, data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ft") / "run"
-    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
-                   "--task", "xnli", "--languages", ",".join(LANGS), "--max_seq_length", "96", "--use_cpu",
-                   "--report_to", "none", "--max_steps", "6", "--per_device_train_batch_size", "8",
-                   "--learning_rate", "2e-3", "--max_train_samples", "32", "--max_eval_samples", "8",
-                   "--save_strategy", "no", "--seed", "3"])
+    finetune.main(run_argv(tiny_mlm, data_dir, out, task="xnli", languages=",".join(LANGS), max_seq_length=96,
+                           use_cpu=True, report_to="none", max_steps=6, per_device_train_batch_size=8,
+                           learning_rate="2e-3", max_train_samples=32, max_eval_samples=8, save_strategy="no",
+                           seed=3))
     return out
 
 
 def distill_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model_name_or_path", str(model), "--data_dir", str(data), "--output_dir", str(out), "--task", "xnli",
-            "--languages", ",".join(LANGS), "--max_seq_length", "96", "--use_cpu", "--report_to", "none",
-            "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "5", "--learning_rate", "1e-3",
-            "--pool_size", str(POOL), "--seed", "11", "--disable_tqdm", "true", *extra]
+    return run_argv(model, data, out, *extra, task="xnli", languages=",".join(LANGS), max_seq_length=96, use_cpu=True,
+                    report_to="none", per_device_train_batch_size=4, per_device_eval_batch_size=5,
+                    learning_rate="1e-3", pool_size=POOL, seed=11, disable_tqdm="true")
 
 
 class Recorder:

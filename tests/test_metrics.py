@@ -60,7 +60,7 @@ def test_macro_f1_and_confusion_matrix_by_hand():
 
 
 def test_dev_table_is_compact():
-    from alsace.report.tracking import dev_table, language_scalars
+    from alsace.report.results import dev_table, language_scalars
 
     table = dev_table(language_scalars({"en": 0.9, "fr": 0.75, "de": 0.7}, "en"))
     assert table.splitlines() == ["    en      fr      de", " 90.00   75.00   70.00",

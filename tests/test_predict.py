@@ -11,6 +11,7 @@ import pytest
 
 import finetune
 import predict
+from conftest import run_argv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,10 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def checkpoint(tiny_mlm, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "run"
-    finetune.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--output_dir", str(out),
-                   "--task", "xnli", "--languages", "en,fr", "--max_seq_length", "128", "--max_steps", "2",
-                   "--per_device_train_batch_size", "8", "--max_train_samples", "16", "--save_strategy", "no",
-                   "--report_to", "none", "--use_cpu", "--disable_tqdm", "true"])
+    finetune.main(run_argv(tiny_mlm, data_dir, out, task="xnli", languages="en,fr", max_seq_length=128, max_steps=2,
+                           per_device_train_batch_size=8, max_train_samples=16, save_strategy="no",
+                           report_to="none", use_cpu=True, disable_tqdm="true"))
     return out
 
 

@@ -84,7 +84,7 @@ def test_the_trainers_eval_dict_is_not_printed_beside_the_language_table():
 
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from alsace.report.tracking import quiet_evaluation_logs
+    from alsace.tracking import quiet_evaluation_logs
 
     progress, printer = ProgressCallback(), PrinterCallback()
     progress.training_bar = _Bar()

@@ -19,9 +19,10 @@ from alsace.report.aggregation import aggregate, aggregate_markdown, check_compa
 from alsace.report.plots import (DOWN_COLOR, FLAT_COLOR, UP_COLOR, WARN_COLOR, collapsed_languages, gap_colour,
                                  language_accuracy_figure, link_figure, plot_language_accuracy, plot_run,
                                  plot_teacher_selection, title_text)
-from alsace.report.results import compare, comparison_markdown
+from alsace.report.results import compare, comparison_markdown, language_scalars
 from alsace.report.significance import bootstrap_means, holm, paired_significance, significance_between_runs
-from alsace.report.tracking import check_report_to, language_scalars
+from alsace.tracking import check_report_to
+from conftest import cli
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ("en", "fr", "de")
@@ -376,12 +377,12 @@ def test_pipeline_logs_language_scalars_and_writes_significance_and_plots(tmp_pa
     import distill
     import finetune
 
-    common = ["--task", "xnli", "--data_dir", str(data_dir), "--languages", "en,fr,de", "--report_to", "none",
-              "--max_seq_length", "96", "--use_cpu", "--per_device_train_batch_size", "8", "--max_eval_samples", "12"]
+    common = cli(task="xnli", data_dir=data_dir, languages="en,fr,de", report_to="none", max_seq_length=96,
+                 use_cpu=True, per_device_train_batch_size=8, max_eval_samples=12)
     ft_dir, ds_dir = tmp_path / "ft", tmp_path / "ds"
-    finetune.main(["--model_name_or_path", str(tiny_mlm), "--output_dir", str(ft_dir), "--max_steps", "2",
-                   "--learning_rate", "1e-3", "--eval_strategy", "steps", "--eval_steps", "2",
-                   "--max_selection_samples", "8", "--eval_all_dev_languages", "--keep_checkpoints"] + common)
+    finetune.main(cli(*common, model_name_or_path=tiny_mlm, output_dir=ft_dir, max_steps=2, learning_rate="1e-3",
+                      eval_strategy="steps", eval_steps=2, max_selection_samples=8, eval_all_dev_languages=True,
+                      keep_checkpoints=True))
     history = json.loads((ft_dir / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     logged = next(h for h in history if "eval_fr_accuracy" in h)
     assert logged["step"] == 2 and {"eval_en_accuracy", "eval_de_accuracy", "eval_transfer_gap"} <= set(logged)
@@ -390,8 +391,8 @@ def test_pipeline_logs_language_scalars_and_writes_significance_and_plots(tmp_pa
     assert (ft_dir / "per_language_accuracy.png").is_file()
     assert "](per_language_accuracy.png)" in (ft_dir / "results.md").read_text()
 
-    distill.main(["--model_name_or_path", str(ft_dir), "--output_dir", str(ds_dir), "--max_steps", "2",
-                  "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no"] + common)
+    distill.main(cli(*common, model_name_or_path=ft_dir, output_dir=ds_dir, max_steps=2, learning_rate="1e-4",
+                     pool_size=8, save_strategy="no"))
     comparison = json.loads((ds_dir / "comparison.json").read_text())
     sig = comparison["significance"]
     assert set(sig["per_language"]) == set(LANGS) and sig["per_language"]["fr"]["n"] == 12

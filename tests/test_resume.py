@@ -26,6 +26,7 @@ import finetune
 from alsace.errors import RunComplete, UserError
 from alsace.run_dir import last_complete_checkpoint, prepare_output_dir
 from alsace.trainer import AlsaceTrainer
+from conftest import cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,10 +34,9 @@ MAX_STEPS, SAVE_STEPS, KILL_AFTER = 12, 3, 5  # killed after step 5: steps 4-5 a
 
 
 def finetune_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model_name_or_path", str(model), "--task", "xnli", "--data_dir", str(data), "--languages", "en,fr,de",
-            "--output_dir", str(out), "--max_steps", str(MAX_STEPS), "--save_steps", str(SAVE_STEPS),
-            "--warmup_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
-            "--report_to", "none", "--max_seq_length", "128", "--use_cpu", "--seed", "7", *extra]
+    return cli(*extra, model_name_or_path=model, task="xnli", data_dir=data, languages="en,fr,de", output_dir=out,
+               max_steps=MAX_STEPS, save_steps=SAVE_STEPS, warmup_steps=2, per_device_train_batch_size=8,
+               learning_rate="1e-3", report_to="none", max_seq_length=128, use_cpu=True, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -194,17 +194,16 @@ def test_out_of_memory_in_teacher_selection_names_the_eval_batch_flag(tmp_path, 
 
     monkeypatch.setattr(alsace.evaluation, "class_logits", _out_of_memory)
     with pytest.raises(UserError, match=r"during teacher selection: lower --per_device_eval_batch_size \(now 4\)"):
-        distill.main(["--model_name_or_path", str(tiny_mlm), "--data_dir", str(data_dir), "--languages", "en,fr,de",
-                      "--output_dir", str(tmp_path / "d"), "--pool_size", "8", "--per_device_eval_batch_size", "4",
-                      "--use_cpu", "--report_to", "none", "--allow_untuned_checkpoint"])
+        distill.main(cli(model_name_or_path=tiny_mlm, data_dir=data_dir, languages="en,fr,de",
+                         output_dir=tmp_path / "d", pool_size=8, per_device_eval_batch_size=4, use_cpu=True,
+                         report_to="none", allow_untuned_checkpoint=True))
 
 
 def test_distillation_rerun_reuses_saved_selection_and_baseline(tmp_path, tiny_mlm, data_dir):
     out = tmp_path / "distilled"
-    args = ["--model_name_or_path", str(tiny_mlm), "--task", "xnli", "--data_dir", str(data_dir),
-            "--languages", "en,fr,de", "--output_dir", str(out), "--max_steps", "2", "--save_steps", "1",
-            "--per_device_train_batch_size", "4", "--learning_rate", "1e-4", "--report_to", "none",
-            "--max_seq_length", "128", "--use_cpu", "--pool_size", "8", "--allow_untuned_checkpoint"]
+    args = cli(model_name_or_path=tiny_mlm, task="xnli", data_dir=data_dir, languages="en,fr,de", output_dir=out,
+               max_steps=2, save_steps=1, per_device_train_batch_size=4, learning_rate="1e-4", report_to="none",
+               max_seq_length=128, use_cpu=True, pool_size=8, allow_untuned_checkpoint=True)
     distill.main(args)
     # Simulate a crash after training, and mark the saved selection and baseline so reuse is visible.
     (out / "results.json").unlink()

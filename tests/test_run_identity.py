@@ -25,16 +25,16 @@ import distill
 import finetune
 from alsace.errors import RunComplete, UserError
 from alsace.run_dir import run_cli
+from conftest import cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def distill_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model_name_or_path", str(model), "--task", "xnli", "--data_dir", str(data), "--languages", "en,fr,de",
-            "--output_dir", str(out), "--max_steps", "6", "--save_steps", "2", "--per_device_train_batch_size", "4",
-            "--learning_rate", "1e-3", "--report_to", "none", "--max_seq_length", "64", "--use_cpu", "--seed", "7",
-            "--pool_size", "8", "--allow_untuned_checkpoint", *extra]
+    return cli(*extra, model_name_or_path=model, task="xnli", data_dir=data, languages="en,fr,de", output_dir=out,
+               max_steps=6, save_steps=2, per_device_train_batch_size=4, learning_rate="1e-3", report_to="none",
+               max_seq_length=64, use_cpu=True, seed=7, pool_size=8, allow_untuned_checkpoint=True)
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +211,9 @@ def test_what_ran_is_what_was_stored_at_the_start(reference):
 
 def test_finetune_rerun_with_another_learning_rate_is_refused(tmp_path, tiny_mlm, data_dir):
     out = tmp_path / "ft"
-    argv = ["--model_name_or_path", str(tiny_mlm), "--task", "xnli", "--data_dir", str(data_dir), "--languages",
-            "en,fr", "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4",
-            "--max_seq_length", "64", "--use_cpu", "--report_to", "none", "--save_strategy", "no"]
+    argv = cli(model_name_or_path=tiny_mlm, task="xnli", data_dir=data_dir, languages="en,fr", output_dir=out,
+               max_steps=1, per_device_train_batch_size=4, max_seq_length=64, use_cpu=True, report_to="none",
+               save_strategy="no")
     finetune.main(argv)
     before = tree(out)
     with pytest.raises(UserError, match=r"(?s)1 setting differ.*--learning_rate: 5e-05 → 0.0001"):
@@ -312,10 +312,9 @@ def test_a_bad_number_through_a_script_names_the_shell_variable(script, variable
 def test_replaying_a_saved_record_reruns_it_into_a_new_directory_and_never_overwrites_it(tmp_path, tiny_mlm,
                                                                                           data_dir):
     out = tmp_path / "ft"
-    argv = ["--model_name_or_path", str(tiny_mlm), "--task", "xnli", "--data_dir", str(data_dir), "--languages",
-            "en,fr", "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
-            "--max_seq_length", "64", "--use_cpu", "--report_to", "none", "--save_strategy", "no",
-            "--overwrite_output_dir"]
+    argv = cli(model_name_or_path=tiny_mlm, task="xnli", data_dir=data_dir, languages="en,fr", output_dir=out,
+               max_steps=2, per_device_train_batch_size=4, max_seq_length=64, use_cpu=True, report_to="none",
+               save_strategy="no", overwrite_output_dir=True)
     finetune.main(argv)
     record = json.loads((out / "run_args.json").read_text())
     assert "overwrite_output_dir" not in record["finetune_args"]

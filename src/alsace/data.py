@@ -52,51 +52,78 @@ def read_jsonl(path: Path, task: Task, need_labels: bool = True) -> list[dict]:
             "or point --data_dir at a folder holding <task>/<split>/<lang>.jsonl"
         )
     with open_text(path) as handle:
-        rows = [parse_row(obj, task, f"{path}:{line_no}", need_labels)
+        rows = [check_row(obj, task, f"{path}:{line_no}", need_labels)[0]
                 for line_no, obj in json_objects(handle, path, "; fix or re-export the file")]
     if not rows:
         raise UserError(f"{path}: the file has no rows")
     return rows
 
 
-def parse_row(obj: dict, task: Task, where: str, need_labels: bool = True) -> dict:
-    """One JSON object as a normalised row (text fields, label, optional id); a bad one is a `UserError`
-    that starts with `where`."""
+class RowProblem(ValueError):
+    """Why a row cannot be used: `kind` (text, candidates or label), `reason` (a few words, what the manifest
+    records for a skipped Hub row) and `message` (the sentence an error gives after the file and line)."""
+
+    def __init__(self, kind: str, reason: str, message: str):
+        super().__init__(message)
+        self.kind, self.reason, self.message = kind, reason, message
+
+
+def check_row(obj: dict, task: Task, where: str | None = None, need_labels: bool = True,
+              id_column: str | None = "id") -> tuple[dict | None, str | None]:
+    """The one row validator: a raw row (a local file's JSON object, a Hub row, a pool file's item in one
+    language) as a normalised row (text fields, candidates, label, id), checked.
+
+    Raise mode (`where` given, e.g. `file:line`): a bad row is a `UserError` starting with `where`.
+    Skip mode (`where` None, Hub rows): a bad row is `(None, reason)`, the reason the exporter records in
+    the manifest; reading from the Hub and exporting for offline machines both use it, so a run reads the
+    same rows either way. Returns `(row, None)` for a good row. `id_column`: the column kept as the row's
+    `id` where the row has it (a Hub source's id column; a local file's optional `id`); None: no id.
+    """
+    try:
+        return _normalised_row(obj, task, need_labels, id_column), None
+    except RowProblem as problem:
+        if where is None:
+            return None, problem.reason
+        raise UserError(f"{where}: {problem.message}") from None
+
+
+def _normalised_row(obj: dict, task: Task, need_labels: bool, id_column: str | None) -> dict:
+    """`check_row`'s checks, in order: text fields, candidates (probing), label; the first problem is raised
+    as a `RowProblem`."""
     row = {}
     for name in task.text_fields:
         value = obj.get(name)
         if not isinstance(value, str) or not value.strip():
-            raise UserError(
-                f"{where}: field {name!r} is missing or empty; every row needs "
-                f"non-empty {', '.join(task.text_fields)}"
-            )
+            raise RowProblem("text", f"empty {name}", f"field {name!r} is missing or empty; every row needs "
+                                                      f"non-empty {', '.join(task.text_fields)}")
         row[name] = value
     num_classes = task.num_labels
     if task.candidate_field:
-        row[task.candidate_field] = _candidates(obj, task, where)
+        row[task.candidate_field] = _candidates(obj, task)
         num_classes = len(row[task.candidate_field])
     if need_labels:
         label = obj.get("label")
         if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
-            raise UserError(
-                f"{where}: label {label!r} is not an integer in 0..{num_classes - 1} "
-                f"({', '.join(task.label_names[:num_classes])})"
-            )
+            raise RowProblem("label", f"label {label!r} (hidden or out of range)",
+                             f"label {label!r} is not an integer in 0..{num_classes - 1} "
+                             f"({', '.join(task.label_names[:num_classes])})")
         row["label"] = label
-    if "id" in obj:
-        row["id"] = str(obj["id"])
+    if id_column is not None and id_column in obj:
+        row["id"] = str(obj[id_column])
     return row
 
 
-def _candidates(obj: dict, task: Task, where: str) -> list[str]:
+def _candidates(obj: dict, task: Task) -> list[str]:
     """A probing row's candidate answers, checked, and its prompt's single mask slot."""
     candidates = obj.get(task.candidate_field)
     if (not isinstance(candidates, list) or not 2 <= len(candidates) <= task.num_labels
             or not all(isinstance(c, str) and c.strip() for c in candidates)):
-        raise UserError(f"{where}: {task.candidate_field!r} must be a list of 2..{task.num_labels} non-empty strings")
+        raise RowProblem("candidates", f"bad {task.candidate_field}",
+                         f"{task.candidate_field!r} must be a list of 2..{task.num_labels} non-empty strings")
     for name in task.text_fields:
         if obj[name].count(task.mask_slot) != 1:
-            raise UserError(f"{where}: field {name!r} must contain the mask slot {task.mask_slot!r} exactly once")
+            raise RowProblem("candidates", f"mask slot in {name}",
+                             f"field {name!r} must contain the mask slot {task.mask_slot!r} exactly once")
     return candidates
 
 
@@ -135,35 +162,13 @@ def _read_hub_or_explain(hub_id: str, config: str | None, split: str):
         ) from None
 
 
-def hub_row(raw: dict, task: Task, id_column: str | None,
-            need_labels: bool = True) -> tuple[dict | None, str | None]:
-    """A Hub row in the local format, or `(None, why)` when a model cannot use it (an empty text field; a
-    hidden (-1) or out-of-range label, when labels are read). The one normalisation of Hub rows: reading
-    straight from the Hub and exporting for offline machines (`prepare_data.py`) both use it, so a run
-    reads the same rows either way. `id_column`: the Hub column kept as the row's `id`."""
-    row = {}
-    for name in task.text_fields:
-        value = raw.get(name)
-        if not isinstance(value, str) or not value.strip():
-            return None, f"empty {name}"
-        row[name] = value
-    if need_labels:
-        label = raw.get("label")
-        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < task.num_labels:
-            return None, f"label {label!r} (hidden or out of range)"
-        row["label"] = label
-    if id_column is not None:
-        row["id"] = str(raw[id_column])
-    return row, None
-
-
 def load_hub(task: Task, split: str, lang: str, need_labels: bool = True) -> list[dict]:
     """One language/split straight from the Hugging Face Hub, normalised like an exported file
-    (`hub_row`; unusable rows are skipped)."""
+    (`check_row` in skip mode: unusable rows are skipped)."""
     hub_id, config, hub_split = task.hub_source(lang, split)
     id_column = task.hub_source_for(lang).id_column
     raw = _read_hub_or_explain(hub_id, config, hub_split)
-    rows = (hub_row(dict(obj), task, id_column, need_labels)[0] for obj in raw)
+    rows = (check_row(dict(obj), task, None, need_labels, id_column)[0] for obj in raw)
     return [row for row in rows if row is not None]
 
 
@@ -217,8 +222,8 @@ def load_pool(
     """
     if pool_file is not None:
         return _read_pool_file(Path(pool_file), task, languages, size)
-    if data_dir is None and task.data_dir is None and task.name == "xnli":
-        return _xnli_hub_pool(task, languages, size)
+    if data_dir is None and task.data_dir is None and task.parallel_hub_source is not None:
+        return _parallel_hub_pool(task, languages, size)
     pool = {}
     for lang in languages:
         rows = load_split(task, task.pool_split, lang, data_dir, need_labels=False)
@@ -256,18 +261,29 @@ def _exported_unchanged(task: Task, data_dir: str, split: str, languages: list[s
     return True
 
 
-def _xnli_hub_pool(task: Task, languages: list[str], size: int | None) -> dict[str, list[dict]]:
-    """XNLI's pool from the Hub's `all_languages` configuration: one row holds every language's
-    translation of one item, so the pool is parallel by construction."""
-    raw = _read_hub_or_explain(task.hub_sources[0].hub_id, "all_languages", "validation")
+def _parallel_hub_pool(task: Task, languages: list[str], size: int | None) -> dict[str, list[dict]]:
+    """The pool from the task's row-parallel Hub config (XNLI's `all_languages`): one row holds every
+    language's translation of one item, so the pool is parallel by construction."""
+    source = task.parallel_hub_source
+    split = source.splits[task.pool_split]
+    raw = _read_hub_or_explain(source.hub_id, source.parallel_config, split)
     if size is not None and len(raw) < size:
-        raise UserError(f"--pool_size {size} is larger than XNLI's validation split ({len(raw)} rows): lower it")
+        raise UserError(f"--pool_size {size} is larger than {task.name.upper()}'s {split} split ({len(raw)} rows): "
+                        "lower it")
     pool = {lang: [] for lang in languages}
     for obj in raw.select(range(size if size is not None else len(raw))):
-        hypotheses = dict(zip(obj["hypothesis"]["language"], obj["hypothesis"]["translation"]))
+        translations = {name: _translations(obj[name]) for name in task.text_fields}
         for lang in languages:
-            pool[lang].append({"premise": obj["premise"][lang], "hypothesis": hypotheses[lang]})
+            pool[lang].append({name: translations[name][lang] for name in task.text_fields})
     return pool
+
+
+def _translations(value: dict) -> dict[str, str]:
+    """One field of a multilingual Hub row as `{lang: text}`: a `Translation` feature is that already (XNLI's
+    premise); a `TranslationVariableLanguages` one lists `language` and `translation` (XNLI's hypothesis)."""
+    if set(value) == {"language", "translation"}:
+        return dict(zip(value["language"], value["translation"]))
+    return value
 
 
 def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> dict[str, list[dict]]:
@@ -278,41 +294,69 @@ def _read_pool_file(path: Path, task: Task, languages: list[str], size: int) -> 
         for line_no, item in json_objects(handle, path):
             for lang in languages:
                 texts = item.get(lang)
-                if not isinstance(texts, dict) or any(
-                    not isinstance(texts.get(f), str) or not texts.get(f).strip() for f in task.text_fields
-                ):
-                    raise UserError(
-                        f"{path}:{line_no}: item lacks language {lang!r} with non-empty "
-                        f"{', '.join(task.text_fields)}; every item needs every language"
-                    )
-                row = {f: texts[f] for f in task.text_fields}
-                if task.candidate_field:
-                    row[task.candidate_field] = _candidates(texts, task, f"{path}:{line_no} ({lang})")
-                pool[lang].append(row)
+                try:  # not a dict: no text field, the same message
+                    pool[lang].append(_normalised_row(texts if isinstance(texts, dict) else {}, task,
+                                                      need_labels=False, id_column=None))
+                except RowProblem as problem:
+                    if problem.kind == "text":
+                        raise UserError(
+                            f"{path}:{line_no}: item lacks language {lang!r} with non-empty "
+                            f"{', '.join(task.text_fields)}; every item needs every language"
+                        ) from None
+                    raise UserError(f"{path}:{line_no} ({lang}): {problem.message}") from None
     if size is not None and len(pool[languages[0]]) < size:
         raise UserError(f"--pool_size {size} is larger than --pool_file {path} ({len(pool[languages[0]])} items)")
     check_parallel(pool, f"--pool_file {path}")
     return {lang: rows[:size] for lang, rows in pool.items()}
 
 
+def misalignments(per_language: dict[str, list[dict]], same_row=None) -> list[tuple[str, int | None]]:
+    """The one alignment check of parallel rows (training's pool here, the exporter's files in
+    `alsace.prepare.export`): for each language after the first, where it stops being parallel to the first,
+    as `(lang, None)` when its row count differs, or `(lang, i)` for the first row i where
+    `same_row(first's row, its row)` is false (`same_row` None: counts only). Aligned languages are left out."""
+    if not per_language:
+        return []
+    (_, ref), *others = per_language.items()
+    found = []
+    for lang, rows in others:
+        if len(rows) != len(ref):
+            found.append((lang, None))
+        elif same_row is not None:
+            i = next((i for i, (a, b) in enumerate(zip(ref, rows)) if not same_row(a, b)), None)
+            if i is not None:
+                found.append((lang, i))
+    return found
+
+
+def row_counts(per_language: dict[str, list]) -> str:
+    """`en=3, fr=2`: every language's row count, for a misalignment message."""
+    return ", ".join(f"{lang}={len(rows)}" for lang, rows in per_language.items())
+
+
 def check_parallel(per_language: dict[str, list[dict]], what: str) -> None:
-    """Fail unless every language has the same number of rows and, where rows carry ids, equal ids."""
-    counts = {lang: len(rows) for lang, rows in per_language.items()}
-    if len(set(counts.values())) > 1:
-        shown = ", ".join(f"{k}={v}" for k, v in counts.items())
-        raise UserError(f"{what}: languages are not row-aligned (row counts {shown}); use parallel files")
-    langs = list(per_language)
-    ref = per_language[langs[0]]
-    for lang in langs[1:]:
-        for i, (a, b) in enumerate(zip(ref, per_language[lang])):
-            if "id" in a and "id" in b and a["id"] != b["id"]:
-                raise UserError(
-                    f"{what}: row {i} has id {a['id']!r} in {langs[0]} but {b['id']!r} in {lang}; "
-                    "the files must be parallel row by row"
-                )
-            # Probing rows: class k is candidate k in every language, so the counts must agree.
-            if len(a.get("candidates", ())) != len(b.get("candidates", ())):
-                raise UserError(
-                    f"{what}: row {i} has {len(a['candidates'])} candidates in {langs[0]} but "
-                    f"{len(b['candidates'])} in {lang}; candidates must be parallel across languages"
-                )
+    """Fail unless every language has the same number of rows, equal ids where rows carry ids and, for probing
+    rows, as many candidates (a row's list field: class k is candidate k in every language)."""
+    found = misalignments(per_language, lambda a, b: not _id_differs(a, b) and _list_differs(a, b) is None)
+    if any(i is None for _, i in found):
+        raise UserError(f"{what}: languages are not row-aligned (row counts {row_counts(per_language)}); "
+                        "use parallel files")
+    if found:
+        (ref_lang, ref), (lang, i) = next(iter(per_language.items())), found[0]
+        a, b = ref[i], per_language[lang][i]
+        if _id_differs(a, b):
+            raise UserError(f"{what}: row {i} has id {a['id']!r} in {ref_lang} but {b['id']!r} in {lang}; "
+                            "the files must be parallel row by row")
+        field = _list_differs(a, b)
+        raise UserError(f"{what}: row {i} has {len(a.get(field, ()))} {field} in {ref_lang} but "
+                        f"{len(b.get(field, ()))} in {lang}; {field} must be parallel across languages")
+
+
+def _id_differs(a: dict, b: dict) -> bool:
+    return "id" in a and "id" in b and a["id"] != b["id"]
+
+
+def _list_differs(a: dict, b: dict) -> str | None:
+    """The first list field (a probing row's candidates) whose length differs between two rows."""
+    fields = [k for k, v in {**a, **b}.items() if isinstance(v, list)]
+    return next((k for k in fields if len(a.get(k, ())) != len(b.get(k, ()))), None)

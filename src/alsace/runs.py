@@ -18,10 +18,11 @@ from alsace.distributed import is_main_process
 from alsace.errors import Interrupted, UserError, stop_code
 from alsace.evaluation import eval_bf16, evaluate_languages
 from alsace.features import Collator
+from alsace.logs import configure_logging
 from alsace.run_config import CONFIG_FILE, config_digest
 from alsace.run_dir import last_complete_checkpoint
 from alsace.report.run_record import save_training_record
-from alsace.report.tracking import check_report_to
+from alsace.tracking import check_report_to
 from alsace.tasks import Task
 
 
@@ -30,7 +31,7 @@ def setup_logging(training_args) -> None:
     """Log format and level (rank 0 informs, the others warn); a missing --report_to package fails here."""
     check_report_to(training_args.report_to)
     level = logging.INFO if is_main_process() else logging.WARNING
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level)
+    configure_logging(level)
     import datasets
     import transformers
 

@@ -40,6 +40,9 @@ class HubSource:
     revision: str = "main"
     # Read straight from the Hub (no exported files): our split -> the Hub split read instead.
     stand_ins: dict[str, str] = field(default_factory=dict)
+    # A config whose rows hold every language's translation of one item (XNLI's `all_languages`): read straight
+    # from the Hub, the parallel pool comes from it, parallel by construction. None: the pool needs ids.
+    parallel_config: str | None = None
 
 
 ALL_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
@@ -81,6 +84,12 @@ class Task:
         if source is None:
             raise UserError(f"task {self.name} has no Hub source: pass --data_dir with local files")
         return source
+
+    @property
+    def parallel_hub_source(self) -> HubSource | None:
+        """The Hub source with a row-parallel config holding every language of the task, if any."""
+        return next((s for s in self.hub_sources
+                     if s.parallel_config and set(self.languages) <= set(s.languages)), None)
 
     def hub_source(self, lang: str, split: str) -> tuple[str, str | None, str]:
         """(Hub id, config name, Hub split) holding `split` of `lang`."""
@@ -130,7 +139,8 @@ def _build_registry() -> dict[str, Task]:
         ),
         label_words={k: tuple(v) for k, v in original["xnli"]["label_words"].items()},
         hub_sources=(HubSource("xnli", "facebook/xnli", xnli_langs, ALL_SPLITS,
-                               "CC BY-NC 4.0 (English train = MultiNLI: OANC / CC BY-SA 3.0 / CC BY 3.0)"),),
+                               "CC BY-NC 4.0 (English train = MultiNLI: OANC / CC BY-SA 3.0 / CC BY 3.0)",
+                               parallel_config="all_languages"),),
         num_placeholder_tokens=6,
         pool_size=500,
         paper_threshold=0.06,

@@ -21,7 +21,7 @@ import json
 import logging
 from pathlib import Path
 
-from alsace.data import MANIFEST, hub_row, json_objects, open_text, parse_row, read_hub
+from alsace.data import MANIFEST, check_row, json_objects, misalignments, open_text, read_hub, row_counts
 from alsace.errors import UserError
 from alsace.files import sha256_of, write_json, write_text
 from alsace.tasks import TASKS, HubSource, Task
@@ -90,12 +90,11 @@ def align_split(per_language: dict[str, list[tuple[dict | None, str | None]]], w
     skipped = {lang: rows[0][1] if rows else "no rows" for lang, rows in per_language.items()
                if all(r is None for r, _ in rows)}
     usable = {lang: rows for lang, rows in per_language.items() if lang not in skipped}
-    counts = {lang: len(rows) for lang, rows in usable.items()}
-    if len(set(counts.values())) > 1:
-        shown = ", ".join(f"{lang}={n}" for lang, n in counts.items())
-        raise UserError(f"{what}: languages have different row counts ({shown}), so rows cannot be aligned")
+    if misalignments(usable):
+        raise UserError(f"{what}: languages have different row counts ({row_counts(usable)}), so rows cannot be "
+                        "aligned")
     dropped = []
-    n = next(iter(counts.values()), 0)
+    n = len(next(iter(usable.values()), ()))
     for i in range(n):
         for lang, rows in usable.items():
             if rows[i][0] is None:
@@ -164,7 +163,7 @@ def _export_split(task: Task, source: HubSource, split: str, split_langs: list[s
         config = source.config or lang
         raw = _hub(f"{source.hub_id} ({config}, {split})",
                    lambda: client.load_split(source.hub_id, config, source.splits[split], sha))
-        per_language[lang] = [hub_row(dict(r), task, source.id_column) for r in raw]
+        per_language[lang] = [check_row(dict(r), task, None, id_column=source.id_column) for r in raw]
         logger.info("%s %s %s: %d rows", source.hub_id, config, split, len(per_language[lang]))
     kept, dropped, skipped = align_split(per_language, f"{source.hub_id} {split}")
     for lang, why in skipped.items():
@@ -239,7 +238,7 @@ def _read_checked(file: Path, task: Task) -> tuple[list[dict], list[str]]:
             for line_no, obj in json_objects(handle, file):
                 where = f"{file}:{line_no}"
                 try:
-                    parse_row(obj, task, where)
+                    check_row(obj, task, where)
                 except UserError as err:
                     if not problems:
                         problems.append(f"{where}: not a valid row ({str(err).removeprefix(where + ': ')})")
@@ -247,6 +246,10 @@ def _read_checked(file: Path, task: Task) -> tuple[list[dict], list[str]]:
     except UserError as err:
         problems = problems or [str(err)]
     return rows, problems
+
+
+def _same_label_and_id(a: dict, b: dict) -> bool:
+    return a.get("label") == b.get("label") and a.get("id") == b.get("id")
 
 
 def _alignment_problems(task_dir: Path, loaded: dict[str, list[dict]]) -> list[str]:
@@ -260,16 +263,15 @@ def _alignment_problems(task_dir: Path, loaded: dict[str, list[dict]]) -> list[s
         if len(per_language) < 2:
             continue
         ref_lang, ref = next(iter(per_language.items()))
-        for lang, rows in per_language.items():
-            if len(rows) != len(ref):
+        for lang, i in misalignments(per_language, _same_label_and_id):
+            rows = per_language[lang]
+            if i is None:
                 problems.append(f"{task_dir / split}: {lang} has {len(rows)} rows, {ref_lang} {len(ref)}: not parallel")
                 continue
-            for i, (a, b) in enumerate(zip(ref, rows)):
-                if a.get("label") != b.get("label") or a.get("id") != b.get("id"):
-                    problems.append(f"{task_dir / split}: row {i + 1} differs between {ref_lang} and {lang} "
-                                    f"(label {a.get('label')!r} vs {b.get('label')!r}, id {a.get('id')!r} vs "
-                                    f"{b.get('id')!r}): not parallel")
-                    break
+            a, b = ref[i], rows[i]
+            problems.append(f"{task_dir / split}: row {i + 1} differs between {ref_lang} and {lang} "
+                            f"(label {a.get('label')!r} vs {b.get('label')!r}, id {a.get('id')!r} vs "
+                            f"{b.get('id')!r}): not parallel")
     return problems
 
 

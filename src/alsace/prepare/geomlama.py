@@ -28,11 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alsace.errors import UserError
+from alsace.tasks import TASKS
 
-LANGUAGES = ("en", "zh", "hi", "fa", "sw")
+GEOMLAMA = TASKS["geomlama"]  # the languages, the row's fields and the mask slot come from the registry
+LANGUAGES = GEOMLAMA.languages
 COUNTRIES = 5  # rows per concept in the released files
 PARAPHRASES = 4  # paraphrased prompts per country in the *_aug files
-MASK_SLOT = "<mask>"
+MASK_SLOT = GEOMLAMA.mask_slot
+(PROMPT_FIELD,) = GEOMLAMA.text_fields
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ def convert(per_language: dict[str, list[Prompt]]) -> tuple[dict[str, list[dict]
             dropped["multi_or_missing_gold"] += 1
         else:
             for lang, p in zip(langs, items):
-                kept[lang].append({"id": p.id, "prompt": p.prompt, "candidates": list(p.candidates),
+                kept[lang].append({"id": p.id, PROMPT_FIELD: p.prompt, GEOMLAMA.candidate_field: list(p.candidates),
                                    "label": gold_index(p)})
     summary = {"languages": langs, "prompts_per_language": counts.pop(), "kept_per_language": len(kept[langs[0]]),
                "dropped": dropped, "misaligned_concepts": sorted(misaligned)}

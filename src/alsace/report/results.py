@@ -255,3 +255,26 @@ def save_results(output_dir, task, split: str, model_name: str, evaluation: dict
         save_evaluation(output_dir, results, evaluation, split, title)
         logger.info("%s\n%s", title, table_for_terminal(results))
     return results
+
+
+# ---------------------------------------------------------------- per-language dev scalars during training
+
+def dev_table(scalars: dict[str, float]) -> str:
+    """The per-language scalars as two aligned lines (languages, accuracy in %), plus average and gap."""
+    langs = [k[len("eval_"):-len("_accuracy")] for k in scalars if k.endswith("_accuracy") and k != "eval_average_accuracy"]
+    head = "  ".join(f"{lang:>6}" for lang in langs)
+    accs = "  ".join(f"{100 * scalars[f'eval_{lang}_accuracy']:6.2f}" for lang in langs)
+    tail = f"average {100 * scalars['eval_average_accuracy']:.2f}"
+    if "eval_transfer_gap" in scalars:
+        tail += f"  transfer gap {100 * scalars['eval_transfer_gap']:.2f}"
+    return f"{head}\n{accs}\n{tail}"
+
+
+def language_scalars(accuracies: dict[str, float], source_language: str) -> dict[str, float]:
+    """`{eval_<lang>_accuracy, eval_average_accuracy, eval_transfer_gap}` from per-language accuracies."""
+    summary = disparity(accuracies, source_language)
+    scalars = {f"eval_{lang}_accuracy": acc for lang, acc in accuracies.items()}
+    scalars["eval_average_accuracy"] = summary["average"]
+    if summary["transfer_gap"] is not None:
+        scalars["eval_transfer_gap"] = summary["transfer_gap"]
+    return scalars

@@ -1,4 +1,5 @@
-"""Experiment tracking: `--report_to` checks and per-language dev metrics during training.
+"""Experiment tracking: `--report_to` checks and per-language dev metrics during training (the Trainer side;
+the scalars and their table are results-side, in `alsace.report.results`).
 
 `--report_to` is the stock TrainingArguments flag and passes straight to the Trainer (tensorboard,
 wandb, mlflow, ...). Its default in transformers 5 is "none", so nothing has to be installed; asking
@@ -18,9 +19,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from alsace.errors import UserError
 from alsace.evaluation import eval_bf16, evaluate_languages
-from alsace.metrics import disparity
+from alsace.report.results import dev_table, language_scalars
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("alsace.report.tracking")  # its name before the move: the log lines stay the same
 
 # report_to names whose pip package differs from the name.
 _PACKAGES = {"azure_ml": "azureml-core", "comet_ml": "comet-ml", "neptune": "neptune"}
@@ -81,24 +82,3 @@ def quiet_evaluation_logs(trainer) -> None:
                 return _print_logs(args, state, control, logs=logs, **kwargs)
 
             callback.on_log = on_log
-
-
-def dev_table(scalars: dict[str, float]) -> str:
-    """The per-language scalars as two aligned lines (languages, accuracy in %), plus average and gap."""
-    langs = [k[len("eval_"):-len("_accuracy")] for k in scalars if k.endswith("_accuracy") and k != "eval_average_accuracy"]
-    head = "  ".join(f"{lang:>6}" for lang in langs)
-    accs = "  ".join(f"{100 * scalars[f'eval_{lang}_accuracy']:6.2f}" for lang in langs)
-    tail = f"average {100 * scalars['eval_average_accuracy']:.2f}"
-    if "eval_transfer_gap" in scalars:
-        tail += f"  transfer gap {100 * scalars['eval_transfer_gap']:.2f}"
-    return f"{head}\n{accs}\n{tail}"
-
-
-def language_scalars(accuracies: dict[str, float], source_language: str) -> dict[str, float]:
-    """`{eval_<lang>_accuracy, eval_average_accuracy, eval_transfer_gap}` from per-language accuracies."""
-    summary = disparity(accuracies, source_language)
-    scalars = {f"eval_{lang}_accuracy": acc for lang, acc in accuracies.items()}
-    scalars["eval_average_accuracy"] = summary["average"]
-    if summary["transfer_gap"] is not None:
-        scalars["eval_transfer_gap"] = summary["transfer_gap"]
-    return scalars
