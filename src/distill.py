@@ -178,12 +178,10 @@ def main(argv=None) -> dict:
                                 anchor_features=anchor_features)
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=train_dataset,
-        eval_dataset=dev_features, data_collator=collator, processing_class=tokenizer,
+        eval_dataset=dev_features, data_collator=collator, train_collator=train_dataset.collator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
         compute_metrics=compute_accuracy, finetune_loss="label_words",  # dev evaluation loss only
-        kl_direction=d_args.kl_direction,
-        detach_teacher=d_args.detach_teacher, temperature=d_args.temperature,
-        min_teacher_confidence=d_args.min_teacher_confidence, anchor_weight=d_args.anchor_weight,
-        teacher_temperature=d_args.teacher_temperature,
+        loss_config=d_args.loss_config(),
     )
     if dev_by_lang is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
         limit = data_args.max_eval_samples

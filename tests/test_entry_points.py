@@ -162,9 +162,9 @@ def test_kl_direction_and_temperature_reach_the_loss(finetuned, data_dir, tmp_pa
     calls = []
     loss = alsace.losses.consistency_loss
 
-    def spy(logits_a, logits_b, kl_direction, detach_a, temp, *extensions):
-        calls.append((kl_direction, detach_a, temp))
-        return loss(logits_a, logits_b, kl_direction, detach_a, temp, *extensions)
+    def spy(logits_a, logits_b, config):
+        calls.append((config.kl_direction, config.detach_teacher, config.temperature))
+        return loss(logits_a, logits_b, config)
 
     monkeypatch.setattr(alsace.losses, "consistency_loss", spy)
     model_dir, _ = finetuned

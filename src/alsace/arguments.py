@@ -11,10 +11,10 @@ import argparse
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from alsace.errors import UserError
-from alsace.losses import KL_DIRECTIONS
+from alsace.losses import KL_DIRECTIONS, LossConfig
 from alsace.selection import SELECTION_METHODS, TEACHER_TARGETS
 
 
@@ -151,6 +151,8 @@ class FinetuneArguments(OutputArguments):
 MIN_POOL_SIZE = 5
 POOL_SIZE_WARNING = 100
 
+LOSS_DEFAULTS = {f.name: f.default for f in fields(LossConfig)}  # the consistency loss's flags default to these
+
 
 @dataclass
 class DistillArguments(OutputArguments):
@@ -192,23 +194,23 @@ class DistillArguments(OutputArguments):
                 "language's own starting distribution (a student paired with several teachers learns their "
                 "mixture); dawid_skene = every pair's target is the item's Dawid-Skene posterior over classes "
                 "from all languages' starting predictions."})
-    kl_direction: str = field(default="teacher_target", metadata={
+    kl_direction: str = field(default=LOSS_DEFAULTS["kl_direction"], metadata={
         "help": "teacher_target: KL(P_teacher || P_student), the paper; student_target: "
                 "KL(P_student || P_teacher), what the released code computes; symmetric: the mean."})
-    detach_teacher: bool = field(default=False, metadata={
+    detach_teacher: bool = field(default=LOSS_DEFAULTS["detach_teacher"], metadata={
         "help": "Stop gradients through the higher-ranked side (the original lets both sides learn)."})
-    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of both sides."})
+    temperature: float = field(default=LOSS_DEFAULTS["temperature"], metadata={"help": "Softmax temperature of both sides."})
     frozen_teacher: bool = field(default=False, metadata={
         "help": "This project's extension: the teacher side's distribution is the starting checkpoint's, "
                 "computed once on the pool, so the targets cannot drift with the student (the paper: the "
                 "teacher side is the same, moving network). Halves the sequences per step."})
-    anchor_weight: float = field(default=0.0, metadata={
+    anchor_weight: float = field(default=LOSS_DEFAULTS["anchor_weight"], metadata={
         "help": "This project's extension: add this weight x cross-entropy on labelled source-language "
                 "training rows (one per pair in each batch) to the consistency loss; 0 = off (the paper)."})
-    teacher_temperature: float | None = field(default=None, metadata={
+    teacher_temperature: float | None = field(default=LOSS_DEFAULTS["teacher_temperature"], metadata={
         "help": "This project's extension: the teacher side's own softmax temperature (below 1 sharpens the "
                 "targets); default: --temperature, as the paper."})
-    min_teacher_confidence: float = field(default=0.0, metadata={
+    min_teacher_confidence: float = field(default=LOSS_DEFAULTS["min_teacher_confidence"], metadata={
         "help": "This project's extension: only pairs whose teacher-side maximum class probability is at "
                 "least this count in the loss; 0 = every pair (the paper)."})
     select_best_on_dev: bool = field(default=False, metadata={
@@ -252,6 +254,10 @@ class DistillArguments(OutputArguments):
         if self.pool_size is not None and self.pool_size < MIN_POOL_SIZE:
             raise UserError(f"--pool_size {self.pool_size} (POOL_SIZE in run_script/distillation.sh): use at least "
                             f"{MIN_POOL_SIZE} items; teacher scores from fewer are noise (the paper: 100-500)")
+
+    def loss_config(self) -> LossConfig:
+        """The consistency loss's options (`LossConfig`), from the flags of the same names."""
+        return LossConfig(**{f.name: getattr(self, f.name) for f in fields(LossConfig)})
 
     def threshold(self, task) -> float | None:
         """θ for `select_teachers`: None = the mean of the normalised scores; `paper`: the task's value."""
