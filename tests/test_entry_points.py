@@ -224,7 +224,7 @@ def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path, mo
 def test_dev_split_is_read_once_for_best_checkpoint_and_per_language_scalars(finetuned, data_dir, tmp_path,
                                                                             monkeypatch):
     """--select_best_on_dev with --eval_all_dev_languages reads the validation split once; the per-language
-    dev scalars still see --max_eval_samples rows per language (the selection language: all of its rows)."""
+    dev scalars see --max_eval_samples rows per language (the --dev_language set too: one dev-row policy)."""
     model_dir, _ = finetuned
     reads, given = [], {}
     real_split_features = distill.split_features
