@@ -48,6 +48,7 @@ from alsace.features import Collator
 from alsace.files import write_json, write_text
 from alsace.logs import configure_logging
 from alsace.losses import consistency_loss, pair_loss, supervised_loss
+from alsace.pairs import PairCollator
 from alsace.scoring import class_logits
 
 logger = logging.getLogger("alsace.benchmark")
@@ -403,7 +404,7 @@ def bench_train(model, args: BenchmarkArguments) -> dict:
 
 def bench_distill(model, args: BenchmarkArguments) -> dict:
     """Section 3: distillation forward + backward, one stacked (2B) batch vs two passes of B."""
-    collator = Collator(PAD)
+    collator, pair_collator = Collator(PAD), PairCollator(PAD)
     bs = args.distill_pairs
     a_side, label_ids, rng = _train_features(args, bs * args.train_batches, 2)
     # The parallel side: the same item in another language, so a somewhat different length.
@@ -413,7 +414,7 @@ def bench_distill(model, args: BenchmarkArguments) -> dict:
     strip = lambda f: {k: v for k, v in f.items() if k != "labels"}  # noqa: E731
     pairs = [{"a": strip(a), "b": strip(b)} for a, b in zip(a_side, b_side)]
     chunks = [pairs[s : s + bs] for s in range(0, len(pairs), bs)]
-    stacked = [collator(c) for c in chunks]
+    stacked = [pair_collator(c) for c in chunks]
     two = [(collator([p["a"] for p in c]), collator([p["b"] for p in c])) for c in chunks]
     model.train()
     losses = {"stacked": [], "two_passes": []}
@@ -423,7 +424,7 @@ def bench_distill(model, args: BenchmarkArguments) -> dict:
         "two_passes": lambda: losses["two_passes"].append([backward_step(model, lambda a=a, b=b: two_pass_pair_loss(
             model, a, b)) for a, b in two]),
     }
-    warm = {"stacked": lambda: backward_step(model, lambda: pair_loss(model, collator(pairs[:2]))[0]),
+    warm = {"stacked": lambda: backward_step(model, lambda: pair_loss(model, pair_collator(pairs[:2]))[0]),
             "two_passes": lambda: backward_step(model, lambda: two_pass_pair_loss(
                 model, collator([p["a"] for p in pairs[:2]]), collator([p["b"] for p in pairs[:2]])))}
     times = interleaved_times(fns, args.repeats, args.warmup, warm)

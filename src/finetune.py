@@ -17,16 +17,14 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
 from alsace.data import first_n, load_split
 from alsace.distributed import is_main_process
-from alsace.errors import UserError
-from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.checkpoint import CheckpointInfo, placeholder_count
+from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.modeling import load_tokenizer_and_model
-from alsace.report.plots import plot_run
 from alsace.report.results import save_results
-from alsace.report.run_record import write_run_record
+from alsace.report.run_report import write_run_report
 from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
                             stored_config)
-from alsace.runs import check_training_numbers, evaluate, resolve_languages, run_configuration, setup_logging, train
+from alsace.runs import check_training_numbers, evaluate, run_configuration, setup_logging, train
 from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.tasks import get_task
 from alsace.trainer import AlsaceTrainer, compute_accuracy
@@ -44,10 +42,8 @@ def main(argv=None) -> dict:
     model_args.head = model_args.head or "prompt"
 
     task = get_task(data_args.task)
-    languages = resolve_languages(task, data_args.languages)
-    task.check_languages([ft_args.selection_language], "--selection_language")
-    if not task.has_train and not ft_args.skip_training:
-        raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
+    run = ft_args.resolve(task, data_args, training_args)  # every flag checked and resolved before any work
+    languages, dev = run.languages, run.dev
     if not ft_args.skip_training:
         check_training_numbers(training_args)
     num_placeholders = placeholder_count(CheckpointInfo.read(model_args.model_name_or_path), task,
@@ -70,18 +66,16 @@ def main(argv=None) -> dict:
     train_features = None if ft_args.skip_training else training_features(task, featurizer, data_args, ft_args,
                                                                           training_args.seed)
     dev_by_lang, dev_features = None, None
-    if training_args.eval_strategy != "no":  # read once: selection dev set (+ per-language dev scalars)
-        dev_languages = languages if data_args.eval_all_dev_languages else []
-        dev_by_lang = split_features(task, featurizer, data_args.data_dir, "validation",
-                                     list(dict.fromkeys([ft_args.selection_language, *dev_languages])),
-                                     ft_args.max_selection_samples, **cache)
-        dev_features = dev_by_lang[ft_args.selection_language]
+    if dev.checkpoint_language:  # read once: the checkpoint language's dev set (+ per-language dev scalars)
+        dev_by_lang = split_features(task, featurizer, data_args.data_dir, "validation", list(dev.languages),
+                                     dev.max_rows, **cache)
+        dev_features = dev_by_lang[dev.checkpoint_language]
     # Read every evaluation file now: a bad test file must fail before hours of training, not after.
     eval_features = split_features(task, featurizer, data_args.data_dir, data_args.eval_split, languages,
                                    data_args.max_eval_samples, **cache)
     if train_features is not None and dev_features is not None:
         logger.info("training on %d %s rows; selecting on %s dev (%d rows)", len(train_features),
-                    task.source_language, ft_args.selection_language, len(dev_features))
+                    task.source_language, dev.checkpoint_language, len(dev_features))
     elif train_features is not None:  # --eval_strategy no: nothing to select on
         logger.info("training on %d %s rows; no dev evaluation (--eval_strategy no): the last step is kept",
                     len(train_features), task.source_language)
@@ -91,7 +85,7 @@ def main(argv=None) -> dict:
         data_collator=collator, processing_class=tokenizer, compute_metrics=compute_accuracy,
         finetune_loss=ft_args.finetune_loss,
     )
-    if dev_features is not None and data_args.eval_all_dev_languages:  # every language's dev accuracy
+    if dev.per_language:  # every language's dev accuracy
         trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang] for lang in languages},
                                                 collator, task.source_language, trainer.log))
         quiet_evaluation_logs(trainer)  # the per-language table replaces the Trainer's eval dict
@@ -102,12 +96,13 @@ def main(argv=None) -> dict:
         CheckpointInfo.write(training_args.output_dir, task, model_args.head, featurizer, data_args.task)
 
     evaluation = evaluate(model, eval_features, collator, training_args)
+    title = ("Zero-shot evaluation (--skip_training): per-language accuracy" if ft_args.skip_training
+             else "English fine-tuning: per-language accuracy")
     results = save_results(training_args.output_dir, task, data_args.eval_split, model_args.model_name_or_path,
-                           evaluation, "Zero-shot evaluation (--skip_training): per-language accuracy"
-                           if ft_args.skip_training else "English fine-tuning: per-language accuracy")
-    if is_main_process():
-        write_run_record(training_args.output_dir, stored_config(training_args.output_dir))  # stored first: what ran
-        plot_run(training_args.output_dir, task.source_language)
+                           evaluation, title, markdown=False)
+    if is_main_process():  # every report file once, from these results; the configuration stored first: what ran
+        write_run_report(training_args.output_dir, stored_config(training_args.output_dir), results, evaluation,
+                         title, task.source_language)
     RunStages(training_args.output_dir, config).mark("run")
     remove_checkpoints(training_args.output_dir, ft_args.keep_checkpoints)
     return results

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from alsace.errors import UserError
-from alsace.features import Collator
-from alsace.losses import consistency_loss, pair_loss, supervised_loss
+from alsace.losses import LossConfig, consistency_loss, pair_loss, supervised_loss
 from alsace.metrics import accuracy, class_metrics, disparity, prediction_health, spearman
+from alsace.pairs import PairCollator
 from alsace.report.significance import (bootstrap_means, holm, load_correct, paired_significance,
                                         significance_between_runs, summarize)
 from alsace.scoring import ClassScorer
@@ -43,7 +43,7 @@ def test_confidence_filter_reads_each_row_over_its_classes_and_averages_the_kept
     per_pair = [kl(probs(x), probs(y)) for x, y in zip(a, b)]
     conf = [max(probs(x)) for x in a]  # 0.84, 0.37, 0.87: rows 1 and 3 pass 0.5
     assert conf[0] > 0.5 > conf[1] and conf[2] > 0.5
-    got = consistency_loss(torch.tensor(a), torch.tensor(b), min_confidence=0.5).item()
+    got = consistency_loss(torch.tensor(a), torch.tensor(b), LossConfig(min_teacher_confidence=0.5)).item()
     assert got == pytest.approx((per_pair[0] + per_pair[2]) / 2, rel=1e-5)  # mean over the 2 kept rows
 
 
@@ -52,12 +52,12 @@ def test_confidence_filter_keeps_a_row_exactly_at_the_threshold():
     b = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
     kl0 = kl([0.5, 0.5], probs([1.0, 0.0]))
     kl1 = kl([0.9, 0.1], [0.5, 0.5])
-    assert consistency_loss(a, b, min_confidence=0.5).item() == pytest.approx((kl0 + kl1) / 2, rel=1e-5)
+    assert consistency_loss(a, b, LossConfig(min_teacher_confidence=0.5)).item() == pytest.approx((kl0 + kl1) / 2, rel=1e-5)
 
 
 def test_unknown_direction_names_the_value():
     with pytest.raises(ValueError, match="unknown kl direction 'backwards'"):
-        consistency_loss(torch.zeros(1, 2), torch.zeros(1, 2), direction="backwards")
+        consistency_loss(torch.zeros(1, 2), torch.zeros(1, 2), LossConfig(kl_direction="backwards"))
 
 
 class Table(torch.nn.Module):
@@ -77,10 +77,10 @@ ROWS = [[0.0, 0.0, 0.0], [1.0, 0.0, -1.0], [0.0, 2.0, 0.5], [-1.0, 0.5, 1.5]]
 
 
 def test_pair_loss_gradient_reaches_the_teacher_side_unless_detached():
-    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
+    batch = PairCollator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
     for detach, teacher_learns in ((False, True), (True, False)):
         model = Table(ROWS)
-        loss, _ = pair_loss(model, batch, detach_teacher=detach)
+        loss, _ = pair_loss(model, batch, LossConfig(detach_teacher=detach))
         loss.backward()
         assert (model.table.grad[1].abs().sum() > 0) == teacher_learns  # row 1: the teacher side
         assert model.table.grad[2].abs().sum() > 0  # the student side learns either way
@@ -91,34 +91,32 @@ def test_pair_loss_gradient_reaches_the_teacher_side_unless_detached():
 
 def test_pair_loss_passes_every_option_to_the_kl():
     # Online pairs: teacher rows 1 and 3, students rows 2 and 0; each option at a value of its own.
-    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}},
+    batch = PairCollator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}},
                                       {"a": {"input_ids": [3]}, "b": {"input_ids": [0]}}])
     teacher, student = torch.tensor([ROWS[1], ROWS[3]]), torch.tensor([ROWS[2], ROWS[0]])
     for kwargs in ({}, {"kl_direction": "student_target"}, {"temperature": 2.0},
                    {"temperature": 2.0, "teacher_temperature": 0.5}, {"min_teacher_confidence": 0.68}):
-        loss, out = pair_loss(Table(ROWS), batch, **{"kl_direction": "teacher_target", **kwargs})
-        renamed = {"kl_direction": "direction", "min_teacher_confidence": "min_confidence",
-                   "teacher_temperature": "temperature_a"}
-        expected = consistency_loss(teacher, student, **{renamed.get(k, k): v for k, v in kwargs.items()})
+        loss, out = pair_loss(Table(ROWS), batch, LossConfig(**{"kl_direction": "teacher_target", **kwargs}))
+        expected = consistency_loss(teacher, student, LossConfig(**kwargs))
         assert loss.item() == pytest.approx(expected.item(), rel=1e-6), kwargs
         assert torch.equal(out, student)
     # The values differ, so a swapped or dropped option shows.
-    values = {pair_loss(Table(ROWS), batch, **kw)[0].item() for kw in (
+    values = {pair_loss(Table(ROWS), batch, LossConfig(**kw))[0].item() for kw in (
         {}, {"kl_direction": "student_target"}, {"temperature": 2.0}, {"temperature": 2.0, "teacher_temperature": 0.5},
         {"min_teacher_confidence": 0.68})}
     assert len(values) == 5
 
 
 def test_pair_loss_teacher_temperature_by_hand():
-    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
-    loss, _ = pair_loss(Table(ROWS), batch, temperature=2.0, teacher_temperature=0.5)
+    batch = PairCollator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
+    loss, _ = pair_loss(Table(ROWS), batch, LossConfig(temperature=2.0, teacher_temperature=0.5))
     expected = kl(probs([x / 0.5 for x in ROWS[1]]), probs([x / 2.0 for x in ROWS[2]]))
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_anchor_weight_without_anchor_rows_is_the_consistency_loss_alone():
-    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
-    loss, _ = pair_loss(Table(ROWS), batch, anchor_weight=0.5)
+    batch = PairCollator(pad_token_id=9)([{"a": {"input_ids": [1]}, "b": {"input_ids": [2]}}])
+    loss, _ = pair_loss(Table(ROWS), batch, LossConfig(anchor_weight=0.5))
     assert loss.item() == pytest.approx(kl(probs(ROWS[1]), probs(ROWS[2])), rel=1e-5)
 
 
@@ -179,9 +177,9 @@ def test_the_scorer_is_fed_the_sides_only():
             return super().forward(labels, return_vocab, **batch)
 
     examples = [{"b": {"input_ids": [2]}, "teacher_logits": [0.0, 1.0, 0.0], "anchor": {"input_ids": [1], "labels": 0}}]
-    batch = Collator(pad_token_id=9)(examples)
+    batch = PairCollator(pad_token_id=9, frozen_teacher=True, anchors=True)(examples)
     assert {"num_pairs", "teacher_logits", "anchor"} <= set(batch)
-    pair_loss(Recording(Table(ROWS)), batch, anchor_weight=0.5)
+    pair_loss(Recording(Table(ROWS)), batch, LossConfig(anchor_weight=0.5))
     assert seen == [["attention_mask", "input_ids"], ["attention_mask", "input_ids"]]  # the sides, then the anchor
 
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from alsace.features import Collator, Featurizer
-from alsace.losses import consistency_loss
+from alsace.losses import LossConfig, consistency_loss
 from alsace.modeling import load_tokenizer_and_model
-from alsace.pairs import PairDataset, all_pairs, build_pairs
+from alsace.pairs import PairCollator, PairDataset, all_pairs, build_pairs
 from alsace.scoring import class_logits
 from alsace.tasks import get_task
 from conftest import encode_rows
@@ -34,22 +34,22 @@ def test_kl_by_hand():
     b = torch.tensor([[math.log(3.0), 0.0]])    # P_b = (3/4, 1/4)
     kl_ab = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)      # KL(P_a || P_b)
     kl_ba = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)    # KL(P_b || P_a)
-    assert consistency_loss(a, b, "teacher_target").item() == pytest.approx(kl_ab)
-    assert consistency_loss(a, b, "student_target").item() == pytest.approx(kl_ba)
-    assert consistency_loss(a, b, "symmetric").item() == pytest.approx((kl_ab + kl_ba) / 2)
+    assert consistency_loss(a, b, LossConfig(kl_direction="teacher_target")).item() == pytest.approx(kl_ab)
+    assert consistency_loss(a, b, LossConfig(kl_direction="student_target")).item() == pytest.approx(kl_ba)
+    assert consistency_loss(a, b, LossConfig(kl_direction="symmetric")).item() == pytest.approx((kl_ab + kl_ba) / 2)
     # Temperature 2 halves the logits before the softmax.
-    assert consistency_loss(a, 2 * b, "teacher_target", temperature=2.0).item() == pytest.approx(kl_ab)
+    assert consistency_loss(a, 2 * b, LossConfig(kl_direction="teacher_target", temperature=2.0)).item() == pytest.approx(kl_ab)
 
 
 def test_kl_matches_f_kl_div_and_zero_on_identical():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
     expected = F.kl_div(F.log_softmax(b, -1), F.softmax(a, -1), reduction="batchmean")
-    assert consistency_loss(a, b, "teacher_target").item() == pytest.approx(expected.item(), rel=1e-6)
+    assert consistency_loss(a, b, LossConfig(kl_direction="teacher_target")).item() == pytest.approx(expected.item(), rel=1e-6)
     # The released code: KLDivLoss(batchmean, log_target=True)(log_softmax(s1), log_softmax(s2)).
     released = torch.nn.KLDivLoss(reduction="batchmean", log_target=True)(F.log_softmax(a, -1), F.log_softmax(b, -1))
-    assert consistency_loss(a, b, "student_target").item() == pytest.approx(released.item(), rel=1e-6)
-    assert consistency_loss(a, a.clone(), "symmetric").item() == pytest.approx(0.0, abs=1e-7)
+    assert consistency_loss(a, b, LossConfig(kl_direction="student_target")).item() == pytest.approx(released.item(), rel=1e-6)
+    assert consistency_loss(a, a.clone(), LossConfig(kl_direction="symmetric")).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_empty_batch_bf16_and_detach():
@@ -60,7 +60,7 @@ def test_empty_batch_bf16_and_detach():
     assert loss16.dtype == torch.float32 and torch.isfinite(loss16)
     a = torch.randn(4, 3, requires_grad=True)
     b = torch.randn(4, 3, requires_grad=True)
-    consistency_loss(a, b, detach_a=True).backward()
+    consistency_loss(a, b, LossConfig(detach_teacher=True)).backward()
     assert a.grad is None and b.grad is not None and b.grad.abs().sum() > 0
     a2 = torch.randn(4, 3, requires_grad=True)
     consistency_loss(a2, b.detach()).backward()
@@ -84,7 +84,7 @@ def test_stacked_forward_equals_two_passes(tiny_mlm, data_dir):
     pairs = [{"a": a, "b": b} for a, b in zip(encode_rows(feat, pool["en"], "en"), encode_rows(feat, pool["fr"], "fr"))]
     collate = Collator(tokenizer.pad_token_id)
 
-    stacked = collate(pairs)
+    stacked = PairCollator(tokenizer.pad_token_id)(pairs)
     logits = class_logits(model, stacked)
     loss_stacked = consistency_loss(logits[:4], logits[4:])
     grads_stacked = torch.autograd.grad(loss_stacked, list(model.parameters()), allow_unused=True)

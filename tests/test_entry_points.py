@@ -160,9 +160,9 @@ def test_kl_direction_and_temperature_reach_the_loss(finetuned, data_dir, tmp_pa
     calls = []
     loss = alsace.losses.consistency_loss
 
-    def spy(logits_a, logits_b, kl_direction, detach_a, temp, *extensions):
-        calls.append((kl_direction, detach_a, temp))
-        return loss(logits_a, logits_b, kl_direction, detach_a, temp, *extensions)
+    def spy(logits_a, logits_b, config):
+        calls.append((config.kl_direction, config.detach_teacher, config.temperature))
+        return loss(logits_a, logits_b, config)
 
     monkeypatch.setattr(alsace.losses, "consistency_loss", spy)
     model_dir, _ = finetuned
@@ -222,7 +222,7 @@ def test_best_on_dev_keeps_the_best_checkpoint(finetuned, data_dir, tmp_path, mo
 def test_dev_split_is_read_once_for_best_checkpoint_and_per_language_scalars(finetuned, data_dir, tmp_path,
                                                                             monkeypatch):
     """--select_best_on_dev with --eval_all_dev_languages reads the validation split once; the per-language
-    dev scalars still see --max_eval_samples rows per language (the selection language: all of its rows)."""
+    dev scalars see --max_eval_samples rows per language (the --dev_language set too: one dev-row policy)."""
     model_dir, _ = finetuned
     reads, given = [], {}
     real_split_features = distill.split_features

@@ -10,9 +10,8 @@ import torch
 
 import distill
 from alsace.errors import UserError
-from alsace.features import Collator
-from alsace.losses import consistency_loss, pair_loss
-from alsace.pairs import PairDataset
+from alsace.losses import LossConfig, consistency_loss, pair_loss
+from alsace.pairs import PairCollator, PairDataset
 from conftest import run_argv
 
 
@@ -26,20 +25,20 @@ def test_confidence_filter_by_hand():
     b = torch.tensor([[math.log(3.0), 0.0], [math.log(3.0), 0.0]])
     kl1, kl2 = kl([0.5, 0.5], [0.75, 0.25]), kl([0.8, 0.2], [0.75, 0.25])
     assert consistency_loss(a, b).item() == pytest.approx((kl1 + kl2) / 2, rel=1e-5)
-    assert consistency_loss(a, b, min_confidence=0.6).item() == pytest.approx(kl2, rel=1e-5)  # row 1 dropped
-    assert consistency_loss(a, b, min_confidence=0.9).item() == 0.0  # nothing kept
+    assert consistency_loss(a, b, LossConfig(min_teacher_confidence=0.6)).item() == pytest.approx(kl2, rel=1e-5)  # row 1 dropped
+    assert consistency_loss(a, b, LossConfig(min_teacher_confidence=0.9)).item() == 0.0  # nothing kept
     # The filter reads the teacher at temperature 1, the KL uses the temperature.
     t = 2.0
     p2 = [2 / 3, 1 / 3]  # softmax((log 4, 0) / 2)
     q2 = [math.sqrt(3) / (math.sqrt(3) + 1), 1 / (math.sqrt(3) + 1)]  # softmax((log 3, 0) / 2)
-    assert consistency_loss(a, b, temperature=t, min_confidence=0.6).item() == pytest.approx(kl(p2, q2), rel=1e-5)
+    assert consistency_loss(a, b, LossConfig(temperature=t, min_teacher_confidence=0.6)).item() == pytest.approx(kl(p2, q2), rel=1e-5)
 
 
 def test_teacher_temperature_sharpens_only_the_targets_by_hand():
     a = torch.tensor([[math.log(2.0), 0.0]])  # teacher (2/3, 1/3); at T_a = 0.5: (4/5, 1/5)
     b = torch.tensor([[0.0, 0.0]])  # student (1/2, 1/2) at any temperature
-    assert consistency_loss(a, b, temperature_a=0.5).item() == pytest.approx(kl([0.8, 0.2], [0.5, 0.5]), rel=1e-5)
-    assert consistency_loss(a, b, temperature=2.0, temperature_a=0.5).item() == pytest.approx(
+    assert consistency_loss(a, b, LossConfig(teacher_temperature=0.5)).item() == pytest.approx(kl([0.8, 0.2], [0.5, 0.5]), rel=1e-5)
+    assert consistency_loss(a, b, LossConfig(temperature=2.0, teacher_temperature=0.5)).item() == pytest.approx(
         kl([0.8, 0.2], [0.5, 0.5]), rel=1e-5)
     assert consistency_loss(a, b).item() == pytest.approx(kl([2 / 3, 1 / 3], [0.5, 0.5]), rel=1e-5)
 
@@ -53,7 +52,7 @@ def test_frozen_teacher_pairs_carry_fixed_logits_and_one_side():
         ex = ds[k]
         i = ds.index[k][2]
         assert "a" not in ex and ex["teacher_logits"] == teacher["en"][i].tolist() and "labels" not in ex["b"]
-    batch = Collator(pad_token_id=1)([ds[k] for k in range(3)])
+    batch = PairCollator(pad_token_id=1, frozen_teacher=True)([ds[k] for k in range(3)])
     assert batch["input_ids"].shape[0] == 3 and batch["teacher_logits"].shape == (3, 2)
 
 
@@ -72,7 +71,7 @@ class Linear(torch.nn.Module):
 
 def test_pair_loss_frozen_teacher_and_anchor_by_hand():
     model = Linear()
-    collate = Collator(pad_token_id=9)
+    collate = PairCollator(pad_token_id=9, frozen_teacher=True, anchors=True)
     # Two pairs: students are ids 1 -> (3/4, 1/4) and 0 -> (1/2, 1/2); frozen teacher logits given.
     # Anchor rows: id 1 with label 0 (p = 3/4), id 2 with label 0 (p = 1/4).
     examples = [{"b": {"input_ids": [1]}, "teacher_logits": [0.0, 0.0], "anchor": {"input_ids": [1], "labels": 0}},
@@ -83,7 +82,7 @@ def test_pair_loss_frozen_teacher_and_anchor_by_hand():
     anchor = (-math.log(0.75) - math.log(0.25)) / 2
     loss, student = pair_loss(model, batch)
     assert loss.item() == pytest.approx(consistency, rel=1e-5)  # anchor weight 0: the anchor rows are ignored
-    loss, _ = pair_loss(model, batch, anchor_weight=0.5)
+    loss, _ = pair_loss(model, batch, LossConfig(anchor_weight=0.5))
     assert loss.item() == pytest.approx(consistency + 0.5 * anchor, rel=1e-5)
     assert student.shape == (2, 2)
     loss.backward()
@@ -92,7 +91,7 @@ def test_pair_loss_frozen_teacher_and_anchor_by_hand():
 
 def test_online_pair_loss_unchanged_by_the_extensions_when_off():
     model = Linear()
-    batch = Collator(pad_token_id=9)([{"a": {"input_ids": [0]}, "b": {"input_ids": [1]}}])
+    batch = PairCollator(pad_token_id=9)([{"a": {"input_ids": [0]}, "b": {"input_ids": [1]}}])
     loss, _ = pair_loss(model, batch)
     assert loss.item() == pytest.approx(kl([0.5, 0.5], [0.75, 0.25]), rel=1e-5)
 
@@ -128,6 +127,7 @@ def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monk
                           kl_direction="symmetric", teacher_temperature="0.5"))
     keys, args = seen[0]
     assert {"teacher_logits", "anchor", "num_pairs"} <= set(keys)
-    assert args == ("symmetric", False, 2.0, 0.3, 0.25, 0.5)  # every value its own: a swap shows
+    assert args == (LossConfig(kl_direction="symmetric", detach_teacher=False, temperature=2.0, min_teacher_confidence=0.3,
+                               anchor_weight=0.25, teacher_temperature=0.5),)  # every value its own: a swap shows
     run_args = json.loads((out / "run_args.json").read_text())["distill_args"]
     assert run_args["frozen_teacher"] is True and run_args["anchor_weight"] == 0.25

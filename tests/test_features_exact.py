@@ -24,6 +24,7 @@ from alsace.errors import UserError
 from alsace.features import Collator, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
 from alsace.checkpoint import CHECKPOINT_INFO
 from alsace.modeling import hub_access, hub_is_offline, load_tokenizer_and_model, looks_like_path
+from alsace.pairs import PairCollator
 from alsace.prompts import PLACEHOLDER_TOKEN, encode_prompt
 from alsace.tasks import get_task
 from taskdata import GEO_CANDIDATES, tiny_model
@@ -104,7 +105,7 @@ def test_collator_pads_token_types_with_zero_and_ids_with_the_pad_id():
     assert batch["input_ids"].tolist() == [[5, 6, 8], [5, 7, 7]]
     assert batch["token_type_ids"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    pairs = Collator(pad_token_id=7)([{"b": {"input_ids": [1]}, "teacher_logits": [0.5, 1.5]}])
+    pairs = PairCollator(pad_token_id=7, frozen_teacher=True)([{"b": {"input_ids": [1]}, "teacher_logits": [0.5, 1.5]}])
     assert pairs["teacher_logits"].dtype == torch.float32
 
 

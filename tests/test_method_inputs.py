@@ -26,6 +26,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 import alsace.trainer
 import distill
 import finetune
+from alsace.losses import LossConfig
 from alsace.pairs import PairDataset
 from conftest import run_argv
 
@@ -171,9 +172,9 @@ def test_every_extension_flag_reaches_its_own_slot_of_the_loss(start_checkpoint,
                               "--min_teacher_confidence", "0.2", "--anchor_weight", "0.7",
                               "--teacher_temperature", "0.4"))
     (inputs, args), = rec.calls
-    # pair_loss(model, inputs, kl_direction, detach_teacher, temperature, min_teacher_confidence, anchor_weight,
-    #           teacher_temperature): every value differs from the others
-    assert args == ("student_target", True, 3.0, 0.2, 0.7, 0.4)
+    # pair_loss(model, inputs, LossConfig(...)): every value differs from the others
+    assert args == (LossConfig(kl_direction="student_target", detach_teacher=True, temperature=3.0,
+                               min_teacher_confidence=0.2, anchor_weight=0.7, teacher_temperature=0.4),)
     assert "anchor" in inputs and "teacher_logits" not in inputs  # online teacher: both sides in the batch
     assert inputs["input_ids"].shape[0] == 2 * inputs["num_pairs"]
 
@@ -191,7 +192,7 @@ def test_teacher_temperature_changes_only_the_targets_through_the_entry_point(st
                                   "--save_strategy", "no"))
         (inputs, args), = rec.calls
         (loss, student), = rec.outputs
-        assert args[2] == 2.0 and args[5] == t_a
+        assert args[0].temperature == 2.0 and args[0].teacher_temperature == t_a
         spread = student.softmax(-1).amax(-1) - student.softmax(-1).amin(-1)
         assert spread.min() > 1e-3  # the student's distributions are not uniform
         log_p = (inputs["teacher_logits"] / t_a).log_softmax(-1)

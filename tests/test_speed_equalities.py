@@ -21,7 +21,8 @@ from transformers import BertConfig, BertForMaskedLM, XLMRobertaConfig, XLMRober
 from alsace.data import load_split
 from alsace.evaluation import predict_logits
 from alsace.features import Collator, Featurizer, encode_cached, features_fingerprint, split_features
-from alsace.losses import consistency_loss, pair_loss, supervised_loss
+from alsace.losses import LossConfig, consistency_loss, pair_loss, supervised_loss
+from alsace.pairs import PairCollator
 from alsace.modeling import load_tokenizer_and_model
 from alsace.scoring import class_logits
 from alsace.tasks import get_task
@@ -122,12 +123,13 @@ def test_stacked_distillation_step_equals_two_passes(setup, data_dir, direction,
         return out
 
     model.zero_grad(set_to_none=True)
-    stacked, _ = pair_loss(model, collator(pairs), direction, detach)  # one (2B, L) forward
+    config = LossConfig(kl_direction=direction, detach_teacher=detach)
+    stacked, _ = pair_loss(model, PairCollator(collator.pad_token_id)(pairs), config)  # one (2B, L) forward
     stacked.backward()
     stacked_grads = grads()
     logits_a = class_logits(model, collator([p["a"] for p in pairs]))  # (B, C)
     logits_b = class_logits(model, collator([p["b"] for p in pairs]))  # (B, C)
-    two_pass = consistency_loss(logits_a, logits_b, direction, detach)
+    two_pass = consistency_loss(logits_a, logits_b, config)
     two_pass.backward()
     two_pass_grads = grads()
     torch.testing.assert_close(stacked, two_pass, **TIGHT)

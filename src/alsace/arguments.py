@@ -11,11 +11,14 @@ import argparse
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from alsace.errors import UserError
-from alsace.losses import KL_DIRECTIONS
-from alsace.selection import SELECTION_METHODS, TEACHER_TARGETS
+from alsace.losses import KL_DIRECTIONS, LossConfig
+from alsace.checkpoint import CHECKPOINT_INFO
+from alsace.modeling import HEADS
+from alsace.selection import (SELECTION_METHODS, TEACHER_TARGETS, max_normalized_score, min_normalized_score,
+                              score_bound)
 
 
 def split_list(value: str | None) -> list[str] | None:
@@ -23,6 +26,49 @@ def split_list(value: str | None) -> list[str] | None:
     if value is None or not value.strip():
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
+class DevPolicy:
+    """The labelled dev rows evaluated during training; one policy for both entry points.
+
+    `checkpoint_language`'s dev accuracy is the Trainer's evaluation metric, the one that chooses the kept
+    checkpoint with `--load_best_model_at_end` (fine-tuning: `--selection_language`, evaluated whenever
+    `--eval_strategy` is not no; distillation: `--dev_language`, with `--select_best_on_dev`); None: no dev
+    evaluation. `languages`: every dev set read (once), the checkpoint language first, plus every `--languages`
+    language with `--eval_all_dev_languages` (`per_language`: their accuracy is logged at each evaluation).
+    Each set is its first `max_rows` rows (fine-tuning: `--max_selection_samples`; distillation:
+    `--max_eval_samples`), so a language's dev accuracy is always over the same rows.
+    """
+
+    checkpoint_language: str | None = None
+    languages: tuple[str, ...] = ()
+    max_rows: int | None = None
+    per_language: bool = False
+
+    @classmethod
+    def of(cls, checkpoint_language: str | None, languages: list[str], max_rows: int | None,
+           every_language: bool) -> DevPolicy:
+        if checkpoint_language is None:
+            return cls()
+        read = [checkpoint_language, *languages] if every_language else [checkpoint_language]
+        return cls(checkpoint_language, tuple(dict.fromkeys(read)), max_rows, every_language)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Every flag that means something only with the task or another flag, resolved once after parsing."""
+
+    languages: list[str]  # --languages (default: all of the task's)
+    dev: DevPolicy
+    threshold: float | None = None  # θ (--teacher_threshold); None = the mean of the normalised scores
+    ranking: list[str] | None = None  # a fixed ranking (--lang_rank), best first; None = scored on the pool
+    pair_languages: list[str] | None = None  # --pair_languages: train on all their pairs
+
+
+def resolve_languages(task, languages: str | None) -> list[str]:
+    """`--languages` as a list, each one of the task's (default: all of them)."""
+    return task.check_languages(split_list(languages) or list(task.languages), "--languages")
 
 
 @dataclass
@@ -37,8 +83,8 @@ class ModelArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
 
     def __post_init__(self):
-        if self.head is not None and self.head not in ("prompt", "classification"):
-            raise UserError(f"--head {self.head!r}: choose prompt or classification")
+        if self.head is not None and self.head not in HEADS:
+            raise UserError(f"--head {self.head!r}: choose {' or '.join(HEADS)}")
 
 
 @dataclass
@@ -143,6 +189,16 @@ class FinetuneArguments(OutputArguments):
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise UserError("--max_train_samples must be >= 1")
 
+    def resolve(self, task, data_args, training_args) -> Resolved:
+        """The checks that need the task, and the dev policy: `--selection_language` when evaluating."""
+        languages = resolve_languages(task, data_args.languages)
+        task.check_languages([self.selection_language], "--selection_language")
+        if not task.has_train and not self.skip_training:
+            raise UserError(f"--task {task.name} has no training data (zero-shot probing): pass --skip_training")
+        evaluating = training_args.eval_strategy != "no"
+        return Resolved(languages, DevPolicy.of(self.selection_language if evaluating else None, languages,
+                                                self.max_selection_samples, data_args.eval_all_dev_languages))
+
 
 # The smallest --pool_size accepted. A language's score s is a mean of per-item probabilities (spread
 # about 0.2-0.3 on real models), so its standard error is about 0.25/sqrt(N): 0.11 at N = 5, the size of
@@ -150,6 +206,12 @@ class FinetuneArguments(OutputArguments):
 # POOL_SIZE_WARNING (the paper's smallest pool, XCOPA's 100 dev rows; standard error about 0.025).
 MIN_POOL_SIZE = 5
 POOL_SIZE_WARNING = 100
+
+# Above this learning rate a moving teacher (neither --frozen_teacher nor --detach_teacher) is in neither
+# recipe: RECIPE=original keeps the paper's 3e-8, RECIPE=recommended freezes the teacher.
+MOVING_TEACHER_MAX_LR = 1e-6
+
+LOSS_DEFAULTS = {f.name: f.default for f in fields(LossConfig)}  # the consistency loss's flags default to these
 
 
 @dataclass
@@ -192,23 +254,23 @@ class DistillArguments(OutputArguments):
                 "language's own starting distribution (a student paired with several teachers learns their "
                 "mixture); dawid_skene = every pair's target is the item's Dawid-Skene posterior over classes "
                 "from all languages' starting predictions."})
-    kl_direction: str = field(default="teacher_target", metadata={
+    kl_direction: str = field(default=LOSS_DEFAULTS["kl_direction"], metadata={
         "help": "teacher_target: KL(P_teacher || P_student), the paper; student_target: "
                 "KL(P_student || P_teacher), what the released code computes; symmetric: the mean."})
-    detach_teacher: bool = field(default=False, metadata={
+    detach_teacher: bool = field(default=LOSS_DEFAULTS["detach_teacher"], metadata={
         "help": "Stop gradients through the higher-ranked side (the original lets both sides learn)."})
-    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of both sides."})
+    temperature: float = field(default=LOSS_DEFAULTS["temperature"], metadata={"help": "Softmax temperature of both sides."})
     frozen_teacher: bool = field(default=False, metadata={
         "help": "This project's extension: the teacher side's distribution is the starting checkpoint's, "
                 "computed once on the pool, so the targets cannot drift with the student (the paper: the "
                 "teacher side is the same, moving network). Halves the sequences per step."})
-    anchor_weight: float = field(default=0.0, metadata={
+    anchor_weight: float = field(default=LOSS_DEFAULTS["anchor_weight"], metadata={
         "help": "This project's extension: add this weight x cross-entropy on labelled source-language "
                 "training rows (one per pair in each batch) to the consistency loss; 0 = off (the paper)."})
-    teacher_temperature: float | None = field(default=None, metadata={
+    teacher_temperature: float | None = field(default=LOSS_DEFAULTS["teacher_temperature"], metadata={
         "help": "This project's extension: the teacher side's own softmax temperature (below 1 sharpens the "
                 "targets); default: --temperature, as the paper."})
-    min_teacher_confidence: float = field(default=0.0, metadata={
+    min_teacher_confidence: float = field(default=LOSS_DEFAULTS["min_teacher_confidence"], metadata={
         "help": "This project's extension: only pairs whose teacher-side maximum class probability is at "
                 "least this count in the loss; 0 = every pair (the paper)."})
     select_best_on_dev: bool = field(default=False, metadata={
@@ -253,6 +315,78 @@ class DistillArguments(OutputArguments):
             raise UserError(f"--pool_size {self.pool_size} (POOL_SIZE in run_script/distillation.sh): use at least "
                             f"{MIN_POOL_SIZE} items; teacher scores from fewer are noise (the paper: 100-500)")
 
+    def loss_config(self) -> LossConfig:
+        """The consistency loss's options (`LossConfig`), from the flags of the same names."""
+        return LossConfig(**{f.name: getattr(self, f.name) for f in fields(LossConfig)})
+
+    def warnings(self, learning_rate: float) -> list[str]:
+        """Settings that are accepted but do not do what they seem to (logged before any work)."""
+        notes = []
+        if self.frozen_teacher and self.detach_teacher:
+            notes.append("--detach_teacher has no effect with --frozen_teacher: the frozen teacher's targets are "
+                         "computed once, before training, so no gradient flows through the teacher side anyway")
+        if not (self.frozen_teacher or self.detach_teacher or learning_rate <= MOVING_TEACHER_MAX_LR):
+            notes.append(
+                f"--learning_rate {learning_rate:g} with a moving teacher (no --frozen_teacher) is neither recipe: the "
+                f"KL loss tends to collapse every language to one class at such rates (README, docs/real_encoder.md); "
+                f"use RECIPE=recommended in run_script/distillation.sh (--frozen_teacher, lr 2e-5) or the paper's "
+                f"lr 3e-8 (RECIPE=original)")
+        return notes
+
+    def resolve(self, task, data_args, training_args, model_args, info) -> Resolved:
+        """Every check that needs the task, the languages or the training arguments, before any work; the
+        threshold θ, a fixed ranking, the pair languages and the dev policy (`--dev_language` with
+        `--select_best_on_dev`), resolved once."""
+        languages = resolve_languages(task, data_args.languages)
+        if len(languages) < 2:
+            raise UserError(f"--languages {','.join(languages)}: self-distillation needs at least two languages (a "
+                            "teacher and a student); list two or more, or omit the flag for all of the task's")
+        threshold = self.threshold(task)
+        if self.anchor_weight > 0 and not task.has_train:
+            raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
+                            "pass --anchor_weight 0")
+        high, low, uniform = max_normalized_score(len(languages)), min_normalized_score(len(languages)), 1 / len(languages)
+        if self.teacher_threshold == "paper" and threshold > high:
+            raise UserError(
+                f"--teacher_threshold paper: θ = {task.paper_threshold} for {task.name} can leave no teacher with "
+                f"{len(languages)} languages: {score_bound(len(languages))}; use mean (the default) or a float "
+                f"near 1/T = {uniform:.3f}")
+        if threshold is not None and self.lang_rank is None and not low < threshold <= high:
+            raise UserError(
+                f"--teacher_threshold {self.teacher_threshold}: no scores can split {len(languages)} languages at it: "
+                f"ŝ = softmax(s) with s in [0, 1] lies in [{low:.4f}, {high:.4f}] (a θ at or below the lower end makes "
+                f"every language a teacher); use mean (the default) or a float inside that range, near 1/T = "
+                f"{uniform:.3f}")
+        pair_languages = self.check_pair_languages(languages)  # before any work
+        if self.select_best_on_dev:
+            task.check_languages([self.dev_language], "--dev_language")
+            if training_args.eval_strategy == "no" or training_args.save_strategy != training_args.eval_strategy:
+                raise UserError("--select_best_on_dev needs --eval_strategy steps (or epoch) and the same "
+                                "--save_strategy, so that evaluated checkpoints are saved")
+        if not self.allow_untuned_checkpoint and info is None:  # `info`: the checkpoint's CheckpointInfo
+            raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: no {CHECKPOINT_INFO}, so not a "
+                            f"checkpoint fine-tuned for a task by src/finetune.py (an untuned model picks teachers by "
+                            f"noise); fine-tune it first (run_script/finetuning.sh) or pass --allow_untuned_checkpoint")
+        ranking = None
+        if self.lang_rank is not None:
+            ranking = list(task.lang_rank) if self.lang_rank == "original" else split_list(self.lang_rank)
+        dev = DevPolicy.of(self.dev_language if self.select_best_on_dev else None, languages,
+                           data_args.max_eval_samples, data_args.eval_all_dev_languages)
+        return Resolved(languages, dev, threshold, ranking, pair_languages)
+
+    def check_pair_languages(self, languages: list[str]) -> list[str] | None:
+        """`--pair_languages` as a list, each one among `--languages` (the pool is read for those only)."""
+        chosen = split_list(self.pair_languages)
+        if chosen is None:
+            return None
+        outside = [lang for lang in chosen if lang not in languages]
+        if outside:
+            raise UserError(f"--pair_languages: {', '.join(outside)} not among --languages ({', '.join(languages)}); "
+                            "add them to --languages or drop them from --pair_languages")
+        if len(set(chosen)) < 2 or len(set(chosen)) != len(chosen):
+            raise UserError(f"--pair_languages {self.pair_languages}: give at least two different languages, each once")
+        return chosen
+
     def threshold(self, task) -> float | None:
         """θ for `select_teachers`: None = the mean of the normalised scores; `paper`: the task's value."""
         if self.teacher_threshold == "mean":
@@ -263,6 +397,10 @@ class DistillArguments(OutputArguments):
                                 "use mean or a float")
             return task.paper_threshold
         return float(self.teacher_threshold)
+
+
+# What --select_best_on_dev stands for (the stock flags; one given explicitly wins).
+SELECT_BEST_FLAGS = {"load_best_model_at_end": True, "metric_for_best_model": "accuracy"}
 
 
 def select_best_flags(argv: list[str]) -> list[str]:
@@ -279,9 +417,8 @@ def select_best_flags(argv: list[str]) -> list[str]:
     if not pre.parse_known_args(argv)[0].select_best_on_dev:
         return argv
     given = {a.split("=")[0] for a in argv}
-    extra = [] if "--load_best_model_at_end" in given else ["--load_best_model_at_end", "true"]
-    extra += [] if "--metric_for_best_model" in given else ["--metric_for_best_model", "accuracy"]
-    return argv + extra
+    return argv + [part for flag, value in SELECT_BEST_FLAGS.items() if f"--{flag}" not in given
+                   for part in (f"--{flag}", str(value).lower())]
 
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
@@ -396,8 +533,7 @@ def _parse_file(parser, dataclass_types, path: str, output_dir: str | None = Non
     if output_dir is not None:
         values["output_dir"] = output_dir
     if values.get("select_best_on_dev") and DistillArguments in dataclass_types:  # as `select_best_flags`
-        values.setdefault("load_best_model_at_end", True)
-        values.setdefault("metric_for_best_model", "accuracy")
+        values = {**SELECT_BEST_FLAGS, **values}
     if values.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise UserError(f"{path}: deepspeed needs the optional DeepSpeed package: pip install deepspeed")
     if any(t.__name__ == "TrainingArguments" for t in dataclass_types) and not values.get("output_dir"):

@@ -33,6 +33,7 @@ import logging
 import re
 import sys
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -161,30 +162,40 @@ BATCH_KEYS = ("input_ids", "token_type_ids", "mask_pos", "label_token_ids", "can
               "decoder_prefix_ids", "labels")
 
 
-class Collator:
-    """Pads a list of features into a batch; pair features (`a`, `b`) are stacked into one batch.
+class BatchKind(Enum):
+    """What a collated batch holds; its collator says so, and the loss reads it (`batch_kind`), never its keys."""
 
-    A distillation pair batch of B pairs becomes one `(2B, ...)` batch, the B higher-ranked sides
-    first, so that both sides go through the model in a single forward pass. With a frozen teacher
-    the pairs carry side a's class logits instead: a `(B, ...)` batch of the b sides plus
-    `teacher_logits` `(B, C)`. Anchor rows (labelled, supervised) become a nested batch `anchor`.
+    PLAIN = "plain"  # model inputs (+ gold `labels`): fine-tuning, dev evaluation, scoring (`Collator`)
+    PAIRS = "pairs"  # B language pairs, both sides stacked `(2B, ...)` (`alsace.pairs.PairCollator`)
+    FROZEN_PAIRS = "frozen_pairs"  # B pairs: the student sides `(B, ...)` + the frozen teacher's logits
+
+
+class Batch(dict):
+    """A collated batch: a dict of tensors (as the Trainer expects) whose class names its `kind`.
+
+    The Trainer and accelerate rebuild a mapping with `type(batch)(...)` when they move it to the
+    device, so the class, and with it the kind, survives the trip to the loss.
+    """
+
+    kind = BatchKind.PLAIN
+
+
+def batch_kind(batch) -> BatchKind:
+    """The kind of a collated batch; a mapping built by hand (no `Batch`) holds plain model inputs."""
+    return getattr(batch, "kind", BatchKind.PLAIN)
+
+
+class Collator:
+    """Pads a list of features into a plain batch (`BatchKind.PLAIN`); pairs: `alsace.pairs.PairCollator`.
+
     Features with one input per class (multiple choice, candidates) become `(B, C, L)` tensors.
     """
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
-    def __call__(self, features: list[dict]) -> dict:
-        if "b" in features[0]:  # distillation pairs
-            sides = [f["a"] for f in features if "a" in f] + [f["b"] for f in features]
-            batch = self(sides)
-            batch["num_pairs"] = torch.tensor(len(features))
-            if "teacher_logits" in features[0]:
-                batch["teacher_logits"] = torch.tensor([f["teacher_logits"] for f in features], dtype=torch.float32)
-            if "anchor" in features[0]:
-                batch["anchor"] = self([f["anchor"] for f in features])
-            return batch
-        batch = {}
+    def __call__(self, features: list[dict]) -> Batch:
+        batch = Batch()
         for key in BATCH_KEYS:
             if key in features[0]:
                 pad = self.pad_token_id if key == "input_ids" else PAD_VALUES.get(key, 0)

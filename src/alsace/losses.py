@@ -4,57 +4,81 @@
   gold label word (the original's loss); `label_words`: cross-entropy over the class logits.
 - `pair_loss`: the consistency KL (`consistency_loss`) between the stacked halves of one forward
   pass, or against the frozen teacher's logits; optionally plus an English anchor.
-Each returns the loss and the class logits the Trainer reports.
+Each returns the loss and the class logits the Trainer reports. The consistency loss's options are
+named once, in `LossConfig`; the command line builds it (`DistillArguments.loss_config`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from alsace.features import BatchKind, batch_kind
+from alsace.pairs import PAIR_KEYS
 from alsace.scoring import as_scorer
 
 KL_DIRECTIONS = ("teacher_target", "student_target", "symmetric")
 
 
-def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, direction: str = "teacher_target",
-                     detach_a: bool = False, temperature: float = 1.0,
-                     min_confidence: float = 0.0, temperature_a: float | None = None) -> torch.Tensor:
+@dataclass(frozen=True)
+class LossConfig:
+    """The options of the consistency loss, with the paper's values as defaults (the command line's
+    `DistillArguments` takes its flags' defaults from here).
+
+    - kl_direction: teacher_target = KL(P_teacher || P_student), the paper; student_target =
+      KL(P_student || P_teacher), what the released code computes (`KLDivLoss(log P_a, log P_b)`);
+      symmetric = the mean of the two;
+    - detach_teacher: no gradient flows into the teacher side (a fixed teacher);
+    - temperature: the softmax temperature of both sides;
+    - min_teacher_confidence (this project's extension; 0 = off, the paper): only pairs whose teacher-side
+      maximum class probability (at temperature 1) is at least this value count; the loss is the mean over
+      those pairs (0 when none is kept);
+    - anchor_weight (extension; 0 = off): this weight x the supervised cross-entropy of the batch's labelled
+      source-language anchor rows is added;
+    - teacher_temperature (extension; None = `temperature`): the teacher side's own temperature, below 1 to
+      sharpen the targets.
+    """
+
+    kl_direction: str = "teacher_target"
+    detach_teacher: bool = False
+    temperature: float = 1.0
+    min_teacher_confidence: float = 0.0
+    anchor_weight: float = 0.0
+    teacher_temperature: float | None = None
+
+
+def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, config: LossConfig = LossConfig()) -> torch.Tensor:
     """Batch-mean KL divergence between the class distributions of the two sides of each pair.
 
     logits_a: `(B, C)` class logits of the higher-ranked (teacher) side; logits_b: `(B, C)` of the other.
-    - teacher_target: KL(P_a || P_b), the teacher's distribution is the target (the paper);
-    - student_target: KL(P_b || P_a), what the released code computes (`KLDivLoss(log P_a, log P_b)`);
-    - symmetric: the mean of the two.
-    With `detach_a`, no gradient flows into side a (a fixed teacher). Computed in float32, so bf16
-    logits give a finite float32 loss. An empty batch gives 0.
-
-    `min_confidence` (this project's extension; 0 = off, the paper): only pairs whose side-a maximum class
-    probability (at temperature 1) is at least this value count; the loss is the mean over those pairs
-    (0 when none is kept). `temperature_a` (extension; None = `temperature`): side a's own temperature,
-    below 1 to sharpen the targets.
+    The options (`LossConfig`): the KL's direction, a detached teacher side, the temperatures and the
+    teacher-confidence filter; `anchor_weight` is `pair_loss`'s. Computed in float32, so bf16 logits give a
+    finite float32 loss. An empty batch gives 0.
     """
-    if direction not in KL_DIRECTIONS:
-        raise ValueError(f"unknown kl direction {direction!r}")
+    if config.kl_direction not in KL_DIRECTIONS:
+        raise ValueError(f"unknown kl direction {config.kl_direction!r}")
     if logits_a.shape[0] == 0:
         return logits_b.float().sum() * 0.0
-    if detach_a:
+    if config.detach_teacher:
         logits_a = logits_a.detach()
-    log_p_a = F.log_softmax(logits_a.float() / (temperature_a or temperature), dim=-1)  # (B, C)
-    log_p_b = F.log_softmax(logits_b.float() / temperature, dim=-1)  # (B, C)
+    teacher_temperature = config.teacher_temperature or config.temperature
+    log_p_a = F.log_softmax(logits_a.float() / teacher_temperature, dim=-1)  # (B, C)
+    log_p_b = F.log_softmax(logits_b.float() / config.temperature, dim=-1)  # (B, C)
 
     def kl(log_target, log_input):  # KL(target || input) per pair, (B,)
         return (log_target.exp() * (log_target - log_input)).sum(-1)
 
-    if direction == "teacher_target":
+    if config.kl_direction == "teacher_target":
         per_pair = kl(log_p_a, log_p_b)
-    elif direction == "student_target":
+    elif config.kl_direction == "student_target":
         per_pair = kl(log_p_b, log_p_a)
     else:
         per_pair = 0.5 * (kl(log_p_a, log_p_b) + kl(log_p_b, log_p_a))
-    if min_confidence <= 0:
+    if config.min_teacher_confidence <= 0:
         return per_pair.mean()
-    keep = (logits_a.detach().float().softmax(-1).amax(-1) >= min_confidence).float()  # (B,)
+    keep = (logits_a.detach().float().softmax(-1).amax(-1) >= config.min_teacher_confidence).float()  # (B,)
     return (per_pair * keep).sum() / keep.sum().clamp(min=1.0)
 
 
@@ -71,23 +95,23 @@ def supervised_loss(model, inputs: dict, finetune_loss: str):
     return F.cross_entropy(logits.float(), labels), logits
 
 
-def pair_loss(model, inputs: dict, kl_direction: str = "teacher_target", detach_teacher: bool = False,
-              temperature: float = 1.0, min_teacher_confidence: float = 0.0, anchor_weight: float = 0.0,
-              teacher_temperature: float | None = None):
-    """Consistency loss of a pair batch (`Collator`: B higher-ranked sides, then B others).
+def pair_loss(model, inputs: dict, config: LossConfig = LossConfig()):
+    """Consistency loss of a pair batch (`alsace.pairs.PairCollator`: B higher-ranked sides, then B others).
 
-    With a frozen teacher the batch holds only the B other sides and `teacher_logits` `(B, C)`. With
-    `anchor` rows, `anchor_weight` x their supervised cross-entropy (over the class logits) is added.
+    A frozen-teacher batch (`BatchKind.FROZEN_PAIRS`) holds only the B other sides and `teacher_logits` `(B, C)`. With
+    `anchor` rows, `config.anchor_weight` x their supervised cross-entropy (over the class logits) is added.
     Returns the loss and the `(B, C)` class logits of the lower-ranked sides.
     """
+    kind = batch_kind(inputs)
+    if kind is BatchKind.PLAIN:
+        raise ValueError("pair_loss needs a pair batch (alsace.pairs.PairCollator), got a plain one")
     n = int(inputs["num_pairs"])
-    sides = {k: v for k, v in inputs.items() if k not in ("num_pairs", "teacher_logits", "anchor")}
+    sides = {k: v for k, v in inputs.items() if k not in PAIR_KEYS}
     logits = as_scorer(model)(**sides)  # (2B, C): both sides in one forward pass; (B, C) when frozen
-    teacher = inputs["teacher_logits"] if "teacher_logits" in inputs else logits[:n]
+    teacher = inputs["teacher_logits"] if kind is BatchKind.FROZEN_PAIRS else logits[:n]
     student = logits[-n:]
-    loss = consistency_loss(teacher, student, kl_direction, detach_teacher, temperature, min_teacher_confidence,
-                            teacher_temperature)
-    if anchor_weight > 0 and "anchor" in inputs:
+    loss = consistency_loss(teacher, student, config)
+    if config.anchor_weight > 0 and inputs.get("anchor") is not None:  # the batch's anchor rows, when it has them
         anchor_loss, _ = supervised_loss(model, inputs["anchor"], "label_words")
-        loss = loss + anchor_weight * anchor_loss
+        loss = loss + config.anchor_weight * anchor_loss
     return loss, student

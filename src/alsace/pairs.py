@@ -1,11 +1,14 @@
-"""Cross-lingual self-distillation data: which language pairs to train on, and the pair dataset."""
+"""Cross-lingual self-distillation data: which language pairs to train on, the pair dataset and its batches."""
 
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
+
+from alsace.features import Batch, BatchKind, Collator
 
 
 def build_pairs(ranking: list[str], teachers: list[str], students: list[str]) -> list[tuple[str, str]]:
@@ -55,6 +58,15 @@ class PairDataset(Dataset):
         self.index = [index[j] for j in perm]
         self.anchor_order = rng.permutation(len(anchor_features)).tolist() if anchor_features else None
 
+    @property
+    def frozen_teacher(self) -> bool:
+        """Whether the teacher sides are fixed logits (`--frozen_teacher`) rather than inputs to the model."""
+        return self.teacher_logits is not None
+
+    def collator(self, pad_token_id: int) -> PairCollator:
+        """The collator of this dataset's examples (frozen teacher or not, anchor rows or not)."""
+        return PairCollator(pad_token_id, frozen_teacher=self.frozen_teacher, anchors=bool(self.anchor_features))
+
     def __len__(self) -> int:
         return len(self.index)
 
@@ -69,3 +81,44 @@ class PairDataset(Dataset):
         if self.anchor_features:
             example["anchor"] = self.anchor_features[self.anchor_order[k % len(self.anchor_order)]]
         return example
+
+
+# What a pair batch carries beside the sides' model inputs (never fed to the model).
+PAIR_KEYS = ("num_pairs", "teacher_logits", "anchor")
+
+
+class PairBatch(Batch):
+    """B pairs, both sides stacked into one `(2B, ...)` batch, the B higher-ranked sides first, so that both
+    go through the model in a single forward pass; `num_pairs` = B, and `anchor` (anchor rows) when given."""
+
+    kind = BatchKind.PAIRS
+
+
+class FrozenPairBatch(PairBatch):
+    """B pairs with a frozen teacher: the B student sides `(B, ...)` plus `teacher_logits` `(B, C)`."""
+
+    kind = BatchKind.FROZEN_PAIRS
+
+
+class PairCollator:
+    """Collates `PairDataset` examples into a `PairBatch` (or a `FrozenPairBatch` with `frozen_teacher`).
+
+    The sides are padded together by the plain `Collator`; anchor rows (labelled, supervised; `anchors`)
+    become a nested plain batch `anchor`.
+    """
+
+    def __init__(self, pad_token_id: int, frozen_teacher: bool = False, anchors: bool = False):
+        self.collate = Collator(pad_token_id)
+        self.frozen_teacher = frozen_teacher
+        self.anchors = anchors
+
+    def __call__(self, features: list[dict]) -> PairBatch:
+        teachers = [] if self.frozen_teacher else [f["a"] for f in features]
+        batch = (FrozenPairBatch if self.frozen_teacher else PairBatch)(
+            self.collate(teachers + [f["b"] for f in features]))
+        batch["num_pairs"] = torch.tensor(len(features))
+        if self.frozen_teacher:
+            batch["teacher_logits"] = torch.tensor([f["teacher_logits"] for f in features], dtype=torch.float32)
+        if self.anchors:
+            batch["anchor"] = self.collate([f["anchor"] for f in features])
+        return batch

@@ -23,7 +23,6 @@ from alsace.run_config import CONFIG_FILE, config_digest
 from alsace.run_dir import last_complete_checkpoint
 from alsace.report.run_record import save_training_record
 from alsace.tracking import check_report_to
-from alsace.tasks import Task
 
 
 
@@ -118,13 +117,6 @@ def train(trainer, resume_from: str | None) -> None:
         raise Interrupted(f"{what} at step {trainer.state.global_step}; {resume}", stop_code(stop)) from None
     if is_main_process():
         save_training_record(trainer.args.output_dir, result.metrics, trainer.state)
-
-
-def resolve_languages(task: Task, languages: str | None) -> list[str]:
-    from alsace.arguments import split_list
-
-    chosen = split_list(languages) or list(task.languages)
-    return task.check_languages(chosen, "--languages")
 
 
 def evaluate(model, features: dict[str, list[dict]], collator: Collator, training_args) -> dict:

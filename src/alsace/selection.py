@@ -48,6 +48,20 @@ class Selection:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def save(self, path, pairs: list[tuple[str, str]]) -> None:
+        """teacher_selection.json: this selection and the language pairs trained on."""
+        from alsace.files import write_json
+
+        write_json(path, {"selection": self.to_dict(), "pairs": pairs, "num_pairs": len(pairs)})
+
+    @classmethod
+    def load(cls, path) -> Selection:
+        """The selection saved in teacher_selection.json (`save`)."""
+        import json
+        from pathlib import Path
+
+        return cls(**json.loads(Path(path).read_text("utf-8"))["selection"])
+
 
 def pseudo_labels(probs: np.ndarray) -> np.ndarray:
     """Majority-vote pseudo labels `(N,)` from `probs` `(T, N, C)`; ties by summed probability."""
@@ -114,6 +128,12 @@ def max_normalized_score(num_languages: int) -> float:
     return float(np.e / (np.e + num_languages - 1))
 
 
+def score_bound(num_languages: int, name_t: bool = False) -> str:
+    """The upper bound of ŝ as the messages about θ state it: `ŝ = softmax(s) ... is at most e/(e+T−1) = ...`."""
+    over = f" over T = {num_languages} languages" if name_t else ""
+    return f"ŝ = softmax(s){over} with s in [0, 1] is at most e/(e+T−1) = {max_normalized_score(num_languages):.3f}"
+
+
 def min_normalized_score(num_languages: int) -> float:
     """The smallest ŝ_t any scores s in [0, 1] allow: one language at 0, the rest at 1: 1 / (1 + (T - 1) e)."""
     return float(1 / (1 + (num_languages - 1) * np.e))
@@ -155,9 +175,7 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
         which = "no teacher" if not teachers else "no student"
         why = ""
         if not teachers:  # ŝ = softmax(s) with s in [0, 1] stays close to 1/T
-            why = (f" (ŝ = softmax(s) over T = {len(languages)} languages with s in [0, 1] is at most "
-                   f"e/(e+T−1) = {max_normalized_score(len(languages)):.3f} and near 1/T = "
-                   f"{1 / len(languages):.3f} for realistic scores)")
+            why = f" ({score_bound(len(languages), name_t=True)} and near 1/T = {1 / len(languages):.3f} for realistic scores)"
         raise UserError(
             f"--teacher_threshold {theta:.4f} leaves {which}: normalised scores range "
             f"{normalized.min():.4f}..{normalized.max():.4f} over {len(languages)} languages{why}; "

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from transformers import Trainer
 
+from alsace.features import BatchKind, batch_kind
 from alsace.files import write_text
-from alsace.losses import pair_loss, supervised_loss
+from alsace.losses import LossConfig, pair_loss, supervised_loss
 from alsace.metrics import accuracy
 from alsace.scoring import as_scorer
 
@@ -33,19 +34,15 @@ logger = logging.getLogger("alsace.trainer")
 class AlsaceTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
 
-    def __init__(self, *args, finetune_loss: str, kl_direction: str = "teacher_target",
-                 detach_teacher: bool = False, temperature: float = 1.0, min_teacher_confidence: float = 0.0,
-                 anchor_weight: float = 0.0, teacher_temperature: float | None = None, **kwargs):
+    def __init__(self, *args, finetune_loss: str, loss_config: LossConfig = LossConfig(), train_collator=None,
+                 **kwargs):
         # The stock column filter keeps only the forward's named parameters; the scorer takes `**batch`.
         kwargs["args"].remove_unused_columns = False
         kwargs["model"] = as_scorer(kwargs["model"])  # the module whose forward is class scoring
         self.finetune_loss = finetune_loss
-        self.kl_direction = kl_direction
-        self.detach_teacher = detach_teacher
-        self.temperature = temperature
-        self.min_teacher_confidence = min_teacher_confidence
-        self.anchor_weight = anchor_weight
-        self.teacher_temperature = teacher_temperature
+        self.loss_config = loss_config  # the consistency loss's options (pair batches)
+        # The training batches' collator when it differs from the evaluation one (`data_collator`): pairs.
+        self.train_collator = train_collator or kwargs.get("data_collator")
         self._decide_unused_parameter_search(kwargs)  # before the accelerator (and its DDP settings) exists
         super().__init__(*args, **kwargs)
 
@@ -68,11 +65,10 @@ class AlsaceTrainer(Trainer):
             return
         scorer, device = kwargs["model"], args.device
         scorer.to(device)
-        batch = kwargs["data_collator"]([data[i] for i in range(min(2, len(data)))])
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch = self.train_collator([data[i] for i in range(min(2, len(data)))])
+        batch = type(batch)({k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            loss_of = self._pair_loss if "num_pairs" in batch else self._supervised_loss
-            loss_of(scorer, batch)[0].backward()
+            self._loss(scorer, batch)[0].backward()
         unused = [n for n, p in scorer.named_parameters() if p.requires_grad and p.grad is None]
         scorer.zero_grad(set_to_none=True)
         args.ddp_find_unused_parameters = bool(broadcast_from_main(unused))
@@ -81,10 +77,7 @@ class AlsaceTrainer(Trainer):
                     "every trainable parameter gets a gradient: no unused-parameter search")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if "num_pairs" in inputs:
-            loss, logits = self._pair_loss(model, inputs)
-        else:
-            loss, logits = self._supervised_loss(model, inputs)
+        loss, logits = self._loss(model, inputs)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss ({loss.item()}) at optimizer step {self.state.global_step + 1}; likely causes: "
@@ -118,12 +111,25 @@ class AlsaceTrainer(Trainer):
                 if k not in state or all(other in missing for other in by_storage[state[k].data_ptr()])]
         super()._issue_warnings_after_load(load_result._replace(missing_keys=real))
 
+    def get_train_dataloader(self):
+        # The stock Trainer has one collator for every split; training batches may be pairs.
+        eval_collator, self.data_collator = self.data_collator, self.train_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = eval_collator
+
+    def _loss(self, model, inputs):
+        """The loss of the batch's kind: supervised for plain batches, the consistency loss for pairs."""
+        if batch_kind(inputs) is BatchKind.PLAIN:
+            return self._supervised_loss(model, inputs)
+        return self._pair_loss(model, inputs)
+
     def _supervised_loss(self, model, inputs):
         return supervised_loss(model, inputs, self.finetune_loss)
 
     def _pair_loss(self, model, inputs):
-        return pair_loss(model, inputs, self.kl_direction, self.detach_teacher, self.temperature,
-                         self.min_teacher_confidence, self.anchor_weight, self.teacher_temperature)
+        return pair_loss(model, inputs, self.loss_config)
 
 
 def compute_accuracy(eval_pred) -> dict:

@@ -66,14 +66,16 @@ def _num(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def save_evaluation(output_dir, results: dict, evaluation: dict, split: str, title: str) -> None:
-    """results.json, results.md and per-language raw class logits and labels (.npy, no pickle)."""
+def save_evaluation(output_dir, results: dict, evaluation: dict, split: str, title: str, markdown: bool = True) -> None:
+    """results.json, results.md and per-language raw class logits and labels (.npy, no pickle); a run's final
+    results.md is written later, with its figures (`markdown=False`; `alsace.report.run_report`)."""
     output_dir = Path(output_dir)
     for lang, r in evaluation.items():
         write_npy(output_dir / "predictions" / f"{lang}_{split}_logits.npy", r["logits"])
         write_npy(output_dir / "predictions" / f"{lang}_{split}_labels.npy", r["labels"])
     write_json(output_dir / "results.json", results)
-    write_text(output_dir / "results.md", results_markdown(results, title))
+    if markdown:
+        write_text(output_dir / "results.md", results_markdown(results, title))
 
 
 def table_for_terminal(results: dict) -> str:
@@ -248,11 +250,11 @@ def comparison_for_terminal(comp: dict) -> str:
 
 
 def save_results(output_dir, task, split: str, model_name: str, evaluation: dict, title: str,
-                 teachers=None, students=None) -> dict:
+                 teachers=None, students=None, markdown: bool = True) -> dict:
     """Write results.json / results.md / predictions (main process only) and print the table."""
     results = build_results(task, split, model_name, evaluation, teachers, students)
     if is_main_process():
-        save_evaluation(output_dir, results, evaluation, split, title)
+        save_evaluation(output_dir, results, evaluation, split, title, markdown)
         logger.info("%s\n%s", title, table_for_terminal(results))
     return results
 

@@ -42,11 +42,13 @@ def _git(*args: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def write_run_record(output_dir, args: dict) -> None:
-    """The resolved arguments and the environment of a run, and the checkpoint's model card."""
+def write_run_record(output_dir, args: dict, markdown: dict[str, str] | None = None) -> None:
+    """The resolved arguments and the environment of a run, and the checkpoint's model card (`markdown`: the
+    run's results.md / comparison.md texts as written, else read from `output_dir`)."""
     write_json(Path(output_dir) / "run_args.json", args)
     write_json(Path(output_dir) / "environment.json", environment())
-    write_text(Path(output_dir) / "README.md", model_card(output_dir, json.loads(json.dumps(args, default=jsonable))))
+    write_text(Path(output_dir) / "README.md",
+               model_card(output_dir, json.loads(json.dumps(args, default=jsonable)), markdown))
 
 
 # The settings a reader of a model card needs to know how the checkpoint was trained, in this order.
@@ -72,11 +74,11 @@ def card_settings(flat: dict, state: dict | None) -> list[tuple[str, object]]:
     return rows
 
 
-def model_card(output_dir, args: dict) -> str:
+def model_card(output_dir, args: dict, markdown: dict[str, str] | None = None) -> str:
     """README.md for the checkpoint in `output_dir`: task, languages, head, results, training settings.
 
-    Built from the run's own files (alsace_task.json, results.md, comparison.md) and its arguments
-    (`args` as in run_args.json, nested by section).
+    Built from the run's own files (alsace_task.json, results.md, comparison.md; `markdown` gives the last two
+    as texts instead) and its arguments (`args` as in run_args.json, nested by section).
     """
     from alsace.arguments import flatten_run_args
     from alsace.checkpoint import CheckpointInfo
@@ -95,10 +97,12 @@ def model_card(output_dir, args: dict) -> str:
              f"placeholder tokens: {info.get('num_placeholder_tokens')}",
              f"- languages evaluated: {', '.join(languages)}", "",
              "Classify new text with `python src/predict.py --model_name_or_path <this folder> --input rows.jsonl`.", ""]
+    if markdown is None:
+        markdown = {name: (output_dir / name).read_text("utf-8") for name in ("results.md", "comparison.md")
+                    if (output_dir / name).is_file()}
     for name in ("results.md", "comparison.md"):
-        if (output_dir / name).is_file():  # their headings one level down, under this card's title
-            lines += ["#" + line if line.startswith("#") else line
-                      for line in (output_dir / name).read_text("utf-8").splitlines()] + [""]
+        if name in markdown:  # their headings one level down, under this card's title
+            lines += ["#" + line if line.startswith("#") else line for line in markdown[name].splitlines()] + [""]
     lines += ["## How it was trained", "", "| setting | value |", "|---|---|"]
     state_path = output_dir / "trainer_state.json"
     state = json.loads(state_path.read_text("utf-8")) if state_path.is_file() else None
