@@ -109,6 +109,15 @@ def test_resolve_task_and_head_of_a_registry_checkpoint(tmp_path):
     renamed = record(tmp_path / "renamed", task="paws", label_names=["not_paraphrase", "paraphrase"], head="prompt")
     with pytest.raises(UserError, match="was fine-tuned for task paws "):  # the same labels, another name
         renamed.resolve_task("pawsx")
+    paws_file = write_task_file(tmp_path / "pawsfile", {"validation": 2}, name="pawsx",
+                                label_names=["not_paraphrase", "paraphrase"],
+                                prompt={"template": "{text} {mask}", "label_words": ["no", "yes"]})
+    assert info.resolve_task(str(paws_file)) == str(paws_file)  # the same name and labels: the file given
+    other_labels = write_task_file(tmp_path / "otherfile", {"validation": 2}, name="pawsx",
+                                   label_names=["paraphrase", "not_paraphrase"],
+                                   prompt={"template": "{text} {mask}", "label_words": ["yes", "no"]})
+    with pytest.raises(UserError, match="was fine-tuned for task pawsx"):
+        info.resolve_task(str(other_labels))
     assert info.resolve_head(None) == "classification" and info.resolve_head("classification") == "classification"
     with pytest.raises(UserError, match=r"^--head prompt: .*ck was trained with --head classification \(its "
                                         r"alsace_task.json\); omit --head to use the checkpoint's$"):

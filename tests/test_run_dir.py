@@ -276,3 +276,18 @@ def test_config_digest_changes_with_results_only():
     c["training_args"]["seed"] = 2
     assert config_digest(a) == config_digest(b) != config_digest(c)
     assert len(config_digest(a)) == 16 and int(config_digest(a), 16) >= 0
+
+
+def test_every_kind_of_section_is_compared_whatever_its_key_order():
+    from alsace.run_config import comparable, config_differences
+
+    first = {"version": {"b": [1, {"y": 2, "x": 1}], "a": 0}, "tags": [{"k": 1, "j": 2}],
+             "training_args": {"seed": 1}}
+    reordered = {"training_args": {"seed": 1}, "tags": [{"j": 2, "k": 1}],
+                 "version": {"a": 0, "b": [1, {"x": 1, "y": 2}]}}
+    assert comparable(first)["tags"] == '[{"j": 2, "k": 1}]'  # a non-dict section: canonical JSON
+    assert comparable(first)["--seed"] == "1"  # a dict section after a non-dict one is still read
+    assert config_differences(first, reordered) == [] and config_digest(first) == config_digest(reordered)
+    changed = {**reordered, "tags": [{"j": 3, "k": 1}]}
+    assert config_differences(first, changed) == ['tags: [{"j": 2, "k": 1}] → [{"j": 3, "k": 1}]']
+    assert config_digest(first) != config_digest(changed)

@@ -46,7 +46,7 @@ class CheckpointInfo:
         info_path = Path(path).expanduser() / CHECKPOINT_INFO
         if not info_path.is_file():
             return None
-        raw = json.loads(info_path.read_text("utf-8"))
+        raw = json.loads(info_path.read_bytes())  # JSON is UTF-8
         labels = raw.get("label_names")
         return cls(path=str(path), task=raw["task"], label_names=None if labels is None else tuple(labels),
                    head=raw.get("head"), prompt_language=raw.get("prompt_language"),
@@ -70,7 +70,7 @@ class CheckpointInfo:
             "max_seq_length": featurizer.max_length,
         }
         if task_path and task_path.endswith(".json"):
-            spec = json.loads(Path(task_path).read_text("utf-8"))
+            spec = json.loads(Path(task_path).read_bytes())
             spec["data_dir"] = task.data_dir
             write_json(Path(output_dir) / TASK_FILE_COPY, spec)
             info["task_file"] = TASK_FILE_COPY
