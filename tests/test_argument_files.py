@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from transformers import TrainingArguments
 
-from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, flatten_run_args, parse
+from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
+from alsace.run_config import flatten_run_args
 from alsace.errors import UserError
 from alsace.files import write_json
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from alsace.errors import UserError
 from alsace.losses import KL_DIRECTIONS, LossConfig
 from alsace.checkpoint import CHECKPOINT_INFO
+from alsace.run_config import flatten_run_args
 from alsace.modeling import HEADS
 from alsace.selection import (SELECTION_METHODS, TEACHER_TARGETS, max_normalized_score, min_normalized_score,
                               score_bound)
@@ -566,22 +567,6 @@ def _number(value, dataclass_types, name: str):
                 except ValueError:
                     pass
     return value
-
-
-def flatten_run_args(values: dict) -> dict:
-    """run_args.json's sections (`model_args`, ..., `training_args`) merged into one flat mapping.
-
-    `resolved` records values derived at run time, not flags, and is left out. A flat mapping is
-    returned unchanged.
-    """
-    sections = [k for k, v in values.items() if k.endswith("_args") and isinstance(v, dict)]
-    if not sections:
-        return values
-    flat = {}
-    for key in sections:
-        flat.update(values[key])
-    flat.update({k: v for k, v in values.items() if k not in sections and k != "resolved"})
-    return flat
 
 
 def _given(flag: str, argv: list[str]) -> bool:

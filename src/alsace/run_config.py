@@ -74,3 +74,19 @@ def config_differences(stored: dict, current: dict) -> list[str]:
 def config_digest(config: dict) -> str:
     """A short fingerprint of the result-changing settings (stage markers carry it)."""
     return hashlib.sha256(json.dumps(comparable(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten_run_args(values: dict) -> dict:
+    """run_args.json's sections (`model_args`, ..., `training_args`) merged into one flat mapping.
+
+    `resolved` records values derived at run time, not flags, and is left out. A flat mapping is
+    returned unchanged.
+    """
+    sections = [k for k, v in values.items() if k.endswith("_args") and isinstance(v, dict)]
+    if not sections:
+        return values
+    flat = {}
+    for key in sections:
+        flat.update(values[key])
+    flat.update({k: v for k, v in values.items() if k not in sections and k != "resolved"})
+    return flat

@@ -10,22 +10,24 @@ import subprocess
 from pathlib import Path
 
 from alsace.files import jsonable, write_json, write_text
+from alsace.run_config import flatten_run_args
 
 
 def environment() -> dict:
-    """Package versions, machine and git commit, for the run record."""
-    import datasets
-    import torch
-    import transformers
+    """Package versions, machine and git commit, for the run record (read from the installed packages: the
+    reports import no model-side code; `cuda` from the torch the run has loaded, None if it has none)."""
+    import sys
+    from importlib.metadata import version
 
     commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
+    torch = sys.modules.get("torch")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "cuda": torch.cuda.is_available(),
+        "torch": torch.__version__ if torch is not None else version("torch"),
+        "transformers": version("transformers"),
+        "datasets": version("datasets"),
+        "cuda": torch.cuda.is_available() if torch is not None else None,
         "cpu_count": os.cpu_count(),
         "git_commit": commit or None,
         # Uncommitted changes mean git_commit alone does not say what code ran; None: not a git checkout.
@@ -80,7 +82,6 @@ def model_card(output_dir, args: dict, markdown: dict[str, str] | None = None) -
     Built from the run's own files (alsace_task.json, results.md, comparison.md; `markdown` gives the last two
     as texts instead) and its arguments (`args` as in run_args.json, nested by section).
     """
-    from alsace.arguments import flatten_run_args
     from alsace.checkpoint import CheckpointInfo
 
     output_dir = Path(output_dir)
