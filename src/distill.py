@@ -23,9 +23,9 @@ from transformers import TrainingArguments, set_seed
 
 from alsace.arguments import (POOL_SIZE_WARNING, DataArguments, DistillArguments, ModelArguments, PromptArguments,
                               Resolved, parse)
+from alsace.checkpoint import CheckpointInfo, placeholder_count, settings_from_checkpoint
 from alsace.data import load_pool, load_split
 from alsace.distributed import broadcast_from_main, is_main_process
-from alsace.checkpoint import CheckpointInfo, placeholder_count, settings_from_checkpoint
 from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.modeling import load_tokenizer_and_model
@@ -37,8 +37,8 @@ from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, r
 from alsace.runs import check_training_numbers, evaluate, run_configuration, setup_logging, stop_cleanly, train
 from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, score_spread_warning, select_teachers,
                               selection_table, softmax)
-from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.tasks import get_task
+from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.distill")

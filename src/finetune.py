@@ -15,9 +15,9 @@ import logging
 from transformers import TrainingArguments, set_seed
 
 from alsace.arguments import DataArguments, FinetuneArguments, ModelArguments, PromptArguments, parse
+from alsace.checkpoint import CheckpointInfo, placeholder_count
 from alsace.data import first_n, load_split
 from alsace.distributed import is_main_process
-from alsace.checkpoint import CheckpointInfo, placeholder_count
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.modeling import load_tokenizer_and_model
 from alsace.report.results import save_results
@@ -25,8 +25,8 @@ from alsace.report.run_report import write_run_report
 from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
                             stored_config)
 from alsace.runs import check_training_numbers, evaluate, run_configuration, setup_logging, train
-from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.tasks import get_task
+from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.trainer import AlsaceTrainer, compute_accuracy
 
 logger = logging.getLogger("alsace.finetune")
