@@ -253,6 +253,10 @@ def test_hub_access_offline_proxy_reachable_and_unreachable(no_proxy, monkeypatc
     monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example:8443/hf")
     calls.clear()
     assert hub_access("m") == {} and calls[0] == (("mirror.example", 443), 3)
+    monkeypatch.setenv("HF_ENDPOINT", "not a url")  # no host name in it: the Hub itself
+    calls.clear()
+    assert hub_access("m") == {} and calls[0] == (("huggingface.co", 443), 3)
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example:8443/hf")
 
     def unreachable(address, timeout):
         raise OSError("no route")

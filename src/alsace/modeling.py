@@ -94,7 +94,8 @@ def looks_like_path(path: str) -> bool:
 def hub_is_offline() -> bool:
     import os
 
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+    value = os.environ.get("HF_HUB_OFFLINE")
+    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def hub_access(model_id: str) -> dict:
@@ -111,7 +112,8 @@ def hub_access(model_id: str) -> dict:
         return {"local_files_only": True}
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return {}
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    endpoint = os.environ.get("HF_ENDPOINT")  # a mirror; unset or without a host name: the Hub itself
+    host = (urlparse(endpoint).hostname if endpoint else None) or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=3).close()
     except OSError:
@@ -154,7 +156,11 @@ def _load_classifier(path: str, task: Task, config, kwargs):
         return auto.from_pretrained(path, **kwargs)
     except ValueError as err:
         raise UserError(f"--head classification: model type {config.model_type!r} has no {auto.__name__} head "
-                        f"({str(err).splitlines()[0][:120]}); use --head prompt") from None
+                        f"({str(err).splitlines()[0][:120]}); use --head prompt") from None  # pragma: no mutate
+
+
+# Where the masked-LM head's weights live: BERT (and DeBERTa-v2's legacy layout), DeBERTa-v2, (XLM-)RoBERTa.
+MLM_HEAD_PREFIXES = ("cls.", "lm_predictions.", "lm_head.")
 
 
 def _load_masked_lm(path: str, config, kwargs):
@@ -170,13 +176,13 @@ def _load_masked_lm(path: str, config, kwargs):
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except ValueError as err:
-        raise UserError(f"--head prompt: {path} is not a masked LM ({str(err).splitlines()[0][:120]})") from None
-    head_missing = [k for k in info["missing_keys"] if k.startswith(("cls.", "lm_predictions.", "lm_head."))]
+        raise UserError(f"--head prompt: {path} is not a masked LM ({str(err).splitlines()[0][:120]})") from None  # pragma: no mutate
+    head_missing = [k for k in info["missing_keys"] if k.startswith(MLM_HEAD_PREFIXES)]
     if head_missing and config.model_type == "deberta-v2":
         config.legacy = not config.legacy
         model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
-        head_missing = [k for k in info["missing_keys"] if k.startswith(("cls.", "lm_predictions."))]
+        head_missing = [k for k in info["missing_keys"] if k.startswith(MLM_HEAD_PREFIXES)]
     if head_missing:
-        logger.warning("the masked-LM head of %s is not in the checkpoint (%s ...): it starts at random, so "
-                       "prompt scores mean nothing before fine-tuning", path, head_missing[0])
+        logger.warning("the masked-LM head of %s is not in the checkpoint (%s ...): it starts at random, so "  # pragma: no mutate
+                       "prompt scores mean nothing before fine-tuning", path, head_missing[0])  # pragma: no mutate
     return model

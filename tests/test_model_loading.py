@@ -1,0 +1,72 @@
+"""Model loading details (alsace.modeling) that only a real load shows: the masked-LM head, DeBERTa's layout,
+growing the vocabulary for the placeholder, and the heads a model type lacks. Tiny models, no training."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import torch
+
+from alsace.errors import UserError
+from alsace.modeling import MLM_HEAD_PREFIXES, load_tokenizer_and_model
+from alsace.prompts import PLACEHOLDER_TOKEN
+from alsace.tasks import get_task
+from taskdata import tiny_model
+
+
+def without_head(family, tmp_path_factory, tmp_path):
+    """The tiny `family` model saved as its bare encoder: no masked-LM head weights in the checkpoint."""
+    from transformers import AutoModel, AutoTokenizer
+
+    src, out = tiny_model(family, tmp_path_factory), tmp_path / f"{family}-base"
+    AutoModel.from_pretrained(src).save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("family, prefix", [("bert", "cls."), ("xlm-roberta", "lm_head."),
+                                            ("deberta-v2", "cls.")])
+def test_a_checkpoint_without_its_masked_lm_head_is_said_to_start_at_random(family, prefix, tmp_path_factory, tmp_path,
+                                                                            caplog):
+    # DeBERTa-v2 (saved non-legacy): `lm_predictions.*` missing, so the loader tries the legacy layout, whose
+    # `cls.*` is missing too, and says so.
+    base = without_head(family, tmp_path_factory, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="alsace.modeling"):
+        load_tokenizer_and_model(str(base), "prompt", get_task("xnli"), 0)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "alsace.modeling"]
+    assert len(warnings) == 1 and re.match(rf"the masked-LM head of {re.escape(str(base))} is not in the checkpoint "
+                                           rf"\({re.escape(prefix)}\S+ \.\.\.\): it starts at random", warnings[0])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alsace.modeling"):  # the full masked LM: its head is there
+        load_tokenizer_and_model(str(tiny_model(family, tmp_path_factory)), "prompt", get_task("xnli"), 0)
+    assert [r for r in caplog.records if r.name == "alsace.modeling"] == []
+    assert MLM_HEAD_PREFIXES == ("cls.", "lm_predictions.", "lm_head.")
+
+
+def test_growing_deberta_s_vocabulary_keeps_the_old_rows_and_starts_the_new_one_at_the_mean(tmp_path_factory):
+    from transformers import AutoModelForMaskedLM
+
+    src = tiny_model("deberta-v2", tmp_path_factory)  # mDeBERTa-v3's shape: the non-legacy head
+    before = AutoModelForMaskedLM.from_pretrained(src)
+    assert hasattr(before, "lm_predictions")
+    old = before.get_input_embeddings()
+    tokenizer, model = load_tokenizer_and_model(str(src), "prompt", get_task("xnli"), 2)
+    assert hasattr(model, "lm_predictions") and PLACEHOLDER_TOKEN in tokenizer.get_vocab()
+    grown = model.get_input_embeddings()
+    size = len(tokenizer)
+    assert grown.num_embeddings == size == model.config.vocab_size > old.num_embeddings
+    assert grown.padding_idx == old.padding_idx is not None
+    torch.testing.assert_close(grown.weight[: old.num_embeddings], old.weight)
+    torch.testing.assert_close(grown.weight[old.num_embeddings:], old.weight.mean(0).expand(size - old.num_embeddings, -1))
+    bias = model.lm_predictions.lm_head.bias
+    assert bias.shape == (size,) and (bias[old.num_embeddings:] == 0).all()
+    torch.testing.assert_close(bias[: old.num_embeddings], before.lm_predictions.lm_head.bias)
+
+
+def test_a_model_type_without_the_head_a_task_needs_is_one_line(tmp_path_factory):
+    t5 = str(tiny_model("t5", tmp_path_factory))
+    with pytest.raises(UserError, match=r"^--head classification: model type 't5' has no AutoModelForMultipleChoice "
+                                        r"head \(.+\); use --head prompt$"):
+        load_tokenizer_and_model(t5, "classification", get_task("xcopa"), 0)
