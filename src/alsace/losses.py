@@ -82,7 +82,7 @@ def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, config: Los
     return (per_pair * keep).sum() / keep.sum().clamp(min=1.0)
 
 
-def supervised_loss(model, inputs: dict, finetune_loss: str):
+def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
     """Fine-tuning loss and `(B, C)` class logits of a labelled batch (the Trainer's step; benchmarked)."""
     labels = inputs["labels"]  # (B,)
     if finetune_loss == "full_vocab" and "label_token_ids" in inputs:
@@ -104,7 +104,8 @@ def pair_loss(model, inputs: dict, config: LossConfig = LossConfig()):
     """
     kind = batch_kind(inputs)
     if kind is BatchKind.PLAIN:
-        raise ValueError("pair_loss needs a pair batch (alsace.pairs.PairCollator), got a plain one")
+        raise ValueError("pair_loss needs a pair batch (alsace.pairs.PairCollator), "  # pragma: no mutate
+                         "got a plain one")  # pragma: no mutate
     n = int(inputs["num_pairs"])
     sides = {k: v for k, v in inputs.items() if k not in PAIR_KEYS}
     logits = as_scorer(model)(**sides)  # (2B, C): both sides in one forward pass; (B, C) when frozen
@@ -112,6 +113,6 @@ def pair_loss(model, inputs: dict, config: LossConfig = LossConfig()):
     student = logits[-n:]
     loss = consistency_loss(teacher, student, config)
     if config.anchor_weight > 0 and inputs.get("anchor") is not None:  # the batch's anchor rows, when it has them
-        anchor_loss, _ = supervised_loss(model, inputs["anchor"], "label_words")
+        anchor_loss, _ = supervised_loss(model, inputs["anchor"])  # the class cross-entropy
         loss = loss + config.anchor_weight * anchor_loss
     return loss, student

@@ -176,13 +176,15 @@ def _load_masked_lm(path: str, config, kwargs):
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except ValueError as err:
-        raise UserError(f"--head prompt: {path} is not a masked LM ({str(err).splitlines()[0][:120]})") from None  # pragma: no mutate
+        raise UserError(f"--head prompt: {path} is not a masked LM "  # pragma: no mutate
+                        f"({str(err).splitlines()[0][:120]})") from None  # pragma: no mutate
     head_missing = [k for k in info["missing_keys"] if k.startswith(MLM_HEAD_PREFIXES)]
     if head_missing and config.model_type == "deberta-v2":
         config.legacy = not config.legacy
         model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
         head_missing = [k for k in info["missing_keys"] if k.startswith(MLM_HEAD_PREFIXES)]
     if head_missing:
-        logger.warning("the masked-LM head of %s is not in the checkpoint (%s ...): it starts at random, so "  # pragma: no mutate
+        logger.warning("the masked-LM head of %s is not in the checkpoint (%s ...): "  # pragma: no mutate
+                       "it starts at random, so "  # pragma: no mutate
                        "prompt scores mean nothing before fine-tuning", path, head_missing[0])  # pragma: no mutate
     return model

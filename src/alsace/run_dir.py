@@ -108,7 +108,8 @@ def _inspect_output_dir(path: Path, overwrite: bool, config: dict | None) -> str
     stored_path = path / CONFIG_FILE
     if not stored_path.is_file():
         raise UserError(f"--output_dir {path} is not empty and holds no {CONFIG_FILE} (not a run of this version, "
-                        "so its settings cannot be compared); choose another directory (OUTPUT_DIR) or pass "  # pragma: no mutate
+                        "so its settings cannot be compared); "  # pragma: no mutate
+                        "choose another directory (OUTPUT_DIR) or pass "  # pragma: no mutate
                         "--overwrite_output_dir")  # pragma: no mutate
     try:
         stored = json.loads(stored_path.read_bytes())
@@ -132,7 +133,8 @@ def _inspect_output_dir(path: Path, overwrite: bool, config: dict | None) -> str
     if last is not None:
         logger.info("resuming the interrupted run from %s%s", last, reused)  # pragma: no mutate
     else:
-        logger.info("continuing the interrupted run in %s: training starts at step 0%s", path, reused)  # pragma: no mutate
+        logger.info("continuing the interrupted run in %s: "  # pragma: no mutate
+                    "training starts at step 0%s", path, reused)  # pragma: no mutate
     return last
 
 
@@ -170,7 +172,8 @@ def _requested_checkpoint(requested: str) -> str:
     match = CHECKPOINT_NAME.fullmatch(Path(requested).name)
     if not match or not _is_complete(Path(requested), int(match.group(1))):
         raise UserError(f"--resume_from_checkpoint {requested}: not a complete checkpoint-N folder; omit the "
-                        "flag to resume the last complete checkpoint of --output_dir automatically")  # pragma: no mutate
+                        "flag to resume the last complete checkpoint "  # pragma: no mutate
+                        "of --output_dir automatically")  # pragma: no mutate
     return requested
 
 
@@ -220,7 +223,8 @@ def last_complete_checkpoint(path: Path, warn: bool = True) -> str | None:
         if _is_complete(checkpoint, step):
             return str(checkpoint)
         if warn:
-            logger.warning("skipping %s: incomplete (the run was stopped while saving it)", checkpoint)  # pragma: no mutate
+            logger.warning("skipping %s: incomplete "  # pragma: no mutate
+                           "(the run was stopped while saving it)", checkpoint)  # pragma: no mutate
     return None
 
 
