@@ -88,3 +88,32 @@ def test_paper_threshold_is_refused_before_any_work_when_no_score_can_reach_it(t
         distill.main(["--model_name_or_path", str(tmp_path / "m"), "--task", "xcopa", "--data_dir", str(tmp_path),
                       "--output_dir", str(tmp_path / "out"), "--teacher_threshold", "paper", "--use_cpu"])
     assert not (tmp_path / "out").exists()
+
+
+def test_score_bounds_by_hand():
+    from alsace.selection import max_normalized_score, min_normalized_score, score_bound
+
+    # T = 4: one language at s = 1 and three at 0 gives e / (e + 3); one at 0 and three at 1 gives 1 / (1 + 3e).
+    assert max_normalized_score(4) == pytest.approx(math.e / (math.e + 3))
+    assert min_normalized_score(4) == pytest.approx(1 / (1 + 3 * math.e))
+    assert min_normalized_score(2) == pytest.approx(1 / (1 + math.e))  # two languages: the bounds mirror
+    assert min_normalized_score(2) + max_normalized_score(2) == pytest.approx(1.0)
+    assert score_bound(4) == f"ŝ = softmax(s) with s in [0, 1] is at most e/(e+T−1) = {math.e / (math.e + 3):.3f}"
+    assert score_bound(9, name_t=True) == ("ŝ = softmax(s) over T = 9 languages with s in [0, 1] is at most "
+                                           f"e/(e+T−1) = {math.e / (math.e + 8):.3f}")
+
+
+def test_a_selection_saves_and_loads_itself(tmp_path):
+    import json
+
+    from alsace.selection import Selection
+
+    probs = np.array([[[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]],
+                      [[0.6, 0.4], [0.4, 0.6], [0.3, 0.7]],
+                      [[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]]])  # (T=3, N=3, C=2)
+    selection = select_teachers(probs, ["en", "fr", "sw"])
+    pairs = [("en", "fr"), ("en", "sw")]
+    selection.save(tmp_path / "teacher_selection.json", pairs)
+    saved = json.loads((tmp_path / "teacher_selection.json").read_text("utf-8"))
+    assert saved == {"selection": selection.to_dict(), "pairs": [list(p) for p in pairs], "num_pairs": 2}
+    assert Selection.load(tmp_path / "teacher_selection.json") == selection

