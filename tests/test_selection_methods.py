@@ -341,3 +341,22 @@ def test_calibration_bins_edges_one_row_no_row_and_an_absent_class():
     assert one["nll"] == pytest.approx(-math.log(0.2)) and one["ece"] == pytest.approx(0.8)
     empty = calibration(np.zeros((0, 3)), np.array([], dtype=int))
     assert set(empty) == {"nll", "ece"} and math.isnan(empty["nll"]) and math.isnan(empty["ece"])
+
+
+def test_dawid_skene_is_crowd_kit_s_with_items_in_order_and_unpredicted_classes_at_zero():
+    import pandas as pd
+    from crowdkit.aggregation import DawidSkene
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 3, size=40)  # class 3 of 4 is never the answer and never predicted
+    accuracy = [0.9, 0.7, 0.5, 0.35]
+    preds = np.stack([np.where(rng.random(40) < a, truth, rng.integers(0, 3, size=40)) for a in accuracy])
+    probs = np.eye(4)[preds] * 0.7 + 0.075  # (T=4, N=40, C=4): each row sums to 1, argmax = the prediction
+    expected, posterior = dawid_skene(probs)
+    answers = pd.DataFrame({"task": np.tile(np.arange(40), 4), "worker": np.repeat(np.arange(4), 40),
+                            "label": preds.ravel()})
+    reference = DawidSkene(n_iter=100, tol=1e-5).fit(answers).probas_  # crowd-kit's defaults, stated
+    assert posterior.shape == (40, 4) and (posterior[:, 3] == 0).all()
+    np.testing.assert_allclose(posterior[:, :3], reference.loc[np.arange(40), [0, 1, 2]].to_numpy())
+    np.testing.assert_allclose(expected, [posterior[np.arange(40), preds[t]].mean() for t in range(4)])
+    assert list(np.argsort(-expected)) == [0, 1, 2, 3]  # the reliable languages first

@@ -76,10 +76,11 @@ SELECTION_METHODS = ("paper", "dawid_skene", "source_agreement")
 TEACHER_TARGETS = ("mixture", "dawid_skene")  # a frozen teacher's targets: its own distribution, or the posterior
 
 
-def dawid_skene(probs: np.ndarray, n_iter: int = 100, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+def dawid_skene(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dawid-Skene over the languages' argmax predictions: `(T,)` expected accuracies and `(N, C)` posteriors.
 
-    crowd-kit's EM (initialised from the majority vote) with languages as workers and pool items as tasks.
+    crowd-kit's EM (initialised from the majority vote; its defaults: at most 100 iterations, tolerance 1e-5)
+    with languages as workers and pool items as tasks.
     A language's expected accuracy is the mean over items of the posterior probability of the label it
     predicted, which equals the prior-weighted diagonal of its estimated confusion matrix at convergence.
     Classes nobody predicted get posterior 0.
@@ -91,11 +92,11 @@ def dawid_skene(probs: np.ndarray, n_iter: int = 100, tol: float = 1e-5) -> tupl
     preds = probs.argmax(-1)  # (T, N)
     answers = pd.DataFrame({"task": np.tile(np.arange(num_items), num_langs),
                             "worker": np.repeat(np.arange(num_langs), num_items),
-                            "label": preds.reshape(-1)})
-    model = DawidSkene(n_iter=n_iter, tol=tol).fit(answers)
-    posterior = (model.probas_.reindex(index=np.arange(num_items), columns=np.arange(num_classes))
+                            "label": preds.ravel()})
+    model = DawidSkene().fit(answers)
+    posterior = (model.probas_.sort_index().reindex(columns=np.arange(num_classes))  # items in order 0..N-1
                  .fillna(0.0).to_numpy(dtype=np.float64))  # (N, C)
-    expected = posterior[np.arange(num_items)[None, :], preds].mean(-1)  # (T,)
+    expected = posterior[np.arange(num_items)[None, :], preds].mean(1)  # (T,)
     return expected, posterior
 
 
@@ -117,9 +118,9 @@ def language_estimates(probs: np.ndarray, languages: list[str], source_language:
     """Every selection method's label-free per-language estimate `s_t`, `{method: (T,) array}`."""
     items = np.arange(probs.shape[1])
     preds = probs.argmax(-1)  # (T, N)
-    out = {"paper": probs[:, items, pseudo_labels(probs)].mean(-1), "dawid_skene": dawid_skene(probs)[0]}
+    out = {"paper": probs[:, items, pseudo_labels(probs)].mean(1), "dawid_skene": dawid_skene(probs)[0]}
     if source_language in languages:
-        out["source_agreement"] = (preds == preds[languages.index(source_language)]).mean(-1)
+        out["source_agreement"] = (preds == preds[languages.index(source_language)]).mean(1)
     return out
 
 
