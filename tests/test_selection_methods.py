@@ -360,3 +360,28 @@ def test_dawid_skene_is_crowd_kit_s_with_items_in_order_and_unpredicted_classes_
     np.testing.assert_allclose(posterior[:, :3], reference.loc[np.arange(40), [0, 1, 2]].to_numpy())
     np.testing.assert_allclose(expected, [posterior[np.arange(40), preds[t]].mean() for t in range(4)])
     assert list(np.argsort(-expected)) == [0, 1, 2, 3]  # the reliable languages first
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_the_teacher_average_interval_is_drawn_last_from_the_teacher_items(parallel):
+    from alsace.report.significance import bootstrap_means, summarize
+
+    rng = np.random.default_rng(5)
+    sizes = {"en": 40, "fr": 40, "sw": 40} if parallel else {"en": 40, "fr": 30, "sw": 20}
+    before = {lang: rng.random(n) < 0.6 for lang, n in sizes.items()}
+    after = {lang: np.where(rng.random(n) < 0.3, ~before[lang], before[lang]) for lang, n in sizes.items()}
+    out = paired_significance(before, after, "en", num_samples=500, seed=7, teachers=["fr", "sw"])
+    diffs = {lang: after[lang].astype(float) - before[lang].astype(float) for lang in sizes}
+    draws = np.random.default_rng(7)  # the same stream, drawn in the same order: languages, average, gap, teachers
+    reps = {lang: bootstrap_means(diffs[lang], 500, draws) for lang in sizes}
+    if parallel:
+        d = np.stack([diffs[lang] for lang in sizes])
+        bootstrap_means(d.mean(0), 500, draws)
+        bootstrap_means(d[0] - d[1:].mean(0), 500, draws)
+        t_items = d[1:].mean(0)
+        expected = summarize(t_items.mean(), bootstrap_means(t_items, 500, draws), 0.95)
+    else:
+        expected = summarize((diffs["fr"].mean() + diffs["sw"].mean()) / 2,
+                             np.stack([reps["fr"], reps["sw"]], 1).mean(1), 0.95)
+    assert out["teacher_average"] == expected
+    assert out["teacher_average"]["delta"] == pytest.approx((diffs["fr"].mean() + diffs["sw"].mean()) / 2)

@@ -129,7 +129,7 @@ def load_correct(run_dir, split: str, languages: list[str]) -> tuple[dict, dict]
             labels[lang] = np.load(f"{base}_labels.npy", allow_pickle=False)  # (N,)
         except FileNotFoundError as err:
             raise UserError(f"{err.filename}: missing per-example predictions; rerun the evaluation") from None
-        correct[lang] = logits.argmax(-1) == labels[lang]
+        correct[lang] = logits.argmax(1) == labels[lang]
     return correct, labels
 
 
