@@ -170,3 +170,14 @@ def test_no_done_line_without_a_run_directory_of_this_invocation(tmp_path, capsy
     assert ends(lambda argv: None, capsys) == (None, "", "")
     gone = tmp_path / "gone"
     assert ends(lambda argv: track_output_dir(gone, created=gone), capsys) == (None, "", "")  # never created
+
+
+def test_the_arguments_reach_the_entry_point_and_a_terminal_gets_a_fresh_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    seen = []
+    run_cli(lambda argv: seen.append(argv), ["--seed", "3"])
+    assert seen == [["--seed", "3"]]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # below a progress bar cut off mid-line
+    assert ends(started(tmp_path / "run", fail(KeyboardInterrupt())), capsys)[2] == (
+        f"\ninterrupted (removed {tmp_path / 'run'}, which this run had created)\n")
