@@ -244,8 +244,18 @@ def test_aggregate_reports_english_per_run_calibration_and_every_selection_metho
     assert health["calibration"]["mean_nll"]["before"]["mean"] == pytest.approx(3.9 / 3)
     assert health["selection_spearman_by_method"]["paper"]["values"] == [0.5, 0.9]
     md = aggregate_markdown(aggregate(runs))
-    assert "- en (the source language), Δ per run: -9.00, +1.00; the top fell significantly in run(s) 1 (en)" in md
-    assert "  - paper: 0.500, 0.900" in md and "- mean_nll over languages: 1.300 → 0.983" in md
+    assert "- en (the source language), Δ per run: -9.00, +1.00; the top fell significantly in run(s) 1 (en)\n" in md
+    assert "  - paper: 0.500, 0.900" in md
+    assert "- mean_nll over languages: 1.300 → 0.983 (Δ per run: -0.400, -0.233)\n" in md
+    three = [runs[0], runs[1], comp(-0.05, True, [0.5, 1.1, 1.3], {"paper": 0.6, "dawid_skene": 0.9})]
+    three[0]["comparison"]["top_fell"].append({"name": "teacher_average", "delta": -0.03, "ci_low": -0.05,
+                                               "ci_high": -0.01})
+    md = aggregate_markdown(aggregate(three))
+    assert ("- en (the source language), Δ per run: -9.00, +1.00, -5.00; the top fell significantly in run(s) "
+            "1 (en, teacher_average), 3 (en)\n") in md
+    md = aggregate_markdown(aggregate([runs[1], comp(+0.02, False, [0.6, 1.2, 1.4], {"paper": 0.9,
+                                                                                    "dawid_skene": 1.0})]))
+    assert "- en (the source language), Δ per run: +1.00, +2.00; the top fell significantly in no run\n" in md
 
 
 def test_selection_quality_per_method_by_hand():

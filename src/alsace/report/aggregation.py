@@ -249,7 +249,7 @@ def aggregate_markdown(agg: dict) -> str:
                          + (f"; the top fell significantly in run(s) "
                             + ", ".join(f"{i + 1} ({', '.join(health['runs_top_fell'][i])})" for i in fell)
                             if fell else "; the top fell significantly in no run"))
-        if any(health.get("skewed_languages_per_run", [])):
+        if any(health["skewed_languages_per_run"]):
             lines.append("- languages skewed (share up >= 20 points with accuracy up; not a collapse), per run: "
                          + ", ".join(str(n) for n in health["skewed_languages_per_run"]))
         if "calibration" in health:
