@@ -314,6 +314,10 @@ def test_comparison_for_terminal_exact():
     assert lines[1] == "en    teacher     80.00   78.00   -2.00  COLLAPSED"
     assert lines[2] == "fr    teacher     62.00   70.00   +8.00"
     assert lines[4] == "average           64.00   71.33   +7.33"
+    assert not any(line.startswith("THE TOP FELL") for line in lines)
+    comp["top_fell"] = [{"name": "en", "delta": -0.02, "ci_low": -0.04, "ci_high": -0.001},
+                        {"name": "teacher_average", "delta": -0.0125, "ci_low": -0.02, "ci_high": -0.005}]
+    assert comparison_for_terminal(comp).splitlines()[-1] == "THE TOP FELL (CI below 0): en -2.00, teacher_average -1.25"
 
 
 def test_format_p_edges():

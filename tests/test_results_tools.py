@@ -368,6 +368,8 @@ def test_language_scalars_by_hand():
     scalars = language_scalars({"en": 0.8, "fr": 0.6, "de": 0.5}, "en")
     assert scalars == pytest.approx({"eval_en_accuracy": 0.8, "eval_fr_accuracy": 0.6, "eval_de_accuracy": 0.5,
                                      "eval_average_accuracy": 1.9 / 3, "eval_transfer_gap": 0.8 - 0.55})
+    from_fr = language_scalars({"en": 0.8, "fr": 0.6, "de": 0.5}, "fr")  # the gap is the source language's
+    assert from_fr["eval_transfer_gap"] == pytest.approx(0.6 - 0.65)
 
 
 # ---------------------------------------------------------------- end to end on the tiny model
