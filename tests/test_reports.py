@@ -238,6 +238,13 @@ def test_build_save_and_draw_results(tmp_path, caplog):
     fr_entropy = results["per_language"]["fr"]["mean_entropy"]
     en, fr = results["per_language"]["en"], results["per_language"]["fr"]
     assert (tmp_path / "results.md").read_text() == results_markdown(results, "After")
+    later = tmp_path / "later"  # a run's final results.md is written later, with its figures
+    save_results(later, task, "test", "m1", evaluation, "After", ["en"], ["fr"], markdown=False)
+    assert (later / "results.json").is_file() and not (later / "results.md").exists()
+    no_calibration = json.loads(json.dumps(results))
+    del no_calibration["per_language"]["en"]["nll"]
+    row = [line for line in results_markdown(no_calibration, "After").splitlines() if line.startswith("| en |")][0]
+    assert row.endswith(f" | - | {results['per_language']['en']['ece']:.3f} |")  # a value not measured: "-"
     assert results_markdown(results, "After", "**careful**").splitlines() == [
         "# After", "", "Task `xnli`, split `test`, model `m1`.", "", "**careful**", "",
         "| language | accuracy | n | majority-class share | mean entropy | NLL | ECE |",

@@ -13,7 +13,7 @@ from alsace.metrics import calibration, selection_quality, spearman
 from alsace.pairs import build_pairs
 from alsace.report.aggregation import aggregate, aggregate_markdown
 from alsace.report.results import (collapse_flags, collapse_warning, compare, comparison_markdown, is_skew,
-                                   top_fell)
+                                   top_fell, top_fell_warning)
 from alsace.report.significance import paired_significance
 from alsace.selection import (dawid_skene, fixed_rank, frozen_targets, guard_source, language_estimates,
                               select_teachers, softmax)
@@ -160,6 +160,13 @@ def test_collapse_and_skew_are_told_apart():
     assert comp["source_language"] == "en"
     md = comparison_markdown(comp)
     assert "Skewed, not collapsed: fr" in md and "predictions collapsed in sw" in md
+    comp["frozen_teacher"] = True
+    comp["skewed_languages"] = ["fr", "de"]
+    comp["top_fell"] = [{"name": "en", "delta": -0.03, "ci_low": -0.05, "ci_high": -0.01}]
+    lines = comparison_markdown(comp).splitlines()
+    assert lines[4:10] == [collapse_warning(["sw"], frozen_teacher=True), "", top_fell_warning(comp["top_fell"]), "",
+                           "Skewed, not collapsed: fr, de (majority-class share up >= 20 points, below 90 %, with "
+                           "accuracy up).", ""]
 
 
 def test_collapse_advice_fits_the_recipe():
@@ -178,6 +185,15 @@ def test_calibration_before_and_after_in_the_comparison():
     assert comp["per_language"]["sw"]["ece_before"] == 0.4 and comp["per_language"]["sw"]["ece_after"] == 0.12
     md = comparison_markdown(comp)
     assert "| mean_nll | 1.333 | 0.967 | -0.367 |" in md and "| sw | 1.900 → 1.200 | 0.400 → 0.120 |" in md
+    lines = md.splitlines()
+    start = lines.index("Calibration (lower is better): negative log-likelihood and 15-bin expected calibration "
+                        "error, mean over languages, then per language.")
+    assert lines[start - 1] == "" and lines[start + 1:start + 12] == [
+        "", "| metric | before | after | Δ |", "|---|---:|---:|---:|",
+        "| mean_nll | 1.333 | 0.967 | -0.367 |", "| mean_ece | 0.250 | 0.093 | -0.157 |",
+        "", "| language | NLL before → after | ECE before → after |", "|---|---:|---:|",
+        "| en | 0.500 → 0.600 | 0.050 → 0.060 |", "| fr | 1.600 → 1.100 | 0.300 → 0.100 |",
+        "| sw | 1.900 → 1.200 | 0.400 → 0.120 |"]
 
 
 def test_significance_of_the_teacher_average_and_the_numbers_before_it_unchanged():
@@ -191,6 +207,12 @@ def test_significance_of_the_teacher_average_and_the_numbers_before_it_unchanged
     assert with_t["per_language"] == plain["per_language"] and with_t["transfer_gap"] == plain["transfer_gap"]
     d = {lang: after[lang].astype(int) - before[lang].astype(int) for lang in before}
     assert with_t["teacher_average"]["delta"] == pytest.approx((d["en"].mean() + d["fr"].mean()) / 2)
+
+
+def test_the_top_fell_only_when_the_whole_interval_is_below_zero():
+    sig = {"per_language": {"en": {"delta": -0.02, "ci_low": -0.04, "ci_high": 0.0}},
+           "teacher_average": {"delta": -0.02, "ci_low": -0.04, "ci_high": -0.0001}}
+    assert [f["name"] for f in top_fell({"significance": sig}, "en")] == ["teacher_average"]
 
 
 def test_the_top_falling_is_reported():
