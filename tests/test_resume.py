@@ -70,6 +70,9 @@ def test_outputs_hold_no_pickles(reference):
 
 # Test-only wrapper: the real entry point, parked after step KILL_AFTER so the kill lands at a known point.
 PARKED_RUN = f"""
+import signal
+# A parent that ignores SIGINT (a shell's background job) would make this child ignore it too: Ctrl-C is the test.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import os, sys, time
 from transformers import TrainerCallback
 import alsace.trainer, finetune

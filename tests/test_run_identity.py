@@ -66,6 +66,9 @@ def assert_same_results(a: Path, b: Path) -> None:
 
 # Test-only wrapper: the real entry point, parked at one point of one stage so that the kill lands there.
 PARKED_RUN = """
+import signal
+# A parent that ignores SIGINT (a shell's background job) would make this child ignore it too: Ctrl-C is the test.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import os, sys, time
 from transformers import TrainerCallback
 import alsace.trainer, distill
