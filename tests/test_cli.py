@@ -181,3 +181,23 @@ def test_the_arguments_reach_the_entry_point_and_a_terminal_gets_a_fresh_line(tm
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # below a progress bar cut off mid-line
     assert ends(started(tmp_path / "run", fail(KeyboardInterrupt())), capsys)[2] == (
         f"\ninterrupted (removed {tmp_path / 'run'}, which this run had created)\n")
+
+
+def test_a_failure_after_a_completed_stage_is_undone_unless_it_is_an_interruption(tmp_path, capsys):
+    from alsace.run_dir import RunStages, restores_output_dir
+
+    def stage_then(error):
+        def then(out):
+            RunStages(out, {"a": 1}).mark("baseline")
+            raise error
+        return then
+
+    out = tmp_path / "run"
+    assert ends(started(out, stage_then(UserError("bad"))), capsys) == (
+        2, "", f"error: bad (removed {out}, which this run had created)\n")  # an error keeps no stage
+    for error, line in ((KeyboardInterrupt(), f"interrupted (removed {out}, which this run had created)\n"),
+                        (ValueError("x"), f"error: ValueError (removed {out}, which this run had created)\n")):
+        decorated = restores_output_dir(started(out, fail(error)))  # the decorator's note is the one printed
+        with pytest.raises((SystemExit, ValueError)):
+            run_cli(decorated, [])
+        assert capsys.readouterr().err == line

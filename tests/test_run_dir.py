@@ -212,16 +212,20 @@ def test_restore_removes_what_this_invocation_created_and_nothing_else(tmp_path)
     assert restore_output_dir() == ""  # nothing new the second time
 
 
-def test_restore_keeps_what_a_rerun_continues_from(tmp_path):
+def test_restore_keeps_what_a_rerun_continues_from(tmp_path, caplog):
     out = tmp_path / "run"
     prepare_output_dir(str(out), False, None, CONFIG)
     RunStages(out, CONFIG).mark("baseline")
-    assert restore_output_dir(interrupted=True) == f" ({out} is kept with its completed baseline, which the rerun reuses)"
+    RunStages(out, CONFIG).mark("teacher_selection")
+    assert restore_output_dir(interrupted=True) == (f" ({out} is kept with its completed baseline, teacher_selection, "
+                                                    "which the rerun reuses)")
     assert restore_output_dir(interrupted=False) == f" (removed {out}, which this run had created)"
     prepare_output_dir(str(out), False, None, CONFIG)
     checkpoint(out, 5, complete=False)
     checkpoint(out, 4)
-    assert restore_output_dir() == f" ({out} is kept: rerun the same command to resume from checkpoint-4)"
+    with caplog.at_level(logging.WARNING, logger="alsace"):  # the cut-off checkpoint-5 is skipped quietly here
+        assert restore_output_dir() == f" ({out} is kept: rerun the same command to resume from checkpoint-4)"
+    assert caplog.text == ""
     run_dir._run.update(output_dir=None, created=None, before=None)
     assert restore_output_dir() == ""  # no run tracked: nothing to undo
 
@@ -291,3 +295,41 @@ def test_every_kind_of_section_is_compared_whatever_its_key_order():
     changed = {**reordered, "tags": [{"j": 3, "k": 1}]}
     assert config_differences(first, changed) == ['tags: [{"j": 2, "k": 1}] → [{"j": 3, "k": 1}]']
     assert config_digest(first) != config_digest(changed)
+
+
+def test_restore_stops_at_a_folder_that_others_use_and_at_one_already_gone(tmp_path):
+    out = tmp_path / "a" / "run"
+    prepare_output_dir(str(out), False, None, CONFIG)
+    (tmp_path / "a" / "other.txt").write_text("written meanwhile by someone else")
+    assert restore_output_dir() == f" (removed {out}, which this run had created)"
+    assert (tmp_path / "a" / "other.txt").is_file() and not out.exists()
+    prepare_output_dir(str(out), False, None, CONFIG)
+    __import__("shutil").rmtree(out)  # removed by hand before the failure is handled
+    assert restore_output_dir() == ""
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
+    import tempfile
+
+    out = tmp_path / "readonly"
+    real = tempfile.TemporaryFile
+
+    def no_write_there(*args, dir=None, **kwargs):  # a read-only mount, seen by a process that is not root
+        if dir is not None and Path(dir) == out:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_write_there)
+    with pytest.raises(UserError, match=r"^--output_dir .*readonly: cannot write there \(Permission denied\); choose"):
+        prepare_output_dir(str(out), False, None, CONFIG)
+
+
+def test_flatten_run_args_merges_the_sections_in_order_and_leaves_resolved_out():
+    from alsace.run_config import flatten_run_args
+
+    record = {"model_args": {"head": "prompt", "seed": 1}, "training_args": {"seed": 2, "learning_rate": 1e-5},
+              "resolved": {"languages": ["en"]}, "note": "kept", "extra_args": "not a section"}
+    assert flatten_run_args(record) == {"head": "prompt", "seed": 2, "learning_rate": 1e-5, "note": "kept",
+                                        "extra_args": "not a section"}
+    flat = {"task": "xnli", "resolved": {"x": 1}}
+    assert flatten_run_args(flat) is flat  # no sections: unchanged

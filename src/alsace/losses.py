@@ -64,11 +64,11 @@ def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, config: Los
     if config.detach_teacher:
         logits_a = logits_a.detach()
     teacher_temperature = config.teacher_temperature or config.temperature
-    log_p_a = F.log_softmax(logits_a.float() / teacher_temperature, dim=-1)  # (B, C)
-    log_p_b = F.log_softmax(logits_b.float() / config.temperature, dim=-1)  # (B, C)
+    log_p_a = F.log_softmax(logits_a.float() / teacher_temperature, dim=1)  # (B, C)
+    log_p_b = F.log_softmax(logits_b.float() / config.temperature, dim=1)  # (B, C)
 
     def kl(log_target, log_input):  # KL(target || input) per pair, (B,)
-        return (log_target.exp() * (log_target - log_input)).sum(-1)
+        return (log_target.exp() * (log_target - log_input)).sum(1)
 
     if config.kl_direction == "teacher_target":
         per_pair = kl(log_p_a, log_p_b)
@@ -78,7 +78,7 @@ def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, config: Los
         per_pair = 0.5 * (kl(log_p_a, log_p_b) + kl(log_p_b, log_p_a))
     if config.min_teacher_confidence <= 0:
         return per_pair.mean()
-    keep = (logits_a.detach().float().softmax(-1).amax(-1) >= config.min_teacher_confidence).float()  # (B,)
+    keep = (logits_a.detach().float().softmax(1).amax(1) >= config.min_teacher_confidence).float()  # (B,)
     return (per_pair * keep).sum() / keep.sum().clamp(min=1.0)
 
 

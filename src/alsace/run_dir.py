@@ -30,6 +30,7 @@ from alsace.files import write_json, write_text
 from alsace.run_config import CONFIG_FILE, config_differences, config_digest
 
 logger = logging.getLogger("alsace")
+OVERWRITE_FLAG = "--overwrite_output_dir"  # pragma: no mutate (named in messages)
 
 # The output directory of the run in progress (rank 0 only): the folders this invocation created above it
 # (`created`: the topmost one, or None) and every path inside it before the command (`before`, relative).
@@ -110,26 +111,26 @@ def _inspect_output_dir(path: Path, overwrite: bool, config: dict | None) -> str
         raise UserError(f"--output_dir {path} is not empty and holds no {CONFIG_FILE} (not a run of this version, "
                         "so its settings cannot be compared); "  # pragma: no mutate
                         "choose another directory (OUTPUT_DIR) or pass "  # pragma: no mutate
-                        "--overwrite_output_dir")  # pragma: no mutate
+                        f"{OVERWRITE_FLAG}")
     try:
         stored = json.loads(stored_path.read_bytes())
     except ValueError:
         raise UserError(f"{stored_path}: not valid JSON; choose another directory (OUTPUT_DIR) or pass "
-                        "--overwrite_output_dir") from None  # pragma: no mutate
+                        f"{OVERWRITE_FLAG}") from None
     if config is not None:
         differences = config_differences(stored, config)
         if differences:
             raise UserError(
                 f"--output_dir {path} holds a run of another configuration ({len(differences)} setting"
                 f"{'s' if len(differences) > 1 else ''} differ, stored → now):\n  " + "\n  ".join(differences)
-                + "\nrun it into another directory (OUTPUT_DIR= / --output_dir) or replace that run with "
-                  "--overwrite_output_dir")  # pragma: no mutate
+                + "\nrun it into another directory (OUTPUT_DIR= / --output_dir) or replace that run with "  # pragma: no mutate
+                  f"{OVERWRITE_FLAG}")
     if RunStages(path, stored).done("run", broadcast=False):
         raise RunComplete(f"{path} holds a finished run, nothing to do; {where_results_are(path)} "
                           "(pass --overwrite_output_dir to run it again)")  # pragma: no mutate
     last = last_complete_checkpoint(path)
     completed = RunStages(path, stored).completed()
-    reused = f"; reusing its completed {', '.join(completed)}" if completed else ""
+    reused = f"; reusing its completed {', '.join(completed)}" if completed else ""  # pragma: no mutate (logged only)
     if last is not None:
         logger.info("resuming the interrupted run from %s%s", last, reused)  # pragma: no mutate
     else:
@@ -173,7 +174,8 @@ def _requested_checkpoint(requested: str) -> str:
     if not match or not _is_complete(Path(requested), int(match.group(1))):
         raise UserError(f"--resume_from_checkpoint {requested}: not a complete checkpoint-N folder; omit the "
                         "flag to resume the last complete checkpoint "  # pragma: no mutate
-                        "of --output_dir automatically")  # pragma: no mutate
+                        "of --output_dir automatically"  # pragma: no mutate
+                        )
     return requested
 
 
@@ -224,7 +226,8 @@ def last_complete_checkpoint(path: Path, warn: bool = True) -> str | None:
             return str(checkpoint)
         if warn:
             logger.warning("skipping %s: incomplete "  # pragma: no mutate
-                           "(the run was stopped while saving it)", checkpoint)  # pragma: no mutate
+                           "(the run was stopped while saving it)",  # pragma: no mutate
+                           checkpoint)
     return None
 
 
