@@ -149,6 +149,8 @@ def results(accs, shares, nll=None, ece=None):
 
 def test_collapse_and_skew_are_told_apart():
     assert is_skew(0.30, 0.55, +0.05) and not is_skew(0.30, 0.55, -0.01)  # accuracy must rise
+    assert is_skew(0.25, 0.45, +0.01)  # exactly 20 points (0.45 - 0.25 == 0.2 in floats) is a skew
+    assert not is_skew(0.25, 0.45, 0.0) and not is_skew(0.70, 0.90, +0.05)  # no rise; 90 % is a collapse
     assert not is_skew(0.30, 0.45, +0.05)  # a rise below 20 points is neither
     assert not is_skew(0.30, 0.92, +0.05)  # one class for >= 90 % of rows is a collapse, accuracy or not
     before = results([0.8, 0.5, 0.4], [0.35, 0.30, 0.30])
@@ -174,6 +176,13 @@ def test_collapse_advice_fits_the_recipe():
     frozen = collapse_warning(["sw"], frozen_teacher=True)
     assert "--frozen_teacher" in moving and "RECIPE=recommended (--frozen_teacher)" in moving
     assert "already frozen" in frozen and "use RECIPE=recommended" not in frozen
+
+
+def test_calibration_is_compared_only_when_both_sides_have_it():
+    measured = results([0.8, 0.5, 0.4], [0.4, 0.4, 0.4], nll=[0.5, 1.6, 1.9], ece=[0.05, 0.3, 0.4])
+    older = results([0.8, 0.6, 0.5], [0.4, 0.4, 0.4])  # written before calibration was recorded
+    assert compare(older, measured, ["en"], ["fr", "sw"])["calibration"] == {}
+    assert compare(measured, older, ["en"], ["fr", "sw"])["calibration"] == {}
 
 
 def test_calibration_before_and_after_in_the_comparison():
