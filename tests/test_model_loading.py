@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 
 import pytest
 import torch
@@ -70,3 +71,40 @@ def test_a_model_type_without_the_head_a_task_needs_is_one_line(tmp_path_factory
     with pytest.raises(UserError, match=r"^--head classification: model type 't5' has no AutoModelForMultipleChoice "
                                         r"head \(.+\); use --head prompt$"):
         load_tokenizer_and_model(t5, "classification", get_task("xcopa"), 0)
+
+
+def test_a_hub_id_is_what_the_hub_check_is_asked_about_and_a_matching_record_loads(tmp_path_factory, tmp_path,
+                                                                                    monkeypatch):
+    import json
+
+    import alsace.modeling as modeling
+    from alsace.checkpoint import CHECKPOINT_INFO
+
+    asked = []
+    monkeypatch.setattr(modeling, "hub_access", lambda model_id: asked.append(model_id) or {"local_files_only": True})
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))
+    with pytest.raises(UserError, match=r"^--model_name_or_path someorg/somemodel: no such local directory"):
+        load_tokenizer_and_model("someorg/somemodel", "prompt", get_task("xnli"), 0)
+    assert asked == ["someorg/somemodel"]
+
+    checkpoint = tmp_path / "ck"
+    shutil.copytree(tiny_model("bert", tmp_path_factory), checkpoint)
+    pawsx = get_task("pawsx")
+    (checkpoint / CHECKPOINT_INFO).write_text(json.dumps({"task": "pawsx", "label_names": list(pawsx.label_names),
+                                                          "head": "prompt"}))
+    _, model = load_tokenizer_and_model(str(checkpoint), "prompt", pawsx, 0, check_task=True)  # the record agrees
+    assert type(model).__name__ == "BertForMaskedLM"
+
+
+def test_a_vocabulary_padded_beyond_the_tokenizer_is_not_shrunk(tmp_path_factory, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    src, padded = tiny_model("bert", tmp_path_factory), tmp_path / "padded"
+    model = AutoModelForMaskedLM.from_pretrained(src)
+    rows = len(AutoTokenizer.from_pretrained(src)) + 8  # like XLM-R's checkpoints: rows past the last token id
+    model.resize_token_embeddings(rows)
+    model.save_pretrained(padded)
+    AutoTokenizer.from_pretrained(src).save_pretrained(padded)
+    tokenizer, loaded = load_tokenizer_and_model(str(padded), "prompt", get_task("xnli"), 2)
+    assert PLACEHOLDER_TOKEN in tokenizer.get_vocab() and len(tokenizer) < rows
+    assert loaded.get_input_embeddings().weight.shape[0] == rows  # the new id fits: nothing resized
