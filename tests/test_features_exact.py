@@ -21,7 +21,7 @@ import torch
 
 import alsace.features as features
 from alsace.errors import UserError
-from alsace.features import Collator, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
+from alsace.features import BatchKind, Collator, batch_kind, Featurizer, default_cache_dir, encode_cached, features_fingerprint, split_features
 from alsace.checkpoint import CHECKPOINT_INFO
 from alsace.modeling import hub_access, hub_is_offline, load_tokenizer_and_model, looks_like_path
 from alsace.pairs import PairCollator
@@ -369,3 +369,7 @@ def test_one_placeholder_is_registered_too(tmp_path_factory):
                                                 get_task("xnli"), 1)
     assert PLACEHOLDER_TOKEN in tokenizer.all_special_tokens
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+
+
+def test_a_plain_dict_batch_is_of_the_plain_kind():
+    assert batch_kind({"input_ids": [[1, 2]]}) is BatchKind.PLAIN  # a batch built by hand, without a kind
