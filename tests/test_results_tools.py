@@ -490,10 +490,10 @@ def test_seeds_of_a_task_file_compare_its_content_not_its_per_seed_copy(tmp_path
 def test_top_fell_warning_names_each_fall_with_its_interval():
     from alsace.report.results import top_fell_warning
 
-    fell = [{"name": "en", "delta": -0.0354, "ci_low": -0.0708, "ci_high": -0.0044},
+    fell = [{"name": "en", "delta": -0.0354, "ci_low": -0.0708, "ci_high": -0.01},
             {"name": "teacher_average", "delta": -0.012, "ci_low": -0.02, "ci_high": -0.001}]
     assert top_fell_warning(fell) == (
-        "**WARNING: the top fell significantly: en -3.54 (CI [-7.08, -0.44]); teacher_average -1.20 "
+        "**WARNING: the top fell significantly: en -3.54 (CI [-7.08, -1.00]); teacher_average -1.20 "
         "(CI [-2.00, -0.10]).** A narrower gap that comes from the top falling is not the method working; "
         "read the gap with this.")
     comparison = {"top_fell": fell[:1]}

@@ -333,3 +333,10 @@ def test_flatten_run_args_merges_the_sections_in_order_and_leaves_resolved_out()
                                         "extra_args": "not a section"}
     flat = {"task": "xnli", "resolved": {"x": 1}}
     assert flatten_run_args(flat) is flat  # no sections: unchanged
+
+
+def test_restore_without_arguments_treats_the_failure_as_an_error(tmp_path):
+    out = tmp_path / "run"
+    prepare_output_dir(str(out), False, None, CONFIG)
+    RunStages(out, CONFIG).mark("baseline")
+    assert restore_output_dir() == f" (removed {out}, which this run had created)"  # a stage is kept only when stopped

@@ -195,6 +195,7 @@ def test_calibration_before_and_after_in_the_comparison():
     md = comparison_markdown(comp)
     assert "| mean_nll | 1.333 | 0.967 | -0.367 |" in md and "| sw | 1.900 → 1.200 | 0.400 → 0.120 |" in md
     lines = md.splitlines()
+    assert lines[0] == "# Before -> after self-distillation"  # the blocks are appended, nothing replaced
     start = lines.index("Calibration (lower is better): negative log-likelihood and 15-bin expected calibration "
                         "error, mean over languages, then per language.")
     assert lines[start - 1] == "" and lines[start + 1:start + 12] == [
@@ -426,3 +427,20 @@ def test_the_teacher_average_interval_is_drawn_last_from_the_teacher_items(paral
                              np.stack([reps["fr"], reps["sw"]], 1).mean(1), 0.95)
     assert out["teacher_average"] == expected
     assert out["teacher_average"]["delta"] == pytest.approx((diffs["fr"].mean() + diffs["sw"].mean()) / 2)
+
+
+def test_the_selection_quality_block_of_comparison_md():
+    before = results([0.8, 0.5, 0.4], [0.4, 0.4, 0.4])
+    after = results([0.8, 0.6, 0.5], [0.4, 0.4, 0.4])
+    comp = compare(before, after, ["en"], ["fr", "sw"])
+    comp["selection_quality"] = {"spearman_score_vs_accuracy": 0.5, "num_languages": 3,
+                                 "by_method": {"paper": 0.5, "dawid_skene": 1.0}}
+    lines = comparison_markdown(comp).splitlines()
+    assert lines[0] == "# Before -> after self-distillation"
+    start = lines.index("Selection quality (reported, never used): Spearman ρ between the deciding teacher scores "
+                        "(paper) and the test accuracy before distillation, over 3 languages: 0.500.")
+    assert lines[start - 1] == "" and lines[start + 1:start + 6] == [
+        "", "| selection method | Spearman ρ vs accuracy before |", "|---|---:|", "| paper | 0.500 |",
+        "| dawid_skene | 1.000 |"]
+    comp["selection_quality"]["method"] = "dawid_skene"
+    assert "teacher scores (dawid_skene) and the test accuracy" in comparison_markdown(comp)
