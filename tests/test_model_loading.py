@@ -108,3 +108,50 @@ def test_a_vocabulary_padded_beyond_the_tokenizer_is_not_shrunk(tmp_path_factory
     tokenizer, loaded = load_tokenizer_and_model(str(padded), "prompt", get_task("xnli"), 2)
     assert PLACEHOLDER_TOKEN in tokenizer.get_vocab() and len(tokenizer) < rows
     assert loaded.get_input_embeddings().weight.shape[0] == rows  # the new id fits: nothing resized
+
+
+def test_the_placeholder_becomes_special_and_other_special_tokens_stay(tmp_path_factory, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    src = tiny_model("bert", tmp_path_factory)
+    plain, other = tmp_path / "plain", tmp_path / "other"
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer.add_tokens([PLACEHOLDER_TOKEN])  # in the vocabulary, but as a plain token
+    tokenizer.save_pretrained(plain)
+    model = AutoModelForMaskedLM.from_pretrained(src)
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(plain)
+    loaded, _ = load_tokenizer_and_model(str(plain), "prompt", get_task("xnli"), 2)
+    assert PLACEHOLDER_TOKEN in loaded.all_special_tokens  # registered as special, like the original
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<mine>"]})
+    tokenizer.save_pretrained(other)
+    model = AutoModelForMaskedLM.from_pretrained(src)
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(other)
+    loaded, _ = load_tokenizer_and_model(str(other), "prompt", get_task("xnli"), 2)
+    assert {"<mine>", PLACEHOLDER_TOKEN} <= set(loaded.all_special_tokens)  # the model's own stay special
+
+
+def test_an_unreachable_hub_makes_every_loader_read_the_cache_only(tmp_path_factory, monkeypatch):
+    import transformers
+
+    import alsace.modeling as modeling
+
+    config = transformers.AutoConfig.from_pretrained(tiny_model("bert", tmp_path_factory))
+    seen = {}
+
+    def config_from(path, **kwargs):
+        seen["config"] = kwargs
+        return config
+
+    def tokenizer_from(path, **kwargs):
+        seen["tokenizer"] = kwargs
+        raise OSError("not in the cache")
+
+    monkeypatch.setattr(modeling, "hub_access", lambda model_id: {"local_files_only": True})
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", config_from)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer_from)
+    with pytest.raises(UserError, match="no such local directory and not in the Hugging Face cache"):
+        load_tokenizer_and_model("someorg/somemodel", "prompt", get_task("xnli"), 0)
+    assert seen["config"]["local_files_only"] is True and seen["tokenizer"]["local_files_only"] is True
