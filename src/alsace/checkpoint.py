@@ -4,7 +4,7 @@
 prompt settings and maximum length of a fine-tuned or distilled checkpoint. Later stages read it with
 `CheckpointInfo.read` and take those settings from it: `resolve_task` gives the `--task` value (the
 checkpoint's own when not given, a restated one only if it is the same task), `check` refuses a label set or
-head that differs, `placeholders` the number of `歌` tokens. distill.py (`settings_from_checkpoint`), predict.py
+head that differs, and `placeholder_count` gives the number of `歌` tokens. distill.py (`settings_from_checkpoint`), predict.py
 and the model card all read the record through this class. No torch here: the reports import it too.
 """
 
