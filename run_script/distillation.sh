@@ -35,6 +35,7 @@ if [[ "$RECIPE" == original ]]; then
   MAX_STEPS=${MAX_STEPS:--1}                # >0 overrides EPOCHS
   FROZEN_TEACHER=${FROZEN_TEACHER:-false}   # original: the teacher side is the same, moving network
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # original: no supervised anchor
+  ANCHOR_TARGET=${ANCHOR_TARGET:-labels}    # (only with ANCHOR_WEIGHT > 0)
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # original: every pair counts
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # original: the same temperature on both sides
   SELECTION_METHOD=${SELECTION_METHOD:-paper} # original: confidence in the majority-vote pseudo label
@@ -46,6 +47,7 @@ elif [[ "$RECIPE" == recommended ]]; then
   MAX_STEPS=${MAX_STEPS:-300}               # >0 overrides EPOCHS; measured on the real check (README)
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0.3}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
+  ANCHOR_TARGET=${ANCHOR_TARGET:-labels}    # labels: English training rows' gold labels | self: the start's own English pool predictions
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
   SELECTION_METHOD=${SELECTION_METHOD:-dawid_skene} # ours: robust when most languages are weak (README)
@@ -81,6 +83,7 @@ args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
+  --anchor_target "$ANCHOR_TARGET"
   --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --selection_method "$SELECTION_METHOD"
   --source_guard "$SOURCE_GUARD" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS"
 )
@@ -97,7 +100,7 @@ script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=T
   learning_rate=LR per_device_train_batch_size=BS per_device_eval_batch_size=EVAL_BS num_train_epochs=EPOCHS
   max_steps=MAX_STEPS warmup_steps=WARMUP lr_scheduler_type=SCHEDULER weight_decay=WEIGHT_DECAY
   max_seq_length=MAX_SEQ_LENGTH bf16=BF16 teacher_threshold=TEACHER_THRESHOLD kl_direction=KL_DIRECTION
-  detach_teacher=DETACH_TEACHER temperature=TEMPERATURE frozen_teacher=FROZEN_TEACHER anchor_weight=ANCHOR_WEIGHT
+  detach_teacher=DETACH_TEACHER temperature=TEMPERATURE frozen_teacher=FROZEN_TEACHER anchor_weight=ANCHOR_WEIGHT anchor_target=ANCHOR_TARGET
   min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD
   teacher_targets=TEACHER_TARGETS save_steps=SAVE_STEPS data_dir=DATA_DIR pool_size=POOL_SIZE
   teacher_temperature=TEACHER_TEMPERATURE lang_rank=LANG_RANK num_students=NUM_STUDENTS output_dir=OUTPUT_DIR

@@ -138,7 +138,7 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
     selection_path = Path(training_args.output_dir) / "teacher_selection.json"
     reuse_selection = stages.done("teacher_selection")
     pool_logits = None  # the starting checkpoint's class logits on the pool (selection; frozen teacher)
-    if not reuse_selection or d_args.frozen_teacher:
+    if not reuse_selection or d_args.frozen_teacher or d_args.anchors_on_pool:
         with stop_cleanly(training_args, "teacher selection"):
             pool_logits = score_languages(model, pool_features, collator, training_args.per_device_eval_batch_size,
                                           training_args.device, bf16=eval_bf16(training_args),
@@ -164,15 +164,20 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
 def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages, data_dir, seed: int,
                    cache) -> PairDataset:
     """The pair dataset: with --frozen_teacher the starting checkpoint's targets, with --anchor_weight the
-    labelled source-language training rows (this project's extensions)."""
-    anchor_features = None
-    if d_args.anchor_weight > 0:
+    labelled source-language training rows, or with --anchor_target self its pool items and the starting
+    checkpoint's logits on them (this project's extensions)."""
+    anchor_features = anchor_logits = None
+    if d_args.anchors_on_pool:
+        anchor_features = pool_features[task.source_language]
+        anchor_logits = pool_logits[task.source_language]
+    elif d_args.anchor_weight > 0:
         anchor_features = encode_cached(featurizer, load_split(task, "train", task.source_language, data_dir),
                                         task.source_language, **cache).to_list()
     teacher_logits = None
     if d_args.frozen_teacher:  # the targets, fixed from the starting checkpoint's pool predictions
         teacher_logits = frozen_targets(pool_logits, languages, d_args.teacher_targets)
-    return PairDataset(pool_features, pairs, seed, teacher_logits=teacher_logits, anchor_features=anchor_features)
+    return PairDataset(pool_features, pairs, seed, teacher_logits=teacher_logits, anchor_features=anchor_features,
+                       anchor_logits=anchor_logits)
 
 
 def report_outcome(comparison: dict, frozen_teacher: bool) -> None:

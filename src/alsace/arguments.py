@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field, fields
 
 from alsace.errors import UserError
-from alsace.losses import KL_DIRECTIONS, LossConfig
+from alsace.losses import ANCHOR_TARGETS, KL_DIRECTIONS, LossConfig
 from alsace.checkpoint import CHECKPOINT_INFO
 from alsace.run_config import flatten_run_args
 from alsace.modeling import HEADS
@@ -268,6 +268,11 @@ class DistillArguments(OutputArguments):
     anchor_weight: float = field(default=LOSS_DEFAULTS["anchor_weight"], metadata={
         "help": "This project's extension: add this weight x cross-entropy on labelled source-language "
                 "training rows (one per pair in each batch) to the consistency loss; 0 = off (the paper)."})
+    anchor_target: str = field(default="labels", metadata={
+        "help": "This project's extension, with --anchor_weight > 0: labels = cross-entropy against the gold "
+                "labels of the source language's training rows; self = KL from the starting checkpoint's own "
+                "class distribution on the source language's pool items to the model's (learning without "
+                "forgetting: keeps the source language's predictions on unseen inputs where they were)."})
     teacher_temperature: float | None = field(default=LOSS_DEFAULTS["teacher_temperature"], metadata={
         "help": "This project's extension: the teacher side's own softmax temperature (below 1 sharpens the "
                 "targets); default: --temperature, as the paper."})
@@ -285,6 +290,11 @@ class DistillArguments(OutputArguments):
         "help": "Distil a checkpoint without alsace_task.json (not fine-tuned by src/finetune.py for the "
                 "task). Off: refused, since an untuned model's teacher scores are noise."})
 
+    @property
+    def anchors_on_pool(self) -> bool:
+        """Whether the anchor rows are the source language's pool items (`--anchor_target self`, weight > 0)."""
+        return self.anchor_weight > 0 and self.anchor_target == "self"
+
     def __post_init__(self):
         if self.kl_direction not in KL_DIRECTIONS:
             raise UserError(f"--kl_direction {self.kl_direction!r}: choose {', '.join(KL_DIRECTIONS[:-1])} "
@@ -295,6 +305,8 @@ class DistillArguments(OutputArguments):
             raise UserError("--teacher_temperature must be > 0 (omit it to use --temperature)")
         if self.anchor_weight < 0:
             raise UserError(f"--anchor_weight {self.anchor_weight}: must be >= 0 (0 turns the anchor off)")
+        if self.anchor_target not in ANCHOR_TARGETS:
+            raise UserError(f"--anchor_target {self.anchor_target!r}: choose {' or '.join(ANCHOR_TARGETS)}")
         if not 0 <= self.min_teacher_confidence < 1:
             raise UserError(f"--min_teacher_confidence {self.min_teacher_confidence}: must be in [0, 1) "
                             "(0 keeps every pair)")
@@ -343,9 +355,12 @@ class DistillArguments(OutputArguments):
             raise UserError(f"--languages {','.join(languages)}: self-distillation needs at least two languages (a "
                             "teacher and a student); list two or more, or omit the flag for all of the task's")
         threshold = self.threshold(task)
-        if self.anchor_weight > 0 and not task.has_train:
+        if self.anchor_weight > 0 and self.anchor_target == "labels" and not task.has_train:
             raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
-                            "pass --anchor_weight 0")
+                            "pass --anchor_weight 0, or --anchor_target self")
+        if self.anchor_weight > 0 and self.anchor_target == "self" and task.source_language not in languages:
+            raise UserError(f"--anchor_target self anchors the source language {task.source_language} on its pool "
+                            f"items: add it to --languages, or pass --anchor_target labels")
         high, low, uniform = max_normalized_score(len(languages)), min_normalized_score(len(languages)), 1 / len(languages)
         if self.teacher_threshold == "paper" and threshold > high:
             raise UserError(

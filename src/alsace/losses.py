@@ -20,6 +20,7 @@ from alsace.pairs import PAIR_KEYS
 from alsace.scoring import as_scorer
 
 KL_DIRECTIONS = ("teacher_target", "student_target", "symmetric")
+ANCHOR_TARGETS = ("labels", "self")  # the anchor rows' target: gold labels, or the starting checkpoint's own distribution
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ class LossConfig:
     - min_teacher_confidence (this project's extension; 0 = off, the paper): only pairs whose teacher-side
       maximum class probability (at temperature 1) is at least this value count; the loss is the mean over
       those pairs (0 when none is kept);
-    - anchor_weight (extension; 0 = off): this weight x the supervised cross-entropy of the batch's labelled
-      source-language anchor rows is added;
+    - anchor_weight (extension; 0 = off): this weight x the anchor loss of the batch's source-language anchor
+      rows is added (the supervised cross-entropy, or with `anchor_logits` the KL from the starting checkpoint's
+      distribution: `pair_loss`);
     - teacher_temperature (extension; None = `temperature`): the teacher side's own temperature, below 1 to
       sharpen the targets.
     """
@@ -99,7 +101,9 @@ def pair_loss(model, inputs: dict, config: LossConfig = LossConfig()):
     """Consistency loss of a pair batch (`alsace.pairs.PairCollator`: B higher-ranked sides, then B others).
 
     A frozen-teacher batch (`BatchKind.FROZEN_PAIRS`) holds only the B other sides and `teacher_logits` `(B, C)`. With
-    `anchor` rows, `config.anchor_weight` x their supervised cross-entropy (over the class logits) is added.
+    `anchor` rows, `config.anchor_weight` x their supervised cross-entropy (over the class logits) is added, or,
+    when the batch carries `anchor_logits` `(B, C)` (`--anchor_target self`), x KL(softmax(anchor_logits) ||
+    the model's distribution on the anchor rows) at temperature 1.
     Returns the loss and the `(B, C)` class logits of the lower-ranked sides.
     """
     kind = batch_kind(inputs)
@@ -113,6 +117,9 @@ def pair_loss(model, inputs: dict, config: LossConfig = LossConfig()):
     student = logits[-n:]
     loss = consistency_loss(teacher, student, config)
     if config.anchor_weight > 0 and inputs.get("anchor") is not None:  # the batch's anchor rows, when it has them
-        anchor_loss, _ = supervised_loss(model, inputs["anchor"])  # the class cross-entropy
+        if inputs.get("anchor_logits") is not None:  # --anchor_target self: KL from the starting distribution
+            anchor_loss = consistency_loss(inputs["anchor_logits"], as_scorer(model)(**inputs["anchor"]))
+        else:
+            anchor_loss, _ = supervised_loss(model, inputs["anchor"])  # the class cross-entropy
         loss = loss + config.anchor_weight * anchor_loss
     return loss, student

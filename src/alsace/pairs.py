@@ -44,11 +44,17 @@ class PairDataset(Dataset):
       logits (the starting checkpoint's, computed once on the pool) come with the example instead.
     - `anchor_features`: labelled source-language training rows; example k also carries anchor row
       k mod len(anchor_features) (in a seeded order) for the supervised anchor loss.
+    - `anchor_logits` `(len(anchor_features), C)`: the anchor rows' targets instead of their labels
+      (`--anchor_target self`: the source language's pool items and the starting checkpoint's logits on them).
     """
 
     def __init__(self, pool_features: dict[str, list[dict]], pairs: list[tuple[str, str]], seed: int,
-                 teacher_logits: dict[str, np.ndarray] | None = None, anchor_features: list[dict] | None = None):
+                 teacher_logits: dict[str, np.ndarray] | None = None, anchor_features: list[dict] | None = None,
+                 anchor_logits: np.ndarray | None = None):
+        if anchor_logits is not None and (not anchor_features or len(anchor_logits) != len(anchor_features)):
+            raise ValueError("anchor_logits needs one row per anchor feature")
         self.pool_features = pool_features
+        self.anchor_logits = anchor_logits
         self.teacher_logits = teacher_logits
         self.anchor_features = anchor_features
         num_items = len(next(iter(pool_features.values())))
@@ -65,7 +71,8 @@ class PairDataset(Dataset):
 
     def collator(self, pad_token_id: int) -> PairCollator:
         """The collator of this dataset's examples (frozen teacher or not, anchor rows or not)."""
-        return PairCollator(pad_token_id, frozen_teacher=self.frozen_teacher, anchors=bool(self.anchor_features))
+        return PairCollator(pad_token_id, frozen_teacher=self.frozen_teacher, anchors=bool(self.anchor_features),
+                            anchor_targets=self.anchor_logits is not None)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -79,17 +86,22 @@ class PairDataset(Dataset):
         else:
             example["teacher_logits"] = self.teacher_logits[a][i].tolist()
         if self.anchor_features:
-            example["anchor"] = self.anchor_features[self.anchor_order[k % len(self.anchor_order)]]
+            j = self.anchor_order[k % len(self.anchor_order)]
+            example["anchor"] = self.anchor_features[j]
+            if self.anchor_logits is not None:  # unlabeled anchor rows with fixed targets
+                example["anchor"] = strip(example["anchor"])
+                example["anchor_logits"] = self.anchor_logits[j].tolist()
         return example
 
 
 # What a pair batch carries beside the sides' model inputs (never fed to the model).
-PAIR_KEYS = ("num_pairs", "teacher_logits", "anchor")
+PAIR_KEYS = ("num_pairs", "teacher_logits", "anchor", "anchor_logits")
 
 
 class PairBatch(Batch):
     """B pairs, both sides stacked into one `(2B, ...)` batch, the B higher-ranked sides first, so that both
-    go through the model in a single forward pass; `num_pairs` = B, and `anchor` (anchor rows) when given."""
+    go through the model in a single forward pass; `num_pairs` = B, and `anchor` (anchor rows) and
+    `anchor_logits` (their targets) when given."""
 
     kind = BatchKind.PAIRS
 
@@ -103,14 +115,16 @@ class FrozenPairBatch(PairBatch):
 class PairCollator:
     """Collates `PairDataset` examples into a `PairBatch` (or a `FrozenPairBatch` with `frozen_teacher`).
 
-    The sides are padded together by the plain `Collator`; anchor rows (labelled, supervised; `anchors`)
-    become a nested plain batch `anchor`.
+    The sides are padded together by the plain `Collator`; anchor rows (`anchors`) become a nested plain batch
+    `anchor`, and their target logits (`anchor_targets`) `anchor_logits` `(B, C)`.
     """
 
-    def __init__(self, pad_token_id: int, frozen_teacher: bool = False, anchors: bool = False):
+    def __init__(self, pad_token_id: int, frozen_teacher: bool = False, anchors: bool = False,
+                 anchor_targets: bool = False):
         self.collate = Collator(pad_token_id)
         self.frozen_teacher = frozen_teacher
         self.anchors = anchors
+        self.anchor_targets = anchor_targets
 
     def __call__(self, features: list[dict]) -> PairBatch:
         teachers = [] if self.frozen_teacher else [f["a"] for f in features]
@@ -121,4 +135,6 @@ class PairCollator:
             batch["teacher_logits"] = torch.tensor([f["teacher_logits"] for f in features], dtype=torch.float32)
         if self.anchors:
             batch["anchor"] = self.collate([f["anchor"] for f in features])
+        if self.anchor_targets:
+            batch["anchor_logits"] = torch.tensor([f["anchor_logits"] for f in features], dtype=torch.float32)
         return batch
