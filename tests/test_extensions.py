@@ -89,6 +89,26 @@ def test_pair_loss_frozen_teacher_and_anchor_by_hand():
     assert model.table.grad.abs().sum() > 0  # the student and anchor rows learn; the teacher is a constant
 
 
+def test_pair_loss_self_anchor_by_hand():
+    """--anchor_target self: the anchor rows' loss is KL(start || model) on them, not a cross-entropy."""
+    model = Linear()
+    collate = PairCollator(pad_token_id=9, frozen_teacher=True, anchors=True, anchor_targets=True)
+    # Anchor rows: id 1 (model 3/4, 1/4) with start logits (log 4, 0) -> (4/5, 1/5); id 2 (model 1/4, 3/4)
+    # with start (0, log 2) -> (1/3, 2/3).
+    examples = [{"b": {"input_ids": [1]}, "teacher_logits": [0.0, 0.0], "anchor": {"input_ids": [1]},
+                 "anchor_logits": [math.log(4.0), 0.0]},
+                {"b": {"input_ids": [0]}, "teacher_logits": [math.log(4.0), 0.0], "anchor": {"input_ids": [2]},
+                 "anchor_logits": [0.0, math.log(2.0)]}]
+    batch = collate(examples)
+    assert batch["anchor_logits"].shape == (2, 2)
+    consistency = (kl([0.5, 0.5], [0.75, 0.25]) + kl([0.8, 0.2], [0.5, 0.5])) / 2
+    anchor = (kl([0.8, 0.2], [0.75, 0.25]) + kl([1 / 3, 2 / 3], [0.25, 0.75])) / 2
+    loss, _ = pair_loss(model, batch, LossConfig(anchor_weight=0.5))
+    assert loss.item() == pytest.approx(consistency + 0.5 * anchor, rel=1e-5)
+    loss, _ = pair_loss(model, batch)
+    assert loss.item() == pytest.approx(consistency, rel=1e-5)  # anchor weight 0: the anchor rows are ignored
+
+
 def test_online_pair_loss_unchanged_by_the_extensions_when_off():
     model = Linear()
     batch = PairCollator(pad_token_id=9)([{"a": {"input_ids": [0]}, "b": {"input_ids": [1]}}])
@@ -100,6 +120,7 @@ def test_online_pair_loss_unchanged_by_the_extensions_when_off():
     ("--anchor_weight", "-1", "--anchor_weight"),
     ("--min_teacher_confidence", "1.5", "--min_teacher_confidence"),
     ("--teacher_temperature", "0", "--teacher_temperature"),
+    ("--anchor_target", "gold", "--anchor_target 'gold': choose labels or self"),
 ])
 def test_bad_extension_values_fail_before_work(flag, value, message, tmp_path):
     with pytest.raises(UserError, match=message):

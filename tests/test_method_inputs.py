@@ -165,6 +165,31 @@ def test_anchor_rows_are_english_training_rows_that_vary_across_pairs(start_chec
     assert len({(i, a) for i, a in zip(items, anchors)}) > POOL
 
 
+def test_self_anchor_rows_are_english_pool_items_with_the_starting_checkpoints_logits(start_checkpoint, data_dir,
+                                                                                      tmp_path, monkeypatch):
+    """--anchor_target self: the anchor rows are English pool items (no labels), and their targets are the
+    starting checkpoint's eval-mode logits on exactly those items, recomputed with the stock forward."""
+    rec = Recorder(monkeypatch)
+    distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "kd", "--frozen_teacher", "--anchor_weight",
+                              "0.25", "--anchor_target", "self", "--max_steps", "3", "--save_strategy", "no"))
+    (ds,) = rec.datasets
+    model = AutoModelForMaskedLM.from_pretrained(start_checkpoint).eval()
+    english = {tuple(f["input_ids"]): stock_class_logits(model, f) for f in ds.pool_features["en"]}
+    others = {tuple(f["input_ids"]) for lang in LANGS[1:] for f in ds.pool_features[lang]}
+    assert len(english) == POOL
+    seen = []
+    for inputs, args in rec.calls:
+        anchor = inputs["anchor"]
+        assert "labels" not in anchor and args[0].anchor_weight == 0.25
+        assert anchor["input_ids"].shape[0] == inputs["num_pairs"] == inputs["anchor_logits"].shape[0]
+        for row, mask, target in zip(anchor["input_ids"], anchor["attention_mask"], inputs["anchor_logits"]):
+            ids = tuple(row[mask.bool()].tolist())
+            assert ids in english and ids not in others  # an English pool item
+            np.testing.assert_allclose(target.numpy(), english[ids], atol=ATOL)  # and the start's logits on it
+            seen.append(ids)
+    assert len(set(seen)) == POOL  # 12 anchor rows cycle through all 8 English pool items
+
+
 def test_every_extension_flag_reaches_its_own_slot_of_the_loss(start_checkpoint, data_dir, tmp_path, monkeypatch):
     rec = Recorder(monkeypatch)
     distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "kd", "--max_steps", "1", "--save_strategy",

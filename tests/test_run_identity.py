@@ -273,6 +273,8 @@ def test_a_failure_while_continuing_a_run_leaves_the_previous_files_as_they_were
     ("finetune", ["--num_train_epochs", "0", "--max_steps", "-1"], "--num_train_epochs 0.0: no training at all"),
     ("distill", ["--languages", "en"], "--languages en: self-distillation needs at least two languages"),
     ("distill", ["--teacher_threshold", "0.6"], "--teacher_threshold 0.6: no scores can split 3 languages"),
+    ("distill", ["--languages", "fr,de", "--anchor_weight", "0.5", "--anchor_target", "self"],
+     "--anchor_target self anchors the source language en on its pool items: add it to --languages"),
     ("distill", ["--teacher_threshold", "0.15"], "--teacher_threshold 0.15: no scores can split 3 languages"),
 ])
 def test_invalid_numbers_are_refused_before_the_model_loads_and_leave_nothing(entry, extra, message, tmp_path,
@@ -360,7 +362,7 @@ SCRIPT_VARIABLES = {  # each result-changing variable with a value other than it
                         "KL_DIRECTION": "symmetric", "DETACH_TEACHER": "true", "TEMPERATURE": "2.0",
                         "SAVE_STEPS": "50", "DEEPSPEED_CONFIG": "run_script/ds_zero2_bf16.json",
                         "SELECTION_METHOD": "source_agreement", "SOURCE_GUARD": "true",
-                        "TEACHER_TARGETS": "dawid_skene"},
+                        "TEACHER_TARGETS": "dawid_skene", "ANCHOR_TARGET": "self"},
     "multiseed.sh": {"TASK": "pawsx", "HEAD": "classification", "FINETUNE_VARS": "LOSS=label_words",
                      "DISTILL_VARS": "RECIPE=recommended", "DISTILL": "0", "MAX_SEQ_LENGTH": "128"},
 }
