@@ -321,9 +321,9 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     seen = {}
     real_init = alsace.pairs.PairDataset.__init__
 
-    def spy(self, pool_features, pairs, seed, teacher_logits=None, anchor_features=None):
-        seen.update(pairs=pairs, teacher_logits=teacher_logits)
-        real_init(self, pool_features, pairs, seed, teacher_logits, anchor_features)
+    def spy(self, pool_features, pairs, seed, **kwargs):
+        seen.update(pairs=pairs, teacher_logits=kwargs.get("teacher_logits"))
+        real_init(self, pool_features, pairs, seed, **kwargs)
 
     monkeypatch.setattr(alsace.pairs.PairDataset, "__init__", spy)
     out = tmp_path / "kd"
