@@ -46,8 +46,8 @@ elif [[ "$RECIPE" == recommended ]]; then
   EPOCHS=${EPOCHS:-1}
   MAX_STEPS=${MAX_STEPS:-300}               # >0 overrides EPOCHS; measured on the real check (README)
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
-  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0.3}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
-  ANCHOR_TARGET=${ANCHOR_TARGET:-labels}    # labels: English training rows' gold labels | self: the start's own English pool predictions
+  ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
+  ANCHOR_TARGET=${ANCHOR_TARGET:-self}      # self: the start's own English pool predictions | labels: English training rows' gold labels
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
   SELECTION_METHOD=${SELECTION_METHOD:-dawid_skene} # ours: robust when most languages are weak (README)

@@ -91,6 +91,8 @@ def test_recipes_set_the_extension_flags():
     assert "--teacher_temperature" not in original and flag(original, "--max_steps") == "-1"
     recommended = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended"})
     assert flag(recommended, "--frozen_teacher") == "true"
+    assert (flag(recommended, "--anchor_target"), flag(recommended, "--anchor_weight")) == ("self", "1.0")
+    assert flag(original, "--anchor_target") == "labels"
     assert float(flag(recommended, "--learning_rate")) > 3e-8 and int(flag(recommended, "--max_steps")) > 0
     assert "_recommended_" in flag(recommended, "--output_dir")
     # A variable set by the user wins over the recipe's value.
