@@ -135,7 +135,9 @@ def test_two_processes_distil_like_one_with_a_frozen_teacher_and_an_anchor(tmp_p
     log = torchrun("distill.py", common + ["--output_dir", str(ddp), "--per_device_train_batch_size", "2"])
     start = load_file(no_dropout_mlm / "model.safetensors")
     one, two = load_file(single / "model.safetensors"), load_file(ddp / "model.safetensors")
-    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
+    # Adam divides by the root of tiny second moments, so the two reduction orders can differ by ~1e-5 after
+    # 3 steps (1.1e-5 seen on a busy 2-core machine); a wrong split of the batch moves weights by ~lr = 1e-3.
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 5e-5
     assert max((one[k] - start[k]).abs().max().item() for k in start if one[k].shape == start[k].shape) > 1e-4
     assert "every trainable parameter gets a gradient: no unused-parameter search" in log
     assert "find_unused_parameters=True" not in log  # torch's warning, printed by each rank with the search on
