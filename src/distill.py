@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from transformers import TrainingArguments, set_seed
 from alsace.arguments import (POOL_SIZE_WARNING, DataArguments, DistillArguments, ModelArguments, PromptArguments,
                               Resolved, parse)
 from alsace.checkpoint import CheckpointInfo, placeholder_count, settings_from_checkpoint
-from alsace.data import load_pool, load_split
+from alsace.data import load_pool, load_split, pool_labels
 from alsace.distributed import broadcast_from_main, is_main_process
 from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
@@ -148,6 +149,12 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
         logger.info("reusing the saved teacher selection from %s", selection_path)
     else:
         selection = choose_teachers(pool_logits, task, run, d_args)
+        labels = pool_labels(task, run.languages, data_args.data_dir, d_args.pool_size or task.pool_size,
+                             d_args.pool_file)
+        if labels is not None:  # evaluation only: what a ranking by the pool's own accuracy would give
+            selection = replace(selection, pool_accuracy={
+                lang: float((pool_logits[lang].argmax(-1) == np.asarray(labels[lang])).mean())
+                for lang in run.languages})
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)

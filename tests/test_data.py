@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from alsace.data import check_parallel, check_row, first_n, load_pool, load_split, misalignments
+from alsace.data import check_parallel, check_row, first_n, load_pool, load_split, misalignments, pool_labels
 from alsace.errors import UserError
 from alsace.tasks import get_task
 
@@ -66,6 +66,22 @@ def test_pool_drops_labels_and_checks_alignment(data_dir, tmp_path):
         check_parallel({"en": [{}] * 3, "fr": [{}] * 2}, "pool")
     with pytest.raises(UserError, match="row 1 has id 'b' in en but 'c' in fr"):
         check_parallel({"en": [{"id": "a"}, {"id": "b"}], "fr": [{"id": "a"}, {"id": "c"}]}, "pool")
+
+
+def test_pool_labels_are_the_pool_rows_labels_or_none(data_dir, tmp_path):
+    """The labels read for the reference ρ are those of the very rows the pool holds, in the same order."""
+    labels = pool_labels(XNLI, ["en", "fr"], str(data_dir), 7)
+    for lang in ("en", "fr"):
+        assert labels[lang] == [r["label"] for r in load_split(XNLI, "validation", lang, str(data_dir))[:7]]
+    assert len(set(labels["en"])) > 1  # a fixture with one label would not tell rows apart
+    assert pool_labels(XNLI, ["en"], str(data_dir), 7, pool_file=str(tmp_path / "pool.jsonl")) is None
+    hidden = tmp_path / "hidden"
+    for lang in ("en", "fr"):
+        rows = load_split(XNLI, "validation", lang, str(data_dir))
+        write(hidden / "xnli" / "validation" / f"{lang}.jsonl",
+              [json.dumps({**r, "label": -1 if lang == "fr" and i == 3 else r["label"]}) for i, r in enumerate(rows)])
+    assert pool_labels(XNLI, ["en", "fr"], str(hidden), 7) is None  # one hidden label: no reference at all
+    assert pool_labels(XNLI, ["en"], str(hidden), 7) == {"en": labels["en"]}
 
 
 def test_pool_file(tmp_path):

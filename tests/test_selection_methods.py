@@ -270,6 +270,13 @@ def test_aggregate_reports_english_per_run_calibration_and_every_selection_metho
     runs = [comp(-0.09, True, [0.5, 1.0, 1.2], {"paper": 0.5, "dawid_skene": 0.97}),
             comp(+0.01, False, [0.6, 1.2, 1.4], {"paper": 0.9, "dawid_skene": 1.0})]
     health = aggregate(runs)["health"]
+    assert "selection_spearman_pool_accuracy" not in health
+    runs[0]["comparison"]["selection_quality"]["pool_accuracy_reference"] = 0.8
+    assert "selection_spearman_pool_accuracy" not in aggregate(runs)["health"]  # only when every run has it
+    runs[1]["comparison"]["selection_quality"]["pool_accuracy_reference"] = 0.6
+    assert aggregate(runs)["health"]["selection_spearman_pool_accuracy"]["values"] == [0.8, 0.6]
+    assert ("  - reference, the pool's labelled accuracy (not label-free): 0.800, 0.600\n"
+            in aggregate_markdown(aggregate(runs)))
     assert health["source_delta"]["values"] == pytest.approx([-0.09, 0.01])
     assert health["runs_top_fell"] == [["en"], []]
     assert health["calibration"]["mean_nll"]["after"]["values"] == pytest.approx([2.7 / 3, 3.2 / 3])
@@ -295,6 +302,12 @@ def test_selection_quality_per_method_by_hand():
                           {"paper": {"en": 0.1, "fr": 0.3, "sw": 0.2}, "dawid_skene": {"en": 0.9, "fr": 0.5, "sw": 0.4}})
     assert q["spearman_score_vs_accuracy"] == pytest.approx(1.0)
     assert q["by_method"] == {"paper": pytest.approx(-0.5), "dawid_skene": pytest.approx(1.0)}
+    assert "pool_accuracy_reference" not in q
+    # The labelled reference: pool accuracy en 0.7 > sw 0.5 > fr 0.2 against test en > fr > sw: ranks
+    # (3, 1, 2) vs (3, 2, 1) give 1 - 6 * 2 / (3 * 8) = 0.5.
+    q = selection_quality(["en", "fr", "sw"], [0.5, 0.3, 0.2], {"sw": 0.4, "en": 0.9, "fr": 0.6},
+                          pool_accuracy={"fr": 0.2, "sw": 0.5, "en": 0.7})
+    assert q["pool_accuracy_reference"] == pytest.approx(0.5) and "by_method" not in q
 
 
 def test_teacher_targets_need_a_frozen_teacher_and_methods_are_checked(tmp_path):
@@ -361,6 +374,18 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     assert {"nll", "ece"} <= set(after["per_language"]["fr"]) and "mean_nll" in after
     assert set(comp["calibration"]) == {"mean_nll", "mean_ece"}
     assert "| selection method | Spearman ρ vs accuracy before |" in (out / "comparison.md").read_text()
+
+    # The pool's own labels (validation rows, read only for this report): each language's accuracy on them,
+    # and the ρ of that ranking against the test accuracy before distillation.
+    from alsace.data import load_split
+    labels = {lang: np.array([r["label"] for r in load_split(task, "validation", lang, str(data_dir))[:8]])
+              for lang in langs}
+    pool_acc = {lang: float((logits[lang].argmax(1) == labels[lang]).mean()) for lang in langs}
+    assert saved["pool_accuracy"] == pytest.approx(pool_acc)
+    before_acc = [comp["per_language"][lang]["before"] for lang in langs]
+    assert len(set(pool_acc.values())) > 1 and len(set(before_acc)) > 1  # a defined, non-trivial ρ
+    assert comp["selection_quality"]["pool_accuracy_reference"] == pytest.approx(
+        spearman([pool_acc[lang] for lang in langs], before_acc))
 
 
 def test_equal_scores_under_the_default_threshold_say_why_and_what_to_do():
@@ -444,3 +469,11 @@ def test_the_selection_quality_block_of_comparison_md():
         "| dawid_skene | 1.000 |"]
     comp["selection_quality"]["method"] = "dawid_skene"
     assert "teacher scores (dawid_skene) and the test accuracy" in comparison_markdown(comp)
+    assert "Reference (uses the pool's labels" not in comparison_markdown(comp)
+    comp["selection_quality"]["pool_accuracy_reference"] = 0.875
+    lines = comparison_markdown(comp).splitlines()
+    at = lines.index("| dawid_skene | 1.000 |")
+    assert lines[at + 1] == "" and lines[at + 2] == (
+        "Reference (uses the pool's labels, so not a selection method): ranking the languages by their accuracy "
+        "on the pool's own labels gives ρ = 0.875 against the test accuracy; a label-free estimate from this pool "
+        "can hardly rank better (both accuracies are noisy samples).")

@@ -244,6 +244,22 @@ def load_pool(
     return pool
 
 
+def pool_labels(task: Task, languages: list[str], data_dir: str | None, size: int | None,
+                pool_file: str | None = None) -> dict[str, list[int]] | None:
+    """The labels of `load_pool`'s default pool where its local files carry them, `{lang: [label]}`; else None.
+
+    For evaluation only (how well a ranking by the pool's own accuracy ranks the test accuracy); selection
+    never reads them. None for a pool file, a Hub pool, or a file with a hidden or missing label.
+    """
+    if pool_file is not None or (data_dir is None and task.data_dir is None):
+        return None
+    try:
+        return {lang: [row["label"] for row in load_split(task, task.pool_split, lang, data_dir)[:size]]
+                for lang in languages}
+    except UserError:
+        return None
+
+
 def _exported_unchanged(task: Task, data_dir: str, split: str, languages: list[str]) -> bool:
     """True when every language's file is listed in `<data_dir>/manifest.json` with its current sha256
     (the exporter aligned those rows across the Hub's languages and dropped a bad row in all of them)."""

@@ -92,14 +92,19 @@ def spearman(x, y) -> float:
 
 
 def selection_quality(languages: list[str], normalized_scores: list[float], accuracy_by_lang: dict[str, float],
-                      estimates: dict[str, dict[str, float]] | None = None) -> dict:
+                      estimates: dict[str, dict[str, float]] | None = None,
+                      pool_accuracy: dict[str, float] | None = None) -> dict:
     """How well the label-free teacher scores ŝ rank the languages' true accuracy (reported, never used).
 
-    With `estimates` (`{method: {lang: s_t}}`, `Selection.estimates`), each method's Spearman ρ too.
+    With `estimates` (`{method: {lang: s_t}}`, `Selection.estimates`), each method's Spearman ρ too. With
+    `pool_accuracy` (each language's accuracy on the pool's own labels), the ρ of that labelled ranking as a
+    reference: a label-free estimate from the same pool can hardly rank the test accuracy better.
     """
     acc = [accuracy_by_lang[lang] for lang in languages]
     out = {"spearman_score_vs_accuracy": spearman(normalized_scores, acc), "num_languages": len(languages)}
     if estimates:
         out["by_method"] = {method: spearman([values[lang] for lang in languages], acc)
                             for method, values in estimates.items()}
+    if pool_accuracy:
+        out["pool_accuracy_reference"] = spearman([pool_accuracy[lang] for lang in languages], acc)
     return out

@@ -44,6 +44,7 @@ class Selection:
     selection_method: str = "paper"  # which estimate decided the scores (SELECTION_METHODS)
     estimates: dict[str, dict[str, float]] | None = None  # every method's per-language estimate s_t
     source_guard: bool = False  # the source language was moved to the top of the ranking (a teacher)
+    pool_accuracy: dict[str, float] | None = None  # accuracy on the pool's own labels (reported, never used)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -175,6 +175,8 @@ def _health(runs: list[dict], langs: list[str]) -> dict:
             health["selection_spearman_by_method"] = {
                 method: mean_std([q["by_method"][method] for q in quality])
                 for method in quality[0]["by_method"] if all(method in q["by_method"] for q in quality)}
+        if all("pool_accuracy_reference" in q for q in quality):
+            health["selection_spearman_pool_accuracy"] = mean_std([q["pool_accuracy_reference"] for q in quality])
     return health
 
 
@@ -262,4 +264,7 @@ def aggregate_markdown(agg: dict) -> str:
                          f"used): " + ", ".join(f"{v:.3f}" for v in sp["values"]) + f" (mean {sp['mean']:.3f})")
             for method, q in health.get("selection_spearman_by_method", {}).items():
                 lines.append(f"  - {method}: " + ", ".join(f"{v:.3f}" for v in q["values"]))
+            if "selection_spearman_pool_accuracy" in health:
+                lines.append("  - reference, the pool's labelled accuracy (not label-free): "
+                             + ", ".join(f"{v:.3f}" for v in health["selection_spearman_pool_accuracy"]["values"]))
     return "\n".join(lines) + "\n"

@@ -219,6 +219,11 @@ def comparison_markdown(comp: dict) -> str:
         if quality.get("by_method"):
             lines += ["", "| selection method | Spearman ρ vs accuracy before |", "|---|---:|"]
             lines += [f"| {method} | {rho:.3f} |" for method, rho in quality["by_method"].items()]
+        if "pool_accuracy_reference" in quality:
+            lines += ["", f"Reference (uses the pool's labels, so not a selection method): ranking the languages by "
+                          f"their accuracy on the pool's own labels gives ρ = "
+                          f"{quality['pool_accuracy_reference']:.3f} against the test accuracy; a label-free "
+                          "estimate from this pool can hardly rank better (both accuracies are noisy samples)."]
     if sig:
         lines += ["", f"CI and p: {sig['method']} over the same test rows ({sig['num_samples']} resamples, "
                       f"seed {sig['seed']}, {sig['resampling']}); p tests 'no change'; Holm adjusts for testing "

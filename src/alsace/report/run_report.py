@@ -31,7 +31,7 @@ def comparison_report(before: dict, after: dict, selection, source_language: str
                     else [-selection.ranking.index(lang) for lang in selection.languages])
         comparison["selection_quality"] = {**selection_quality(
             selection.languages, deciding, {lang: r["accuracy"] for lang, r in before["per_language"].items()},
-            selection.estimates), "method": selection.selection_method}
+            selection.estimates, selection.pool_accuracy), "method": selection.selection_method}
     comparison["significance"] = significance_between_runs(baseline_dir, output_dir, split, languages,
                                                            source_language, teachers=selection.teachers)
     comparison["top_fell"] = top_fell(comparison, source_language)
