@@ -171,6 +171,35 @@ def test_collapse_and_skew_are_told_apart():
                            "accuracy up).", ""]
 
 
+def test_unreadable_languages_are_named_with_their_own_advice():
+    """A language whose rows tokenise to fewer distinct inputs than half its rows is 'unreadable': a collapse
+    there is the tokenizer's limit, and the advice says to leave the language out, not to change the recipe."""
+    before = results([0.8, 0.5, 0.4], [0.35, 0.30, 0.50])
+    after = results([0.8, 0.6, 0.35], [0.36, 0.32, 0.95])  # sw collapses (95 % one class)
+    for res in (before, after):
+        res["per_language"]["en"]["distinct_inputs"] = 100
+        res["per_language"]["fr"]["distinct_inputs"] = 50  # exactly half: still readable
+        res["per_language"]["sw"]["distinct_inputs"] = 49
+    comp = compare(before, after, ["en"], ["fr", "sw"], "en")
+    assert comp["unreadable_languages"] == ["sw"] and comp["collapsed_languages"] == ["sw"]
+    assert (comp["per_language"]["sw"]["distinct_inputs"], comp["per_language"]["sw"]["n"]) == (49, 100)
+    lines = comparison_markdown(comp).splitlines()
+    assert lines[4] == collapse_warning(["sw"], False, ["sw"]) and lines[5] == ""
+    assert lines[6] == ("Few distinct inputs: sw (49 of 100 rows): the tokenizer reads little of these languages, "
+                        "so their accuracy says little about the method.")
+    only = collapse_warning(["sw"], True, ["sw"])
+    assert only.endswith("is not a result. sw: the test rows tokenise to fewer distinct inputs than half the rows "
+                         "(the tokenizer reads little of the script), so the model cannot tell the items apart and "
+                         "training towards per-item targets ends at the most common class; leave such a language "
+                         "out (--languages, LANGUAGES) rather than change the recipe.")
+    both = collapse_warning(["fr", "sw"], True, ["sw"])  # a readable collapse still gets the recipe's advice
+    assert "lower --learning_rate" in both and "sw: the test rows tokenise" in both
+    assert "fr:" not in both and "lower --learning_rate" not in only
+    assert collapse_warning(["sw"], True) == collapse_warning(["sw"], True, [])  # nothing recorded: as before
+    del after["per_language"]["sw"]["distinct_inputs"]  # results written before the count existed
+    assert compare(before, after, ["en"], ["fr", "sw"], "en")["unreadable_languages"] == []
+
+
 def test_collapse_advice_fits_the_recipe():
     moving = collapse_warning(["sw"], frozen_teacher=False)
     frozen = collapse_warning(["sw"], frozen_teacher=True)
@@ -326,7 +355,7 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     import alsace.pairs
     from alsace.evaluation import score_languages
     from alsace.features import Collator, Featurizer, encode_cached
-    from alsace.data import load_pool
+    from alsace.data import load_pool, load_split
     from alsace.checkpoint import CheckpointInfo, placeholder_count
     from alsace.modeling import load_tokenizer_and_model
     from alsace.tasks import get_task
@@ -372,12 +401,16 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     assert "teacher_average" in comp["significance"] and isinstance(comp["top_fell"], list)
     after = json.loads((out / "results.json").read_text())
     assert {"nll", "ece"} <= set(after["per_language"]["fr"]) and "mean_nll" in after
+    for lang in langs:  # the test rows' distinct token sequences, counted from an independent encoding
+        rows = load_split(task, "test", lang, str(data_dir))
+        distinct = len({tuple(featurizer.encode_row(r, lang)["input_ids"]) for r in rows})
+        assert after["per_language"][lang]["distinct_inputs"] == distinct == comp["per_language"][lang]["distinct_inputs"]
+    assert comp["unreadable_languages"] == []
     assert set(comp["calibration"]) == {"mean_nll", "mean_ece"}
     assert "| selection method | Spearman ρ vs accuracy before |" in (out / "comparison.md").read_text()
 
     # The pool's own labels (validation rows, read only for this report): each language's accuracy on them,
     # and the ρ of that ranking against the test accuracy before distillation.
-    from alsace.data import load_split
     labels = {lang: np.array([r["label"] for r in load_split(task, "validation", lang, str(data_dir))[:8]])
               for lang in langs}
     pool_acc = {lang: float((logits[lang].argmax(1) == labels[lang]).mean()) for lang in langs}
@@ -477,3 +510,18 @@ def test_the_selection_quality_block_of_comparison_md():
         "Reference (uses the pool's labels, so not a selection method): ranking the languages by their accuracy "
         "on the pool's own labels gives ρ = 0.875 against the test accuracy; a label-free estimate from this pool "
         "can hardly rank better (both accuracies are noisy samples).")
+
+
+def test_distinct_inputs_count_token_sequences_not_rows(monkeypatch):
+    """evaluate_languages counts each language's different token sequences (duplicates once, order kept)."""
+    import alsace.evaluation as evaluation
+
+    feats = {"en": [{"input_ids": [1, 2, 3], "labels": 0}, {"input_ids": [1, 2, 3], "labels": 1},
+                    {"input_ids": [1, 2, 4], "labels": 1}, {"input_ids": [3, 2, 1], "labels": 0}],
+             "fr": [{"input_ids": [5], "labels": 0}, {"input_ids": [5], "labels": 1},
+                    {"input_ids": [5], "labels": 1}, {"input_ids": [5, 5], "labels": 0}]}
+    logits = {lang: np.log(np.array([[0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]])) for lang in feats}
+    monkeypatch.setattr(evaluation, "score_languages", lambda *a, **k: logits)
+    out = evaluation.evaluate_languages(None, feats, None, 8, "cpu")
+    assert (out["en"]["distinct_inputs"], out["fr"]["distinct_inputs"]) == (3, 2)
+    assert out["en"]["n"] == 4 and out["en"]["accuracy"] == 1.0

@@ -86,11 +86,15 @@ def score_languages(model, features_by_lang: dict[str, list[dict]], collator: Co
 
 def evaluate_languages(model, features_by_lang: dict[str, list[dict]], collator: Collator,
                        batch_size: int, device, bf16: bool = False) -> dict:
-    """Per-language accuracy: `{lang: {"accuracy", "n", "logits" (N, C), "labels" (N,)}}`."""
+    """Per-language accuracy: `{lang: {"accuracy", "n", "logits" (N, C), "labels" (N,), "distinct_inputs"}}`.
+
+    `distinct_inputs`: how many different token sequences the rows became; far fewer than `n` means the
+    tokenizer reads little of the language (e.g. most pieces `<unk>`), so its rows cannot be told apart."""
     logits = score_languages(model, features_by_lang, collator, batch_size, device, bf16, desc="evaluating")
     out = {}
     for lang, lang_logits in logits.items():
         labels = np.array([f["labels"] for f in features_by_lang[lang]], dtype=np.int64)
         out[lang] = {"accuracy": accuracy(lang_logits, labels), "n": int(len(labels)),
-                     "logits": lang_logits, "labels": labels}
+                     "logits": lang_logits, "labels": labels,
+                     "distinct_inputs": len({tuple(f["input_ids"]) for f in features_by_lang[lang]})}
     return out

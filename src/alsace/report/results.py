@@ -22,7 +22,8 @@ def build_results(task, split: str, model_name: str, evaluation: dict,
     """The results.json dictionary (README, "Outputs") from `evaluate_languages` output."""
     per_language = {
         lang: {"accuracy": r["accuracy"], "n": r["n"], **prediction_health(r["logits"]),
-               **calibration(r["logits"], r["labels"]), **class_metrics(r["logits"], r["labels"])}
+               **calibration(r["logits"], r["labels"]), **class_metrics(r["logits"], r["labels"]),
+               **({"distinct_inputs": r["distinct_inputs"]} if "distinct_inputs" in r else {})}
         for lang, r in evaluation.items()
     }
     accs = {lang: r["accuracy"] for lang, r in evaluation.items()}
@@ -92,6 +93,15 @@ COLLAPSE_SHARE = 0.9  # a language predicting one class this often (and not befo
 COLLAPSE_RISE = 0.2  # ... and one whose majority-class share rose this much is collapsing (or skewing)
 
 
+UNREADABLE_SHARE = 0.5  # a language whose rows tokenise to fewer distinct inputs than this share is unreadable
+
+
+def is_unreadable(result: dict) -> bool:
+    """Fewer distinct token sequences than half the rows (results.json's `distinct_inputs`, when recorded): the
+    tokenizer reads little of the language, so its rows cannot be told apart whatever the training does."""
+    return result.get("distinct_inputs") is not None and result["distinct_inputs"] < UNREADABLE_SHARE * result["n"]
+
+
 def is_collapsed(share_before: float, share_after: float) -> bool:
     """The majority-class share signal: one class for >= 90 % of rows (not before), or its share up >= 20 points."""
     full = share_after >= COLLAPSE_SHARE and share_before < COLLAPSE_SHARE
@@ -126,6 +136,8 @@ def compare(before: dict, after: dict, teachers: list[str], students: list[str],
             "entropy_before": b["mean_entropy"], "entropy_after": a["mean_entropy"], "collapsed": collapsed,
             "skewed": skewed,
         }
+        if a.get("distinct_inputs") is not None:
+            per_language[lang].update(distinct_inputs=a["distinct_inputs"], n=a["n"])
         if "nll" in b and "nll" in a:
             per_language[lang].update({"nll_before": b["nll"], "nll_after": a["nll"],
                                        "ece_before": b["ece"], "ece_after": a["ece"]})
@@ -138,7 +150,8 @@ def compare(before: dict, after: dict, teachers: list[str], students: list[str],
     return {"task": after["task"], "split": after["split"], "source_language": source_language,
             "per_language": per_language, "summary": summary, "calibration": calibration,
             "collapsed_languages": [lang for lang, r in per_language.items() if r["collapsed"]],
-            "skewed_languages": [lang for lang, r in per_language.items() if r["skewed"]]}
+            "skewed_languages": [lang for lang, r in per_language.items() if r["skewed"]],
+            "unreadable_languages": [lang for lang in per_language if is_unreadable(after["per_language"][lang])]}
 
 
 def top_fell(comp: dict, source_language: str) -> list[dict]:
@@ -162,13 +175,23 @@ def top_fell_warning(fell: list[dict]) -> str:
             "falling is not the method working; read the gap with this.")
 
 
-def collapse_warning(collapsed: list[str], frozen_teacher: bool = False) -> str:
-    """The Markdown warning that comparison.md and the distilled results.md carry when predictions collapsed."""
+def collapse_warning(collapsed: list[str], frozen_teacher: bool = False, unreadable: list[str] | None = None) -> str:
+    """The Markdown warning that comparison.md and the distilled results.md carry when predictions collapsed;
+    collapsed languages among `unreadable` are named as such, with their own advice (the recipe's advice is
+    given only when some collapsed language is readable)."""
+    unreadable = [lang for lang in collapsed if lang in (unreadable or [])]
     advice = ("The teacher was already frozen (RECIPE=recommended): lower --learning_rate or --max_steps, and "
               "check the teacher selection (selection quality below; --selection_method dawid_skene)."
               if frozen_teacher else
               "A moving teacher cannot anchor the student: use RECIPE=recommended (--frozen_teacher) or a lower "
               "learning rate.")
+    if len(unreadable) == len(collapsed):
+        advice = ""
+    if unreadable:
+        advice += ((" " if advice else "") + f"{', '.join(unreadable)}: the test rows tokenise to fewer distinct "
+                   "inputs than half the rows (the tokenizer reads little of the script), so the model cannot tell "
+                   "the items apart and training towards per-item targets ends at the most common class; leave "
+                   "such a language out (--languages, LANGUAGES) rather than change the recipe.")
     return (f"**WARNING: predictions collapsed in {', '.join(collapsed)}** (one class "
             f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows, or its share up by >= "
             f"{100 * COLLAPSE_RISE:.0f} points while accuracy did not rise): a narrower gap from collapsed "
@@ -181,12 +204,19 @@ def comparison_markdown(comp: dict) -> str:
     lines = ["# Before -> after self-distillation", "",
              f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
     if comp["collapsed_languages"]:
-        lines += [collapse_warning(comp["collapsed_languages"], comp.get("frozen_teacher", False)), ""]
+        lines += [collapse_warning(comp["collapsed_languages"], comp.get("frozen_teacher", False),
+                                   comp.get("unreadable_languages")), ""]
     if comp.get("top_fell"):
         lines += [top_fell_warning(comp["top_fell"]), ""]
     if comp.get("skewed_languages"):
         lines += [f"Skewed, not collapsed: {', '.join(comp['skewed_languages'])} (majority-class share up >= "
                   f"{100 * COLLAPSE_RISE:.0f} points, below {100 * COLLAPSE_SHARE:.0f} %, with accuracy up).", ""]
+    if comp.get("unreadable_languages"):
+        per = comp["per_language"]
+        lines += ["Few distinct inputs: " + ", ".join(f"{lang} ({per[lang]['distinct_inputs']} of {per[lang]['n']} "
+                                                      "rows)" for lang in comp["unreadable_languages"])
+                  + ": the tokenizer reads little of these languages, so their accuracy says little about the method.",
+                  ""]
     ci_head = f" {100 * sig['confidence']:.0f}% CI of Δ | p |" if sig else ""
     lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |"
               + (ci_head + " p (Holm) |" if sig else ""),

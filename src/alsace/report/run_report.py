@@ -68,7 +68,8 @@ def write_run_report(output_dir, args: dict, results: dict, evaluation: dict, ti
         figures["comparison.md"].append(("teacher selection", SELECTION_PNG))
     warning = None
     if comparison is not None and comparison["collapsed_languages"]:  # results.md is read on its own too
-        warning = collapse_warning(comparison["collapsed_languages"], comparison["frozen_teacher"])
+        warning = collapse_warning(comparison["collapsed_languages"], comparison["frozen_teacher"],
+                                   comparison["unreadable_languages"])
     markdown = {"results.md": results_markdown(results, title, warning)}
     if comparison is not None:
         write_json(output_dir / "comparison.json", comparison)
