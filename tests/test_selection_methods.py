@@ -187,14 +187,21 @@ def test_unreadable_languages_are_named_with_their_own_advice():
     assert lines[4] == collapse_warning(["sw"], False, ["sw"]) and lines[5] == ""
     assert lines[6] == ("Few distinct inputs: sw (49 of 100 rows): the tokenizer reads little of these languages, "
                         "so their accuracy says little about the method.")
+    assert lines[7] == "" and lines[8].startswith("| language |")
+    after["per_language"]["fr"]["distinct_inputs"] = 12
+    lines = comparison_markdown(compare(before, after, ["en"], ["fr", "sw"], "en")).splitlines()
+    assert lines[6].startswith("Few distinct inputs: fr (12 of 100 rows), sw (49 of 100 rows): the tokenizer")
+    after["per_language"]["fr"]["distinct_inputs"] = 50
     only = collapse_warning(["sw"], True, ["sw"])
     assert only.endswith("is not a result. sw: the test rows tokenise to fewer distinct inputs than half the rows "
                          "(the tokenizer reads little of the script), so the model cannot tell the items apart and "
                          "training towards per-item targets ends at the most common class; leave such a language "
                          "out (--languages, LANGUAGES) rather than change the recipe.")
     both = collapse_warning(["fr", "sw"], True, ["sw"])  # a readable collapse still gets the recipe's advice
-    assert "lower --learning_rate" in both and "sw: the test rows tokenise" in both
+    assert "(selection quality below; --selection_method dawid_skene). sw: the test rows tokenise" in both
     assert "fr:" not in both and "lower --learning_rate" not in only
+    two = collapse_warning(["fr", "sw"], True, ["sw", "fr"])
+    assert "is not a result. fr, sw: the test rows tokenise" in two and "lower --learning_rate" not in two
     assert collapse_warning(["sw"], True) == collapse_warning(["sw"], True, [])  # nothing recorded: as before
     del after["per_language"]["sw"]["distinct_inputs"]  # results written before the count existed
     assert compare(before, after, ["en"], ["fr", "sw"], "en")["unreadable_languages"] == []
