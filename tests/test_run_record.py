@@ -37,6 +37,18 @@ def test_environment_says_whether_the_tree_had_uncommitted_changes():
     assert env["git_dirty"] in (True, False) if env["git_commit"] else env["git_dirty"] is None
 
 
+def test_environment_records_the_cpu_kernels_torch_chose(run, monkeypatch):
+    """environment.json names the CPU kernel set (seeded CPU training differs between AVX2 and AVX512 machines)."""
+    import json
+
+    import torch
+
+    saved = json.loads((run / "environment.json").read_text())
+    assert saved["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and saved["cpu_capability"]
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert environment()["cpu_capability"] == "AVX2"  # read from torch at the time of the run, not cached
+
+
 def test_model_card_in_the_checkpoint(run):
     card = (run / "README.md").read_text()
     assert card.startswith("---\nlanguage: [en, fr]\n")

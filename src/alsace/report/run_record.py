@@ -28,6 +28,9 @@ def environment() -> dict:
         "transformers": version("transformers"),
         "datasets": version("datasets"),
         "cuda": torch.cuda.is_available() if torch is not None else None,
+        # The CPU kernels torch chose (e.g. AVX2, AVX512): CPU runs with different ones round differently, so
+        # seeded CPU training reproduces bit for bit only on machines that report the same value.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability() if torch is not None else None,
         "cpu_count": os.cpu_count(),
         "git_commit": commit or None,
         # Uncommitted changes mean git_commit alone does not say what code ran; None: not a git checkout.
