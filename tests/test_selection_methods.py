@@ -356,7 +356,7 @@ def test_teacher_targets_need_a_frozen_teacher_and_methods_are_checked(tmp_path)
 
 
 def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source(tiny_finetuned, data_dir,
-                                                                                  tmp_path, monkeypatch):
+                                                                                  tmp_path, monkeypatch, caplog):
     """Through distill.main: the selection method decides, the source is first, and every pair's frozen target is
     the Dawid-Skene posterior of the starting checkpoint's own pool predictions (recomputed here independently)."""
     import alsace.pairs
@@ -377,11 +377,16 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
     monkeypatch.setattr(alsace.pairs.PairDataset, "__init__", spy)
     out = tmp_path / "kd"
     langs = ["en", "fr", "de"]
-    distill.main(["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--output_dir",
-                  str(out), "--task", "xnli", "--languages", ",".join(langs), "--max_seq_length", "96",
-                  "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
-                  "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no", "--frozen_teacher",
-                  "--selection_method", "dawid_skene", "--source_guard", "--teacher_targets", "dawid_skene"])
+    with caplog.at_level("WARNING", logger="alsace.distill"):
+        distill.main(["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--output_dir",
+                      str(out), "--task", "xnli", "--languages", ",".join(langs), "--max_seq_length", "96",
+                      "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
+                      "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no", "--frozen_teacher",
+                      "--selection_method", "dawid_skene", "--source_guard", "--teacher_targets", "dawid_skene"])
+    # 2 steps x 4 pairs x 2 sides over 3 languages x 8 items = 0.67 passes; 3.3 passes need ceil(9.9) = 10 steps.
+    assert ("--max_steps 2 x 4 pairs per step shows each of the 3 languages' 8 pool items only 0.7 times on average "
+            "(fewer with more languages); the recommended recipe was measured at about 3.3 passes: raise MAX_STEPS "
+            "(--max_steps) to about 10") in [r.getMessage() for r in caplog.records]
     saved = json.loads((out / "teacher_selection.json").read_text())["selection"]
     assert saved["selection_method"] == "dawid_skene" and saved["source_guard"] is True
     assert saved["ranking"][0] == "en" and "en" in saved["teachers"]
@@ -532,3 +537,28 @@ def test_distinct_inputs_count_token_sequences_not_rows(monkeypatch):
     out = evaluation.evaluate_languages(None, feats, None, 8, "cpu")
     assert (out["en"]["distinct_inputs"], out["fr"]["distinct_inputs"]) == (3, 2)
     assert out["en"]["n"] == 4 and out["en"]["accuracy"] == 1.0
+
+
+def test_pool_passes_and_the_exposure_warning_by_hand():
+    from types import SimpleNamespace
+
+    from alsace.pairs import pool_passes, steps_for_passes
+
+    # The measured settings: 300 x 40 x 2 / (28 x 257) = 3.335; 750 x 40 x 2 / (71 x 229) = 3.690.
+    assert pool_passes(300, 40, 28, 257) == pytest.approx(24000 / 7196)
+    assert pool_passes(750, 40, 71, 229) == pytest.approx(60000 / 16259)
+    assert steps_for_passes(3.3, 40, 71, 229) == 671  # 3.3 x 16259 / 80 = 670.7, rounded up
+    assert steps_for_passes(2.0, 40, 2, 40) == 2  # exactly 2 steps: no rounding up past an exact fit
+
+    def args(max_steps, batch=40, world=1, accumulation=1):
+        return SimpleNamespace(max_steps=max_steps, per_device_train_batch_size=batch, world_size=world,
+                               gradient_accumulation_steps=accumulation)
+
+    assert distill.exposure_warning(args(300), 28, 257) is None  # 3.3 passes
+    assert distill.exposure_warning(args(-1), 71, 229) is None  # epochs decide (the original recipe)
+    warning = distill.exposure_warning(args(300), 71, 229)  # 300 x 80 / 16259 = 1.48
+    assert warning.startswith("--max_steps 300 x 40 pairs per step shows each of the 71 languages' 229 pool items "
+                              "only 1.5 times on average") and warning.endswith("to about 671")
+    assert distill.exposure_warning(args(300, world=2), 71, 229) is None  # 80 pairs per step: 2.95 passes
+    assert "x 120 pairs per step" in distill.exposure_warning(args(100, accumulation=3), 71, 229)  # 1.48 passes
+    assert distill.exposure_warning(args(407), 71, 229) is None and distill.exposure_warning(args(406), 71, 229)
