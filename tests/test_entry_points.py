@@ -116,6 +116,9 @@ def test_distillation_never_reads_gold_labels(finetuned, data_dir, tmp_path):
     distill.main(distill_args(model_dir, garbage, tmp_path / "b"))
     sel_a = json.loads((tmp_path / "a" / "teacher_selection.json").read_text())
     sel_b = json.loads((tmp_path / "b" / "teacher_selection.json").read_text())
+    # The one difference: the report-only pool accuracy, computed where the labels are readable, absent where not.
+    assert set(sel_a["selection"].pop("pool_accuracy")) == {"en", "fr", "de"}
+    assert sel_b["selection"].pop("pool_accuracy") is None
     assert sel_a == sel_b
     wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
