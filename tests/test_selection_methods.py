@@ -532,10 +532,13 @@ def test_distinct_inputs_count_token_sequences_not_rows(monkeypatch):
                     {"input_ids": [1, 2, 4], "labels": 1}, {"input_ids": [3, 2, 1], "labels": 0}],
              "fr": [{"input_ids": [5], "labels": 0}, {"input_ids": [5], "labels": 1},
                     {"input_ids": [5], "labels": 1}, {"input_ids": [5, 5], "labels": 0}]}
+    # A multiple-choice row (XCOPA's classification head) holds one sequence per candidate.
+    feats["mc"] = [{"input_ids": [[1, 2], [1, 3]], "labels": 0}, {"input_ids": [[1, 2], [1, 3]], "labels": 1},
+                   {"input_ids": [[1, 2], [1, 4]], "labels": 1}, {"input_ids": [[1, 3], [1, 2]], "labels": 0}]
     logits = {lang: np.log(np.array([[0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]])) for lang in feats}
     monkeypatch.setattr(evaluation, "score_languages", lambda *a, **k: logits)
     out = evaluation.evaluate_languages(None, feats, None, 8, "cpu")
-    assert (out["en"]["distinct_inputs"], out["fr"]["distinct_inputs"]) == (3, 2)
+    assert (out["en"]["distinct_inputs"], out["fr"]["distinct_inputs"], out["mc"]["distinct_inputs"]) == (3, 2, 3)
     assert out["en"]["n"] == 4 and out["en"]["accuracy"] == 1.0
 
 

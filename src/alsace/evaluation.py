@@ -96,5 +96,10 @@ def evaluate_languages(model, features_by_lang: dict[str, list[dict]], collator:
         labels = np.array([f["labels"] for f in features_by_lang[lang]], dtype=np.int64)
         out[lang] = {"accuracy": accuracy(lang_logits, labels), "n": int(len(labels)),
                      "logits": lang_logits, "labels": labels,
-                     "distinct_inputs": len({tuple(f["input_ids"]) for f in features_by_lang[lang]})}
+                     "distinct_inputs": len({_hashable(f["input_ids"]) for f in features_by_lang[lang]})}
     return out
+
+
+def _hashable(ids):
+    """Token ids as nested tuples (a multiple-choice row holds one sequence per candidate)."""
+    return tuple(_hashable(x) for x in ids) if isinstance(ids, (list, tuple)) else ids
