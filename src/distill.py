@@ -29,6 +29,7 @@ from alsace.data import load_pool, load_split, pool_labels
 from alsace.distributed import broadcast_from_main, is_main_process
 from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
+from alsace.metrics import accuracy
 from alsace.modeling import load_tokenizer_and_model
 from alsace.pairs import MEASURED_PASSES, PairDataset, all_pairs, build_pairs, pool_passes, steps_for_passes
 from alsace.report.results import comparison_for_terminal, save_results
@@ -155,8 +156,7 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
                              d_args.pool_file)
         if labels is not None:  # evaluation only: what a ranking by the pool's own accuracy would give
             selection = replace(selection, pool_accuracy={
-                lang: float((pool_logits[lang].argmax(-1) == np.asarray(labels[lang])).mean())
-                for lang in run.languages})
+                lang: accuracy(pool_logits[lang], np.asarray(labels[lang])) for lang in run.languages})
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)

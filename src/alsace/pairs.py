@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -45,8 +46,6 @@ def pool_passes(steps: int, pairs_per_step: int, num_languages: int, num_items: 
 
 def steps_for_passes(passes: float, pairs_per_step: int, num_languages: int, num_items: int) -> int:
     """The smallest number of steps giving at least `passes` (the inverse of `pool_passes`)."""
-    import math
-
     return math.ceil(passes * num_languages * num_items / (2 * pairs_per_step))
 
 
