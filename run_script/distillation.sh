@@ -33,6 +33,7 @@ if [[ "$RECIPE" == original ]]; then
   LR=${LR:-3e-8}                            # original; larger rates collapse predictions (see README)
   EPOCHS=${EPOCHS:-100}                     # original: 100 epochs over 77 pairs x 500 items
   MAX_STEPS=${MAX_STEPS:--1}                # >0 overrides EPOCHS
+  POOL_PASSES=${POOL_PASSES:-0}             # original: EPOCHS decide
   FROZEN_TEACHER=${FROZEN_TEACHER:-false}   # original: the teacher side is the same, moving network
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # original: no supervised anchor
   ANCHOR_TARGET=${ANCHOR_TARGET:-labels}    # (only with ANCHOR_WEIGHT > 0)
@@ -44,7 +45,8 @@ if [[ "$RECIPE" == original ]]; then
 elif [[ "$RECIPE" == recommended ]]; then
   LR=${LR:-2e-5}                            # with a frozen teacher, a normal fine-tuning rate is safe
   EPOCHS=${EPOCHS:-1}
-  MAX_STEPS=${MAX_STEPS:-300}               # >0 overrides EPOCHS; measured on the real check (README)
+  MAX_STEPS=${MAX_STEPS:--1}                # >0 overrides POOL_PASSES and EPOCHS
+  POOL_PASSES=${POOL_PASSES:-3.7}           # ours: steps = 3.7 x languages x pool items / (2 x BS): 333 on 28 languages, 752 on 71 (README)
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
   ANCHOR_TARGET=${ANCHOR_TARGET:-self}      # self: the start's own English pool predictions | labels: English training rows' gold labels
@@ -71,7 +73,7 @@ NUM_STUDENTS=${NUM_STUDENTS:-}              # with LANG_RANK: the last N are stu
 KL_DIRECTION=${KL_DIRECTION:-teacher_target} # teacher_target (paper) | student_target (released code) | symmetric
 DETACH_TEACHER=${DETACH_TEACHER:-false}     # true: no gradient through the teacher side (original: false)
 TEMPERATURE=${TEMPERATURE:-1.0}
-SAVE_STEPS=${SAVE_STEPS:-$([[ "$RECIPE" == recommended ]] && echo 100 || echo 500)}  # checkpoint interval (recommended: a kill loses <= 1/3 of its 300 steps); with --select_best_on_dev a multiple of --eval_steps
+SAVE_STEPS=${SAVE_STEPS:-$([[ "$RECIPE" == recommended ]] && echo 100 || echo 500)}  # checkpoint interval (recommended: a kill loses <= 100 steps); with --select_best_on_dev a multiple of --eval_steps
 
 if [[ "$BF16" == auto ]]; then
   BF16=$(python -c 'import torch; print(str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()).lower())')
@@ -79,7 +81,7 @@ fi
 args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
   --model_name_or_path "$MODEL_DIR" --seed "$SEED"
   --learning_rate "$LR" --per_device_train_batch_size "$BS"
-  --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --warmup_steps "$WARMUP" --lr_scheduler_type "$SCHEDULER"
+  --num_train_epochs "$EPOCHS" --max_steps "$MAX_STEPS" --pool_passes "$POOL_PASSES" --warmup_steps "$WARMUP" --lr_scheduler_type "$SCHEDULER"
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
@@ -98,7 +100,7 @@ args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/distill_$(task_name "${TASK:-$(checkpoint_task "$MODEL_DIR")}")_$(basename "$MODEL_DIR")_${RECIPE}_lr${LR}_seed${SEED}_$(config_hash "${args[@]}" "$@")}
 script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=TASK head=HEAD seed=SEED
   learning_rate=LR per_device_train_batch_size=BS per_device_eval_batch_size=EVAL_BS num_train_epochs=EPOCHS
-  max_steps=MAX_STEPS warmup_steps=WARMUP lr_scheduler_type=SCHEDULER weight_decay=WEIGHT_DECAY
+  max_steps=MAX_STEPS pool_passes=POOL_PASSES warmup_steps=WARMUP lr_scheduler_type=SCHEDULER weight_decay=WEIGHT_DECAY
   max_seq_length=MAX_SEQ_LENGTH bf16=BF16 teacher_threshold=TEACHER_THRESHOLD kl_direction=KL_DIRECTION
   detach_teacher=DETACH_TEACHER temperature=TEMPERATURE frozen_teacher=FROZEN_TEACHER anchor_weight=ANCHOR_WEIGHT anchor_target=ANCHOR_TARGET
   min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD

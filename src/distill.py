@@ -31,7 +31,7 @@ from alsace.evaluation import eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.metrics import accuracy
 from alsace.modeling import load_tokenizer_and_model
-from alsace.pairs import MEASURED_PASSES, PairDataset, all_pairs, build_pairs, pool_passes, steps_for_passes
+from alsace.pairs import RECOMMENDED_PASSES, PairDataset, all_pairs, build_pairs, pool_passes, steps_for_passes
 from alsace.report.results import comparison_for_terminal, save_results
 from alsace.report.run_report import comparison_report, write_run_report
 from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
@@ -96,7 +96,10 @@ def main(argv=None) -> dict:
                                   run.dev.max_rows, **cache) if run.dev.checkpoint_language else None)  # read once
     train_dataset = training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages,
                                    data_args.data_dir, training_args.seed, cache)
-    if warning := exposure_warning(training_args, len(languages), len(next(iter(pool_features.values())))):
+    num_items = len(next(iter(pool_features.values())))
+    if note := steps_from_passes(training_args, d_args.pool_passes, len(languages), num_items):
+        logger.info(note)
+    if warning := exposure_warning(training_args, len(languages), num_items):
         logger.warning(warning)
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=train_dataset,
@@ -205,20 +208,40 @@ def report_outcome(comparison: dict, frozen_teacher: bool) -> None:
                        "top falling is not a result", ", ".join(f["name"] for f in comparison["top_fell"]))
 
 
+def pairs_per_step(training_args) -> int:
+    """Language pairs per optimizer step, over every process and accumulation step."""
+    return (training_args.per_device_train_batch_size * training_args.world_size
+            * training_args.gradient_accumulation_steps)
+
+
+def steps_from_passes(training_args, passes: float, num_languages: int, num_items: int) -> str | None:
+    """`--pool_passes P`: set `training_args.max_steps` to the steps that show each language's pool items P
+    times on average; an explicit `--max_steps > 0` wins. Returns the line to log (None when off)."""
+    if passes <= 0:
+        return None
+    per_step = pairs_per_step(training_args)
+    if training_args.max_steps > 0:
+        return (f"--max_steps {training_args.max_steps} given: --pool_passes {passes:g} is not used "
+                f"({pool_passes(training_args.max_steps, per_step, num_languages, num_items):.2f} passes)")
+    training_args.max_steps = steps_for_passes(passes, per_step, num_languages, num_items)
+    return (f"--pool_passes {passes:g}: {training_args.max_steps} steps x {per_step} pairs per step over "
+            f"{num_languages} languages x {num_items} pool items")
+
+
 def exposure_warning(training_args, num_languages: int, num_items: int) -> str | None:
     """A fixed --max_steps that trains each language's pool items fewer than 2 times on average (the
-    recommended recipe was measured at about 3.3 passes); None when epochs decide or the steps suffice."""
+    recommended recipe trains RECOMMENDED_PASSES); None when epochs decide or the steps suffice."""
     if training_args.max_steps <= 0:
         return None
-    per_step = (training_args.per_device_train_batch_size * training_args.world_size
-                * training_args.gradient_accumulation_steps)
+    per_step = pairs_per_step(training_args)
     passes = pool_passes(training_args.max_steps, per_step, num_languages, num_items)
     if passes >= 2:
         return None
     return (f"--max_steps {training_args.max_steps} x {per_step} pairs per step shows each of the {num_languages} "
             f"languages' {num_items} pool items only {passes:.1f} times on average (fewer with more languages); "
-            f"the recommended recipe was measured at about {MEASURED_PASSES} passes: raise MAX_STEPS (--max_steps) "
-            f"to about {steps_for_passes(MEASURED_PASSES, per_step, num_languages, num_items)}")
+            f"the recommended recipe trains {RECOMMENDED_PASSES} passes: unset MAX_STEPS and keep POOL_PASSES "
+            f"(--pool_passes {RECOMMENDED_PASSES}), or raise MAX_STEPS (--max_steps) to about "
+            f"{steps_for_passes(RECOMMENDED_PASSES, per_step, num_languages, num_items)}")
 
 
 def choose_teachers(logits: dict[str, np.ndarray], task, run: Resolved, d_args: DistillArguments) -> Selection:

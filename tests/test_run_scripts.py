@@ -89,11 +89,19 @@ def test_recipes_set_the_extension_flags():
     assert (flag(original, "--frozen_teacher"), flag(original, "--anchor_weight"),
             flag(original, "--min_teacher_confidence")) == ("false", "0", "0")
     assert "--teacher_temperature" not in original and flag(original, "--max_steps") == "-1"
+    assert flag(original, "--pool_passes") == "0"  # the paper: epochs decide
     recommended = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended"})
     assert flag(recommended, "--frozen_teacher") == "true"
     assert (flag(recommended, "--anchor_target"), flag(recommended, "--anchor_weight")) == ("self", "1.0")
     assert flag(original, "--anchor_target") == "labels"
-    assert float(flag(recommended, "--learning_rate")) > 3e-8 and int(flag(recommended, "--max_steps")) > 0
+    assert float(flag(recommended, "--learning_rate")) > 3e-8
+    # Steps scale with the languages: POOL_PASSES decides, no fixed MAX_STEPS; the script's default is the one
+    # distill.py's exposure warning names.
+    from alsace.pairs import RECOMMENDED_PASSES
+    assert flag(recommended, "--max_steps") == "-1" and float(flag(recommended, "--pool_passes")) == RECOMMENDED_PASSES
+    fixed = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended", "MAX_STEPS": "600",
+                                        "POOL_PASSES": "2.5"})
+    assert (flag(fixed, "--max_steps"), flag(fixed, "--pool_passes")) == ("600", "2.5")
     assert "_recommended_" in flag(recommended, "--output_dir")
     # A variable set by the user wins over the recipe's value.
     assert flag(dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended", "LR": "1e-6"}),

@@ -383,10 +383,10 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
                       "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
                       "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no", "--frozen_teacher",
                       "--selection_method", "dawid_skene", "--source_guard", "--teacher_targets", "dawid_skene"])
-    # 2 steps x 4 pairs x 2 sides over 3 languages x 8 items = 0.67 passes; 3.3 passes need ceil(9.9) = 10 steps.
+    # 2 steps x 4 pairs x 2 sides over 3 languages x 8 items = 0.67 passes; 3.7 passes need ceil(11.1) = 12 steps.
     assert ("--max_steps 2 x 4 pairs per step shows each of the 3 languages' 8 pool items only 0.7 times on average "
-            "(fewer with more languages); the recommended recipe was measured at about 3.3 passes: raise MAX_STEPS "
-            "(--max_steps) to about 10") in [r.getMessage() for r in caplog.records]
+            "(fewer with more languages); the recommended recipe trains 3.7 passes: unset MAX_STEPS and keep "
+            "POOL_PASSES (--pool_passes 3.7), or raise MAX_STEPS (--max_steps) to about 12") in [r.getMessage() for r in caplog.records]
     saved = json.loads((out / "teacher_selection.json").read_text())["selection"]
     assert saved["selection_method"] == "dawid_skene" and saved["source_guard"] is True
     assert saved["ranking"][0] == "en" and "en" in saved["teachers"]
@@ -561,7 +561,56 @@ def test_pool_passes_and_the_exposure_warning_by_hand():
     assert distill.exposure_warning(args(-1), 71, 229) is None  # epochs decide (the original recipe)
     warning = distill.exposure_warning(args(300), 71, 229)  # 300 x 80 / 16259 = 1.48
     assert warning.startswith("--max_steps 300 x 40 pairs per step shows each of the 71 languages' 229 pool items "
-                              "only 1.5 times on average") and warning.endswith("to about 671")
+                              "only 1.5 times on average") and warning.endswith("to about 752")
     assert distill.exposure_warning(args(300, world=2), 71, 229) is None  # 80 pairs per step: 2.95 passes
     assert "x 120 pairs per step" in distill.exposure_warning(args(100, accumulation=3), 71, 229)  # 1.48 passes
     assert distill.exposure_warning(args(407), 71, 229) is None and distill.exposure_warning(args(406), 71, 229)
+
+
+def test_pool_passes_set_the_steps_by_hand():
+    from types import SimpleNamespace
+
+    def args(max_steps, batch=40, world=1, accumulation=1):
+        return SimpleNamespace(max_steps=max_steps, per_device_train_batch_size=batch, world_size=world,
+                               gradient_accumulation_steps=accumulation)
+
+    # 3.7 x 28 x 257 / 80 = 332.8 -> 333; 3.7 x 71 x 229 / 80 = 751.98 -> 752.
+    a = args(-1)
+    assert distill.steps_from_passes(a, 3.7, 28, 257) == ("--pool_passes 3.7: 333 steps x 40 pairs per step over "
+                                                         "28 languages x 257 pool items") and a.max_steps == 333
+    a = args(-1)
+    distill.steps_from_passes(a, 3.7, 71, 229)
+    assert a.max_steps == 752
+    a = args(-1, world=2, accumulation=2)  # 160 pairs per step: 3.7 x 16259 / 320 = 187.99 -> 188
+    distill.steps_from_passes(a, 3.7, 71, 229)
+    assert a.max_steps == 188
+    a = args(-1, batch=8)  # 2.0 passes over 2 languages x 40 items with 8 pairs a step: exactly 10 steps
+    distill.steps_from_passes(a, 2.0, 2, 40)
+    assert a.max_steps == 10
+    a = args(600)  # an explicit --max_steps wins, and the log says how many passes it gives
+    assert distill.steps_from_passes(a, 3.7, 28, 257) == ("--max_steps 600 given: --pool_passes 3.7 is not used "
+                                                         "(6.67 passes)") and a.max_steps == 600
+    a = args(-1)
+    assert distill.steps_from_passes(a, 0.0, 28, 257) is None and a.max_steps == -1  # off: epochs decide
+
+
+def test_pool_passes_decide_the_steps_through_the_entry_point(tiny_finetuned, data_dir, tmp_path, caplog):
+    """distill.main with --pool_passes and no --max_steps trains ceil(P x T x N / (2 x pairs per step)) steps,
+    with the warmup as a share of those steps; a negative value is refused before any work."""
+    out = tmp_path / "kd"
+    base = ["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--task", "xnli",
+            "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu", "--report_to", "none",
+            "--per_device_train_batch_size", "4", "--learning_rate", "1e-4", "--pool_size", "8",
+            "--save_strategy", "no", "--frozen_teacher", "--num_train_epochs", "50", "--warmup_steps", "0.5"]
+    with caplog.at_level("INFO", logger="alsace.distill"):
+        distill.main(base + ["--output_dir", str(out), "--pool_passes", "1.5"])
+    # 1.5 x 3 languages x 8 items / (2 x 4 pairs) = 4.5 -> 5 steps (50 epochs would be hundreds).
+    assert ("--pool_passes 1.5: 5 steps x 4 pairs per step over 3 languages x 8 pool items"
+            in [r.getMessage() for r in caplog.records])
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == state["max_steps"] == 5
+    assert json.loads((out / "training_args.json").read_text())["max_steps"] == 5
+    assert json.loads((out / "run_config.json").read_text())["distill_args"]["pool_passes"] == 1.5
+    with pytest.raises(UserError, match=r"--pool_passes -1.0 \(POOL_PASSES in run_script/distillation.sh\): must be >= 0"):
+        distill.main(base + ["--output_dir", str(tmp_path / "bad"), "--pool_passes", "-1"])
+    assert not (tmp_path / "bad").exists()

@@ -279,6 +279,11 @@ class DistillArguments(OutputArguments):
     min_teacher_confidence: float = field(default=LOSS_DEFAULTS["min_teacher_confidence"], metadata={
         "help": "This project's extension: only pairs whose teacher-side maximum class probability is at "
                 "least this count in the loss; 0 = every pair (the paper)."})
+    pool_passes: float = field(default=0.0, metadata={
+        "help": "This project's extension: train for the steps that show each language's pool items this many "
+                "times on average (steps = passes x languages x items / (2 x pairs per step), rounded up), so "
+                "that more languages get more steps; 0 = off (--num_train_epochs decides, the paper). A "
+                "--max_steps > 0 wins over it."})
     select_best_on_dev: bool = field(default=False, metadata={
         "help": "Keep the checkpoint with the best dev accuracy: shorthand for the stock "
                 "--load_best_model_at_end --metric_for_best_model accuracy (needs --eval_strategy, the same "
@@ -324,6 +329,9 @@ class DistillArguments(OutputArguments):
                             "computed once from the starting checkpoint); add --frozen_teacher or drop it")
         if self.lang_rank is not None and self.num_students is None:
             raise UserError("--lang_rank needs --num_students (how many of the last ranked are students)")
+        if self.pool_passes < 0:
+            raise UserError(f"--pool_passes {self.pool_passes} (POOL_PASSES in run_script/distillation.sh): must be "
+                            ">= 0 (0 = off: --num_train_epochs or --max_steps decide)")
         if self.pool_size is not None and self.pool_size < MIN_POOL_SIZE:
             raise UserError(f"--pool_size {self.pool_size} (POOL_SIZE in run_script/distillation.sh): use at least "
                             f"{MIN_POOL_SIZE} items; teacher scores from fewer are noise (the paper: 100-500)")
