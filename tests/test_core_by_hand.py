@@ -17,7 +17,7 @@ import torch
 from alsace.errors import UserError
 from alsace.losses import LossConfig, consistency_loss, pair_loss, supervised_loss
 from alsace.metrics import accuracy, class_metrics, disparity, prediction_health, spearman
-from alsace.pairs import PairCollator
+from alsace.pairs import PairCollator, pool_passes, steps_for_passes
 from alsace.report.significance import (bootstrap_means, holm, load_correct, paired_significance,
                                         significance_between_runs, summarize)
 from alsace.scoring import ClassScorer
@@ -467,3 +467,15 @@ def test_spearman_with_a_tie_by_hand():
     # y -1.5, 0.5, -0.5, 1.5. rho = 4.5 / sqrt(4.5 * 5)
     assert spearman([1, 2, 2, 4], [1, 3, 2, 4]) == pytest.approx(4.5 / math.sqrt(22.5))
     assert spearman([1, 2, 2, 4], [4, 2, 3, 1]) == pytest.approx(-4.5 / math.sqrt(22.5))
+
+
+def test_pool_passes_and_their_inverse_by_hand():
+    # The measured settings: 300 x 40 x 2 / (28 x 257) = 3.335; 750 x 40 x 2 / (71 x 229) = 3.690.
+    assert pool_passes(300, 40, 28, 257) == pytest.approx(24000 / 7196)
+    assert pool_passes(750, 40, 71, 229) == pytest.approx(60000 / 16259)
+    assert pool_passes(10, 3, 5, 4) == pytest.approx(3.0)  # 10 x 3 x 2 / 20: each argument in its own place
+    assert steps_for_passes(3.3, 40, 71, 229) == 671  # 3.3 x 16259 / 80 = 670.7, rounded up
+    assert steps_for_passes(3.7, 40, 28, 257) == 333  # 332.8 -> 333
+    assert steps_for_passes(3.0, 3, 5, 4) == 10  # the inverse of the line above: 3 x 20 / 6 = 10 exactly
+    assert steps_for_passes(2.0, 40, 2, 40) == 2  # exactly 2 steps: no rounding up past an exact fit
+    assert steps_for_passes(1.0, 7, 3, 5) == 2  # 15 / 14 = 1.07: rounded up, not down or to nearest

@@ -542,16 +542,9 @@ def test_distinct_inputs_count_token_sequences_not_rows(monkeypatch):
     assert out["en"]["n"] == 4 and out["en"]["accuracy"] == 1.0
 
 
-def test_pool_passes_and_the_exposure_warning_by_hand():
+def test_exposure_warning_by_hand():
     from types import SimpleNamespace
 
-    from alsace.pairs import pool_passes, steps_for_passes
-
-    # The measured settings: 300 x 40 x 2 / (28 x 257) = 3.335; 750 x 40 x 2 / (71 x 229) = 3.690.
-    assert pool_passes(300, 40, 28, 257) == pytest.approx(24000 / 7196)
-    assert pool_passes(750, 40, 71, 229) == pytest.approx(60000 / 16259)
-    assert steps_for_passes(3.3, 40, 71, 229) == 671  # 3.3 x 16259 / 80 = 670.7, rounded up
-    assert steps_for_passes(2.0, 40, 2, 40) == 2  # exactly 2 steps: no rounding up past an exact fit
 
     def args(max_steps, batch=40, world=1, accumulation=1):
         return SimpleNamespace(max_steps=max_steps, per_device_train_batch_size=batch, world_size=world,
