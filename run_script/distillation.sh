@@ -46,7 +46,7 @@ elif [[ "$RECIPE" == recommended ]]; then
   LR=${LR:-2e-5}                            # with a frozen teacher, a normal fine-tuning rate is safe
   EPOCHS=${EPOCHS:-1}
   MAX_STEPS=${MAX_STEPS:--1}                # >0 overrides POOL_PASSES and EPOCHS
-  POOL_PASSES=${POOL_PASSES:-3.7}           # ours: steps = 3.7 x languages x pool items / (2 x BS): 333 on 28 languages, 752 on 71 (README)
+  POOL_PASSES=${POOL_PASSES:-3.69}          # ours: steps = 3.69 x languages x pool items / (2 x BS): 332 on 28 languages, 750 on 71 (README)
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
   ANCHOR_TARGET=${ANCHOR_TARGET:-self}      # self: the start's own English pool predictions | labels: English training rows' gold labels

@@ -383,10 +383,10 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
                       "--use_cpu", "--report_to", "none", "--max_steps", "2", "--per_device_train_batch_size", "4",
                       "--learning_rate", "1e-4", "--pool_size", "8", "--save_strategy", "no", "--frozen_teacher",
                       "--selection_method", "dawid_skene", "--source_guard", "--teacher_targets", "dawid_skene"])
-    # 2 steps x 4 pairs x 2 sides over 3 languages x 8 items = 0.67 passes; 3.7 passes need ceil(11.1) = 12 steps.
+    # 2 steps x 4 pairs x 2 sides over 3 languages x 8 items = 0.67 passes; 3.69 passes need ceil(11.07) = 12 steps.
     assert ("--max_steps 2 x 4 pairs per step shows each of the 3 languages' 8 pool items only 0.7 times on average "
-            "(fewer with more languages); the recommended recipe trains 3.7 passes: unset MAX_STEPS and keep "
-            "POOL_PASSES (--pool_passes 3.7), or raise MAX_STEPS (--max_steps) to about 12") in [r.getMessage() for r in caplog.records]
+            "(fewer with more languages); the recommended recipe trains 3.69 passes: unset MAX_STEPS and keep "
+            "POOL_PASSES (--pool_passes 3.69), or raise MAX_STEPS (--max_steps) to about 12") in [r.getMessage() for r in caplog.records]
     saved = json.loads((out / "teacher_selection.json").read_text())["selection"]
     assert saved["selection_method"] == "dawid_skene" and saved["source_guard"] is True
     assert saved["ranking"][0] == "en" and "en" in saved["teachers"]
@@ -554,7 +554,7 @@ def test_exposure_warning_by_hand():
     assert distill.exposure_warning(args(-1), 71, 229) is None  # epochs decide (the original recipe)
     warning = distill.exposure_warning(args(300), 71, 229)  # 300 x 80 / 16259 = 1.48
     assert warning.startswith("--max_steps 300 x 40 pairs per step shows each of the 71 languages' 229 pool items "
-                              "only 1.5 times on average") and warning.endswith("to about 752")
+                              "only 1.5 times on average") and warning.endswith("to about 750")
     assert distill.exposure_warning(args(300, world=2), 71, 229) is None  # 80 pairs per step: 2.95 passes
     assert "x 120 pairs per step" in distill.exposure_warning(args(100, accumulation=3), 71, 229)  # 1.48 passes
     assert distill.exposure_warning(args(407), 71, 229) is None and distill.exposure_warning(args(406), 71, 229)
