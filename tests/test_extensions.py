@@ -56,6 +56,48 @@ def test_frozen_teacher_pairs_carry_fixed_logits_and_one_side():
     assert batch["input_ids"].shape[0] == 3 and batch["teacher_logits"].shape == (3, 2)
 
 
+def test_self_anchor_rows_carry_their_own_fixed_targets_without_labels():
+    """`anchor_logits` (--anchor_target self): example k carries anchor row j = anchor_order[k mod 3], labels
+    stripped, with row j of the targets; the collator stacks those targets (B, C). Label anchors keep labels."""
+    pool = {lang: [{"input_ids": [0, 5 + i, 2], "labels": 1} for i in range(4)] for lang in ("en", "fr")}
+    teacher = {lang: np.zeros((4, 3), dtype=np.float32) for lang in ("en", "fr")}
+    anchors = [{"input_ids": [0, 20 + j], "labels": j % 3} for j in range(3)]
+    targets = np.array([[2.0, 0.5, -1.0], [0.0, 1.5, 0.25], [-0.5, 0.0, 3.0]], dtype=np.float32)
+    ds = PairDataset(pool, [("en", "fr")], seed=3, teacher_logits=teacher, anchor_features=anchors,
+                     anchor_logits=targets)
+    assert sorted(ds.anchor_order) == [0, 1, 2]
+    for k in range(4):
+        j = ds.anchor_order[k % 3]
+        ex = ds[k]
+        assert ex["anchor"] == {"input_ids": [0, 20 + j]} and ex["anchor_logits"] == targets[j].tolist()
+    collate = ds.collator(pad_token_id=1)
+    assert (collate.frozen_teacher, collate.anchors, collate.anchor_targets) == (True, True, True)
+    batch = collate([ds[k] for k in range(4)])
+    expected = torch.from_numpy(np.stack([targets[ds.anchor_order[k % 3]] for k in range(4)]))
+    assert torch.equal(batch["anchor_logits"], expected) and "labels" not in batch["anchor"]
+    assert batch["anchor"]["input_ids"][:, 1].tolist() == [20 + ds.anchor_order[k % 3] for k in range(4)]
+    # Label anchors (no targets): the rows keep their labels and no target is collated.
+    plain = PairDataset(pool, [("en", "fr")], seed=3, teacher_logits=teacher, anchor_features=anchors)
+    assert "anchor_logits" not in plain[0] and plain[0]["anchor"]["labels"] == plain.anchor_order[0] % 3
+    assert plain.collator(pad_token_id=1).anchor_targets is False
+    assert "anchor_logits" not in plain.collator(pad_token_id=1)([plain[0], plain[1]])
+    # Targets must match the anchor rows one to one.
+    for bad_anchors, bad_targets in ((anchors, targets[:2]), (None, targets), ([], targets)):
+        with pytest.raises(ValueError, match="^anchor_logits needs one row per anchor feature$"):
+            PairDataset(pool, [("en", "fr")], seed=3, teacher_logits=teacher, anchor_features=bad_anchors,
+                        anchor_logits=bad_targets)
+
+
+def test_pair_order_is_the_seeds():
+    """The shuffled pair order and the anchor order follow the seed: equal for one seed, not for another."""
+    pool = {lang: [{"input_ids": [0, i]} for i in range(40)] for lang in ("en", "fr", "de")}
+    anchors = [{"input_ids": [0, j], "labels": 0} for j in range(12)]
+    pairs = [("en", "fr"), ("en", "de")]
+    one, again, other = (PairDataset(pool, pairs, seed=s, anchor_features=anchors) for s in (7, 7, 8))
+    assert one.index == again.index and one.anchor_order == again.anchor_order
+    assert one.index != other.index and one.anchor_order != other.anchor_order
+
+
 class Linear(torch.nn.Module):
     """Stands in for a classifier: class logits = the first input id's row of a weight table."""
 
