@@ -11,6 +11,9 @@
 # MAX_STEPS, WARMUP, WEIGHT_DECAY) are refused in the environment, so that a fine-tuning rate never reaches
 # distillation silently: give them per stage in FINETUNE_VARS / DISTILL_VARS, VAR=VALUE words for one stage
 # only (e.g. FINETUNE_VARS="LR=1e-5 EPOCHS=10" DISTILL_VARS="LR=1e-5"; the same value in both is fine).
+# DISTILL_SEEDS distils every fine-tuned checkpoint once per listed seed (only the pair order and the other seeded
+# draws of distillation differ), into .../<DISTILL_NAME>-d<distillation seed>; empty (the default): once, with the
+# fine-tuning seed, into .../<DISTILL_NAME>. The aggregate then covers every (fine-tuning, distillation) seed pair.
 # DISTILL_NAME names the distillation folder, so that several recipes reuse one fine-tuned checkpoint
 # per seed under one explicit OUTPUT_ROOT (DISTILL_NAME=distill-recommended, then
 # DISTILL_NAME=distill-original: fine-tuning is not redone).
@@ -30,6 +33,8 @@ paths_from_caller OUTPUT_ROOT AGGREGATE_DIR
 SEEDS=${SEEDS-13 21 42}                     # unset: 13 21 42; set, it must hold integers
 DISTILL=${DISTILL:-1}          # 0: fine-tune only and aggregate the fine-tuning runs
 DISTILL_NAME=${DISTILL_NAME:-distill}
+DISTILL_SEEDS=${DISTILL_SEEDS:-}   # empty: each checkpoint distilled once, with its fine-tuning seed
+read -ra distill_seeds <<<"${DISTILL_SEEDS:-}"; DISTILL_SEEDS="${distill_seeds[*]}"  # blanks alone = empty
 FINETUNE_VARS=${FINETUNE_VARS:-}
 DISTILL_VARS=${DISTILL_VARS:-}
 PYTHON=${PYTHON:-python}
@@ -42,6 +47,13 @@ fi
 for seed in $SEEDS; do
   if [[ ! "$seed" =~ ^[0-9]+$ ]]; then
     echo "error: SEEDS=\"$SEEDS\": $seed is not a whole number; give integers separated by spaces, e.g. SEEDS=\"13 21 42\"" >&2
+    exit 2
+  fi
+done
+for seed in "${distill_seeds[@]}"; do
+  if [[ ! "$seed" =~ ^[0-9]+$ ]]; then
+    echo "error: DISTILL_SEEDS=\"$DISTILL_SEEDS\": $seed is not a whole number; give integers separated by spaces," \
+         "e.g. DISTILL_SEEDS=\"1 11\" (or leave it empty to distil each checkpoint with its fine-tuning seed)" >&2
     exit 2
   fi
 done
@@ -75,15 +87,17 @@ AGGREGATE_DIR=${AGGREGATE_DIR:-$OUTPUT_ROOT}  # where aggregate.md / aggregate.j
 run_dirs=()
 for seed in $SEEDS; do
     finetune_dir=$OUTPUT_ROOT/seed-$seed/finetune
-    distill_dir=$OUTPUT_ROOT/seed-$seed/$DISTILL_NAME
     # A finished run of the same settings is not redone (the entry point says so); other settings are refused.
     # shellcheck disable=SC2086  # *_VARS are word lists on purpose
     env $FINETUNE_VARS SEED="$seed" OUTPUT_DIR="$finetune_dir" bash "$SCRIPT_DIR/finetuning.sh" "$@"
     if [[ $DISTILL == 1 ]]; then
-        # shellcheck disable=SC2086
-        env $DISTILL_VARS SEED="$seed" MODEL_DIR="$finetune_dir" OUTPUT_DIR="$distill_dir" \
-            bash "$SCRIPT_DIR/distillation.sh" "$@"
-        run_dirs+=("$distill_dir")
+        for distill_seed in ${DISTILL_SEEDS:-$seed}; do
+            distill_dir=$OUTPUT_ROOT/seed-$seed/$DISTILL_NAME${DISTILL_SEEDS:+-d$distill_seed}
+            # shellcheck disable=SC2086
+            env $DISTILL_VARS SEED="$distill_seed" MODEL_DIR="$finetune_dir" OUTPUT_DIR="$distill_dir" \
+                bash "$SCRIPT_DIR/distillation.sh" "$@"
+            run_dirs+=("$distill_dir")
+        done
     else
         run_dirs+=("$finetune_dir")
     fi

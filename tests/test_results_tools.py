@@ -223,6 +223,24 @@ def test_aggregate_refuses_reused_seeds_and_mixed_kinds(tmp_path):
         load_run(tmp_path / "nowhere")
 
 
+def test_distillation_seeds_of_per_seed_checkpoints_are_told_apart_by_both_seeds(tmp_path):
+    # Distillation seed 11 from two fine-tuned checkpoints (seeds 1 and 2): two runs, not one run twice.
+    for ft_seed in (1, 2):
+        fake_run(tmp_path / f"ft{ft_seed}", ft_seed, BEFORE[ft_seed])
+    runs = [load_run(fake_run(tmp_path / f"ft{f}-d{d}", d, BEFORE[f], AFTER[f], init=str(tmp_path / f"ft{f}")))
+            for f, d in ((1, 11), (2, 11), (2, 2))]
+    assert [r["init_seed"] for r in runs] == [1, 2, 2]
+    check_compatible(runs)
+    agg = aggregate(runs)
+    assert agg["seeds"] == [11, 11, 2] and agg["fine_tuning_seeds"] == [1, 2, 2]
+    assert "seeds (fine-tuning/distillation) 1/11, 2/11, 2/2. " in aggregate_markdown(agg)
+    with pytest.raises(UserError, match="seed 2/11 appears in several runs"):
+        check_compatible([*runs, load_run(fake_run(tmp_path / "again", 11, BEFORE[2], AFTER[2],
+                                                   init=str(tmp_path / "ft2")))])
+    same = aggregate([runs[2]])  # distilled with its own fine-tuning seed: the header names one seed
+    assert same["fine_tuning_seeds"] == [2] and ", seeds 2. " in aggregate_markdown(same)
+
+
 def test_aggregate_cli_on_fine_tuning_runs(tmp_path):
     import aggregate as cli
 
@@ -464,6 +482,43 @@ def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
         f"distillation.sh SEED=4 OUTPUT_DIR={out}/seed-4/distill-b MODEL_DIR={out}/seed-4/finetune "
         "RECIPE=recommended LR=1e-5 ARGS=--max_eval_samples 7"]
     assert json.loads((out / "b" / "aggregate.json").read_text())["seeds"] == [4]
+
+
+# Like STAGE_STUB; a distillation record is chosen by the checkpoint's seed and the distillation seed.
+STAGE_STUB_BY_CHECKPOINT = STAGE_STUB.replace(
+    '"$TEMPLATES/$(basename "$0")-$SEED/."',
+    '"$TEMPLATES/$(basename "$0")-${MODEL_DIR:+$(basename "$(dirname "$MODEL_DIR")")-}$SEED/."')
+
+
+def test_multiseed_distills_each_checkpoint_once_per_distillation_seed(tmp_path):
+    scripts = tmp_path / "repo" / "run_script"
+    scripts.mkdir(parents=True)
+    shutil.copy(REPO / "run_script" / "multiseed.sh", scripts)
+    shutil.copy(REPO / "run_script" / "launch.sh", scripts)
+    for name in ("finetuning.sh", "distillation.sh"):
+        (scripts / name).write_text(STAGE_STUB_BY_CHECKPOINT)
+    (tmp_path / "repo" / "src").symlink_to(REPO / "src")
+    out, templates = tmp_path / "out", tmp_path / "templates"
+    afters = {}
+    for i, seed in enumerate((4, 5)):
+        fake_run(templates / f"finetuning.sh-{seed}", seed, BEFORE[i])
+        for j, dseed in enumerate((9, 4)):
+            afters[seed, dseed] = AFTER[(i + 2 * j) % 3]
+            fake_run(templates / f"distillation.sh-seed-{seed}-{dseed}", dseed, BEFORE[i], afters[seed, dseed],
+                     init=str(out / f"seed-{seed}" / "finetune"))
+    env = {**os.environ, "SEEDS": "4 5", "DISTILL_SEEDS": " 9  4 ", "OUTPUT_ROOT": str(out),
+           "CALLS": str(tmp_path / "calls"), "TEMPLATES": str(templates), "PYTHON": sys.executable}
+    env.pop("MODEL_DIR", None)
+    subprocess.run(["bash", str(scripts / "multiseed.sh")], env=env, check=True, capture_output=True, text=True)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [line for seed in (4, 5) for line in (
+        f"finetuning.sh SEED={seed} OUTPUT_DIR={out}/seed-{seed}/finetune MODEL_DIR= ARGS=",
+        *(f"distillation.sh SEED={d} OUTPUT_DIR={out}/seed-{seed}/distill-d{d} MODEL_DIR={out}/seed-{seed}/finetune "
+          "ARGS=" for d in (9, 4)))]
+    agg = json.loads((out / "aggregate.json").read_text())
+    assert agg["num_runs"] == 4 and agg["seeds"] == [9, 4, 9, 4] and agg["fine_tuning_seeds"] == [4, 4, 5, 5]
+    assert agg["per_language"]["de"]["after"]["mean"] == pytest.approx(np.mean([a["de"] for a in afters.values()]))
+    assert "seeds (fine-tuning/distillation) 4/9, 4/4, 5/9, 5/4." in (out / "aggregate.md").read_text()
 
 
 def test_seeds_of_a_task_file_compare_its_content_not_its_per_seed_copy(tmp_path):

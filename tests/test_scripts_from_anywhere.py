@@ -142,6 +142,7 @@ def test_multiseed_dry_run_prints_both_stages_and_the_aggregation(tmp_path):
     ({"LR": "1e-5"}, 'error: LR=1e-5 is set in the environment, and both finetuning.sh and distillation.sh read LR'),
     ({"EPOCHS": "2"}, 'FINETUNE_VARS="EPOCHS=2" and/or DISTILL_VARS="EPOCHS=2"'),
     ({"FINETUNE_VARS": "lr 1e-5"}, 'error: FINETUNE_VARS/DISTILL_VARS: "lr" is not VAR=VALUE'),
+    ({"DISTILL_SEEDS": "1 x"}, 'error: DISTILL_SEEDS="1 x": x is not a whole number'),
 ])
 def test_multiseed_refuses_blank_seeds_and_settings_that_would_reach_both_stages(tmp_path, env, message):
     out = script("multiseed.sh", tmp_path, env)

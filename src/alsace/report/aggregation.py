@@ -68,9 +68,13 @@ def load_run(run_dir, ignore: frozenset[str] = frozenset()) -> dict:
     run_dir = Path(run_dir)
     comparison_path = run_dir / "comparison.json"
     args = _read_json(run_dir / "run_args.json")
+    init = Path(args.get("model_args", {}).get("model_name_or_path") or run_dir / "none")
+    init_args = _read_json(init / "run_args.json") if (init / "run_args.json").is_file() else {}
     return {"dir": str(run_dir), "results": _read_json(run_dir / "results.json"),
             "comparison": _read_json(comparison_path) if comparison_path.is_file() else None,
-            "seed": args.get("training_args", {}).get("seed"), "config": run_config(run_dir, ignore)}
+            "seed": args.get("training_args", {}).get("seed"), "config": run_config(run_dir, ignore),
+            # the fine-tuning seed of the checkpoint a distillation run started from (None: not a run folder)
+            "init_seed": init_args.get("training_args", {}).get("seed")}
 
 
 def check_compatible(runs: list[dict], max_listed: int = 4) -> None:
@@ -86,10 +90,10 @@ def check_compatible(runs: list[dict], max_listed: int = 4) -> None:
     if len({tuple(r["results"]["per_language"]) for r in runs}) > 1:
         raise UserError("refusing to aggregate runs evaluated on different languages: "
                         + _by_run(runs, lambda r: ",".join(r["results"]["per_language"])))
-    seeds = [r["seed"] for r in runs]
+    seeds = [_seed_label(r) for r in runs]  # a distillation run: its checkpoint's seed and its own
     repeated = sorted({s for s in seeds if seeds.count(s) > 1}, key=str)
     if repeated:
-        raise UserError(f"seed {repeated[0]} appears in several runs ({_by_run(runs, lambda r: r['seed'])}): "
+        raise UserError(f"seed {repeated[0]} appears in several runs ({_by_run(runs, _seed_label)}): "
                         "the same run twice would understate the spread; pass each seed once")
     keys = sorted(set().union(*(r["config"] for r in runs)))
     differing = [k for k in keys if len({r["config"].get(k, "<absent>") for r in runs}) > 1]
@@ -101,6 +105,11 @@ def check_compatible(runs: list[dict], max_listed: int = 4) -> None:
                         "Aggregate only seeds of one configuration, or pass --ignore_fields "
                         f"{','.join(d.rsplit('.', 1)[-1] for d in differing[:max_listed])} if the difference "
                         "does not change the numbers")
+
+
+def _seed_label(run: dict) -> str:
+    """`seed`, or `fine-tuning seed/distillation seed` for a run distilled from a seeded run's checkpoint."""
+    return str(run["seed"]) if run.get("init_seed") is None else f"{run['init_seed']}/{run['seed']}"
 
 
 def _by_run(runs: list[dict], value) -> str:
@@ -121,6 +130,8 @@ def aggregate(runs: list[dict]) -> dict:
     distill = runs[0]["comparison"] is not None
     out = {"task": first["task"], "split": first["split"], "kind": "distillation" if distill else "fine-tuning",
            "num_runs": len(runs), "seeds": [r["seed"] for r in runs], "run_dirs": [r["dir"] for r in runs]}
+    if any(r.get("init_seed") is not None for r in runs):  # distilled from per-seed fine-tuned checkpoints
+        out["fine_tuning_seeds"] = [r.get("init_seed") for r in runs]
     if not distill:
         out["per_language"] = {lang: mean_std([r["results"]["per_language"][lang]["accuracy"] for r in runs])
                                for lang in langs}
@@ -210,9 +221,12 @@ def _pm(stats: dict, signed: bool = False) -> str:
 
 def aggregate_markdown(agg: dict) -> str:
     """Tables of mean ± std (in points) over the runs."""
-    seeds = ", ".join(str(s) for s in agg["seeds"])
+    seeds = "seeds " + ", ".join(str(s) for s in agg["seeds"])
+    if agg.get("fine_tuning_seeds") and agg["fine_tuning_seeds"] != agg["seeds"]:  # another distillation seed
+        seeds = "seeds (fine-tuning/distillation) " + ", ".join(
+            f"{f}/{s}" for f, s in zip(agg["fine_tuning_seeds"], agg["seeds"]))
     lines = [f"# Mean ± std over {agg['num_runs']} runs ({agg['kind']})", "",
-             f"Task `{agg['task']}`, split `{agg['split']}`, seeds {seeds}. Accuracy in %, std over runs (ddof=1).", ""]
+             f"Task `{agg['task']}`, split `{agg['split']}`, {seeds}. Accuracy in %, std over runs (ddof=1).", ""]
     if agg["kind"] == "fine-tuning":
         lines += ["| language | accuracy |", "|---|---:|"]
         lines += [f"| {lang} | {_pm(s)} |" for lang, s in agg["per_language"].items()]
