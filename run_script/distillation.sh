@@ -41,6 +41,7 @@ if [[ "$RECIPE" == original ]]; then
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # original: the same temperature on both sides
   SELECTION_METHOD=${SELECTION_METHOD:-paper} # original: confidence in the majority-vote pseudo label
   SOURCE_GUARD=${SOURCE_GUARD:-false}       # original: the source language is ranked like any other
+  SKIP_UNREADABLE=${SKIP_UNREADABLE:-false} # original: every language is trained
   TEACHER_TARGETS=${TEACHER_TARGETS:-mixture} # (only with FROZEN_TEACHER=true)
 elif [[ "$RECIPE" == recommended ]]; then
   LR=${LR:-2e-5}                            # with a frozen teacher, a normal fine-tuning rate is safe
@@ -54,6 +55,7 @@ elif [[ "$RECIPE" == recommended ]]; then
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
   SELECTION_METHOD=${SELECTION_METHOD:-dawid_skene} # ours: robust when most languages are weak (README)
   SOURCE_GUARD=${SOURCE_GUARD:-true}        # ours: English first in the ranking, never the learning side
+  SKIP_UNREADABLE=${SKIP_UNREADABLE:-true}  # ours: no pairs for languages whose pool rows are mostly identical inputs
   TEACHER_TARGETS=${TEACHER_TARGETS:-dawid_skene} # ours: one Dawid-Skene posterior per item (mixture: each teacher's own)
 else
   echo "error: RECIPE=$RECIPE: choose original or recommended" >&2; exit 2
@@ -87,7 +89,7 @@ args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
   --anchor_target "$ANCHOR_TARGET"
   --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --selection_method "$SELECTION_METHOD"
-  --source_guard "$SOURCE_GUARD" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS"
+  --source_guard "$SOURCE_GUARD" --skip_unreadable "$SKIP_UNREADABLE" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS"
 )
 [[ -n "$TASK" ]] && args+=(--task "$TASK")
 [[ -n "$HEAD" ]] && args+=(--head "$HEAD")
@@ -103,7 +105,7 @@ script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=T
   max_steps=MAX_STEPS pool_passes=POOL_PASSES warmup_steps=WARMUP lr_scheduler_type=SCHEDULER weight_decay=WEIGHT_DECAY
   max_seq_length=MAX_SEQ_LENGTH bf16=BF16 teacher_threshold=TEACHER_THRESHOLD kl_direction=KL_DIRECTION
   detach_teacher=DETACH_TEACHER temperature=TEMPERATURE frozen_teacher=FROZEN_TEACHER anchor_weight=ANCHOR_WEIGHT anchor_target=ANCHOR_TARGET
-  min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD
+  min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD skip_unreadable=SKIP_UNREADABLE
   teacher_targets=TEACHER_TARGETS save_steps=SAVE_STEPS data_dir=DATA_DIR pool_size=POOL_SIZE
   teacher_temperature=TEACHER_TEMPERATURE lang_rank=LANG_RANK num_students=NUM_STUDENTS output_dir=OUTPUT_DIR
   report_to=REPORT_TO deepspeed=DEEPSPEED_CONFIG" "$@"

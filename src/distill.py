@@ -27,18 +27,18 @@ from alsace.arguments import (POOL_SIZE_WARNING, DataArguments, DistillArguments
 from alsace.checkpoint import CheckpointInfo, placeholder_count, settings_from_checkpoint
 from alsace.data import load_pool, load_split, pool_labels
 from alsace.distributed import broadcast_from_main, is_main_process
-from alsace.evaluation import eval_bf16, score_languages
+from alsace.evaluation import distinct_inputs, eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.metrics import accuracy
 from alsace.modeling import load_tokenizer_and_model
 from alsace.pairs import RECOMMENDED_PASSES, PairDataset, all_pairs, build_pairs, pool_passes, steps_for_passes
-from alsace.report.results import comparison_for_terminal, save_results
+from alsace.report.results import comparison_for_terminal, is_unreadable, save_results
 from alsace.report.run_report import comparison_report, write_run_report
 from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
                             stored_config)
 from alsace.runs import check_training_numbers, evaluate, run_configuration, setup_logging, stop_cleanly, train
-from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, score_spread_warning, select_teachers,
-                              selection_table, softmax)
+from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, leave_out, score_spread_warning,
+                              select_teachers, selection_table, softmax)
 from alsace.tasks import get_task
 from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.trainer import AlsaceTrainer, compute_accuracy
@@ -155,6 +155,14 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
         logger.info("reusing the saved teacher selection from %s", selection_path)
     else:
         selection = choose_teachers(pool_logits, task, run, d_args)
+        if d_args.skip_unreadable and not run.pair_languages:
+            unreadable = [lang for lang, feats in pool_features.items()
+                          if is_unreadable({"distinct_inputs": distinct_inputs(feats), "n": len(feats)})]
+            selection = leave_out(selection, unreadable, task.source_language)
+            if selection.left_out:
+                logger.warning("--skip_unreadable: %s left out of the training pairs (their pool rows tokenise "
+                               "to fewer distinct inputs than half the items); still evaluated",
+                               ", ".join(selection.left_out))
         labels = pool_labels(task, run.languages, data_args.data_dir, d_args.pool_size or task.pool_size,
                              d_args.pool_file)
         if labels is not None:  # evaluation only: what a ranking by the pool's own accuracy would give

@@ -90,8 +90,12 @@ def test_recipes_set_the_extension_flags():
             flag(original, "--min_teacher_confidence")) == ("false", "0", "0")
     assert "--teacher_temperature" not in original and flag(original, "--max_steps") == "-1"
     assert flag(original, "--pool_passes") == "0"  # the paper: epochs decide
+    assert flag(original, "--skip_unreadable") == "false"  # the paper trains every language
     recommended = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended"})
     assert flag(recommended, "--frozen_teacher") == "true"
+    assert flag(recommended, "--skip_unreadable") == "true"
+    assert flag(dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": "recommended", "SKIP_UNREADABLE": "false"}),
+                "--skip_unreadable") == "false"
     assert (flag(recommended, "--anchor_target"), flag(recommended, "--anchor_weight")) == ("self", "1.0")
     assert flag(original, "--anchor_target") == "labels"
     assert float(flag(recommended, "--learning_rate")) > 3e-8

@@ -15,7 +15,7 @@ from alsace.report.aggregation import aggregate, aggregate_markdown
 from alsace.report.results import (collapse_flags, collapse_warning, compare, comparison_markdown, is_skew,
                                    top_fell, top_fell_warning)
 from alsace.report.significance import paired_significance
-from alsace.selection import (dawid_skene, fixed_rank, frozen_targets, guard_source, language_estimates,
+from alsace.selection import (dawid_skene, fixed_rank, frozen_targets, guard_source, language_estimates, leave_out,
                               select_teachers, softmax)
 
 
@@ -107,6 +107,50 @@ def test_source_guard_puts_the_source_first_and_never_on_the_learning_side():
     assert (g.ranking, g.teachers, g.students) == (["en", "fr", "de", "sw"], ["en", "fr"], ["de", "sw"])
     with pytest.raises(UserError, match="--source_guard"):
         guard_source(fixed_rank(["fr", "en"], 1, ["en", "fr"]), "en")
+
+
+def test_leave_out_drops_languages_from_both_sides_and_never_the_source():
+    # By hand: ranking en, fr, chr, de, sw; teachers en, fr, chr; students de, sw.
+    sel = fixed_rank(["en", "fr", "chr", "de", "sw"], 2, ["en", "fr", "chr", "de", "sw"])
+    out = leave_out(sel, ["sw", "chr", "en"], "en")  # the source stays, whatever the list says
+    assert (out.ranking, out.teachers, out.students, out.left_out) == (
+        sel.ranking, ["en", "fr"], ["de"], ["chr", "sw"])  # left out in ranking order
+    assert build_pairs(out.ranking, out.teachers, out.students) == [("en", "fr"), ("en", "de"), ("fr", "de")]
+    assert leave_out(sel, [], "en") is sel and leave_out(sel, ["en"], "en").left_out == []
+    with pytest.raises(UserError, match="--skip_unreadable: leaving out de, sw leaves no student"):
+        leave_out(sel, ["de", "sw"], "en")
+    with pytest.raises(UserError, match="leaves no teacher"):
+        leave_out(fixed_rank(["fr", "en", "de"], 2, ["en", "fr", "de"]), ["fr"], "en")
+
+
+def test_skip_unreadable_leaves_a_language_of_identical_pool_rows_out_of_every_pair(tiny_finetuned, data_dir,
+                                                                                    tmp_path):
+    """Through distill.main: fr's 8 pool rows are one text (1 distinct input < half of 8), so --skip_unreadable
+    trains only en-de; the default trains all three pairs of the same ranking."""
+    rows = {lang: [json.loads(line) for line in (data_dir / "xnli" / "validation" / f"{lang}.jsonl")
+                   .read_text("utf-8").splitlines()[:8]] for lang in ("en", "fr", "de")}
+    items = [{"en": {k: rows["en"][i][k] for k in ("premise", "hypothesis")},
+              "de": {k: rows["de"][i][k] for k in ("premise", "hypothesis")},
+              "fr": {"premise": rows["fr"][0]["premise"], "hypothesis": rows["fr"][0]["hypothesis"]}}
+             for i in range(8)]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), "utf-8")
+    base = ["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--task", "xnli",
+            "--languages", "en,fr,de", "--max_seq_length", "96", "--use_cpu", "--report_to", "none",
+            "--per_device_train_batch_size", "2", "--learning_rate", "1e-4", "--pool_file", str(pool),
+            "--pool_size", "8", "--save_strategy", "no", "--frozen_teacher", "--max_steps", "2",
+            "--lang_rank", "en,fr,de", "--num_students", "1", "--max_eval_samples", "6"]
+    distill.main(base + ["--output_dir", str(tmp_path / "skip"), "--skip_unreadable", "true"])
+    saved = json.loads((tmp_path / "skip" / "teacher_selection.json").read_text())
+    assert saved["pairs"] == [["en", "de"]] and saved["selection"]["left_out"] == ["fr"]
+    assert (saved["selection"]["teachers"], saved["selection"]["students"]) == (["en"], ["de"])
+    comparison = json.loads((tmp_path / "skip" / "comparison.json").read_text())
+    assert comparison["left_out"] == ["fr"] and comparison["per_language"]["fr"]["role"] == "-"
+    assert "Left out of training (`--skip_unreadable`" in (tmp_path / "skip" / "comparison.md").read_text()
+    distill.main(base + ["--output_dir", str(tmp_path / "all")])
+    saved = json.loads((tmp_path / "all" / "teacher_selection.json").read_text())
+    assert saved["pairs"] == [["en", "fr"], ["en", "de"], ["fr", "de"]] and saved["selection"]["left_out"] == []
+    assert "left_out" not in json.loads((tmp_path / "all" / "comparison.json").read_text())
 
 
 def test_frozen_targets_mixture_is_each_language_and_dawid_skene_the_shared_posterior():

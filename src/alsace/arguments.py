@@ -250,6 +250,11 @@ class DistillArguments(OutputArguments):
     source_guard: bool = field(default=False, metadata={
         "help": "This project's extension: put the source language first in the ranking (a teacher), so it "
                 "is never the side that learns from a lower-ranked or less reliable language; off = the paper."})
+    skip_unreadable: bool = field(default=False, metadata={
+        "help": "This project's extension: leave out of every training pair the languages whose pool rows "
+                "tokenise to fewer distinct inputs than half the items (e.g. a script the vocabulary maps to "
+                "<unk>): identical inputs with different targets can learn only the class prior, which drives "
+                "such a language to one class. They are still scored, evaluated and reported; off = the paper."})
     teacher_targets: str = field(default="mixture", metadata={
         "help": "This project's extension, with --frozen_teacher: mixture = each pair's target is its teacher "
                 "language's own starting distribution (a student paired with several teachers learns their "

@@ -96,8 +96,13 @@ def evaluate_languages(model, features_by_lang: dict[str, list[dict]], collator:
         labels = np.array([f["labels"] for f in features_by_lang[lang]], dtype=np.int64)
         out[lang] = {"accuracy": accuracy(lang_logits, labels), "n": int(len(labels)),
                      "logits": lang_logits, "labels": labels,
-                     "distinct_inputs": len({_hashable(f["input_ids"]) for f in features_by_lang[lang]})}
+                     "distinct_inputs": distinct_inputs(features_by_lang[lang])}
     return out
+
+
+def distinct_inputs(features: list[dict]) -> int:
+    """How many different token sequences `features` (one language's rows) hold."""
+    return len({_hashable(f["input_ids"]) for f in features})
 
 
 def _hashable(ids):

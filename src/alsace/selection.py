@@ -22,7 +22,7 @@ Every method's estimates and ranking are recorded (`Selection.estimates`), which
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +45,7 @@ class Selection:
     estimates: dict[str, dict[str, float]] | None = None  # every method's per-language estimate s_t
     source_guard: bool = False  # the source language was moved to the top of the ranking (a teacher)
     pool_accuracy: dict[str, float] | None = None  # accuracy on the pool's own labels (reported, never used)
+    left_out: list[str] = field(default_factory=list)  # in no training pair (--skip_unreadable)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -207,6 +208,20 @@ def guard_source(selection: Selection, source_language: str) -> Selection:
     if not students:
         raise UserError(f"--source_guard: making {source_language} a teacher leaves no student")
     return replace(selection, ranking=ranking, teachers=teachers, students=students, source_guard=True)
+
+
+def leave_out(selection: Selection, languages: list[str], source_language: str) -> Selection:
+    """`selection` with `languages` in no training pair (this project's `--skip_unreadable`): they keep their
+    scores and rank, and are neither teachers nor students. The source language is never left out."""
+    out = [lang for lang in selection.ranking if lang in languages and lang != source_language]
+    if not out:
+        return selection
+    teachers = [lang for lang in selection.teachers if lang not in out]
+    students = [lang for lang in selection.students if lang not in out]
+    if not teachers or not students:
+        raise UserError(f"--skip_unreadable: leaving out {', '.join(out)} leaves no "
+                        f"{'teacher' if not teachers else 'student'}; pass --skip_unreadable false")
+    return replace(selection, teachers=teachers, students=students, left_out=out)
 
 
 def score_spread_warning(normalized: list[float], min_relative_spread: float = 0.01) -> str | None:

@@ -217,6 +217,10 @@ def comparison_markdown(comp: dict) -> str:
                                                       "rows)" for lang in comp["unreadable_languages"])
                   + ": the tokenizer reads little of these languages, so their accuracy says little about the method.",
                   ""]
+    if comp.get("left_out"):
+        lines += [f"Left out of training (`--skip_unreadable`: pool rows with fewer distinct inputs than half the "
+                  f"items): {', '.join(comp['left_out'])}; their role is `-` and they changed only through the "
+                  "shared weights.", ""]
     ci_head = f" {100 * sig['confidence']:.0f}% CI of Δ | p |" if sig else ""
     lines += ["| language | role | before | after | Δ | majority share before → after | entropy before → after |"
               + (ci_head + " p (Holm) |" if sig else ""),

@@ -36,6 +36,8 @@ def comparison_report(before: dict, after: dict, selection, source_language: str
                                                            source_language, teachers=selection.teachers)
     comparison["top_fell"] = top_fell(comparison, source_language)
     comparison["frozen_teacher"] = frozen_teacher
+    if getattr(selection, "left_out", None):  # --skip_unreadable: in no training pair
+        comparison["left_out"] = list(selection.left_out)
     return comparison
 
 
