@@ -240,7 +240,8 @@ def test_unreadable_languages_are_named_with_their_own_advice():
     assert only.endswith("is not a result. sw: the test rows tokenise to fewer distinct inputs than half the rows "
                          "(the tokenizer reads little of the script), so the model cannot tell the items apart and "
                          "training towards per-item targets ends at the most common class; leave such a language "
-                         "out (--languages, LANGUAGES) rather than change the recipe.")
+                         "out of training (--skip_unreadable, SKIP_UNREADABLE=true) or out of the run (--languages, "
+                         "LANGUAGES) rather than change the recipe.")
     both = collapse_warning(["fr", "sw"], True, ["sw"])  # a readable collapse still gets the recipe's advice
     assert "(selection quality below; --selection_method dawid_skene). sw: the test rows tokenise" in both
     assert "fr:" not in both and "lower --learning_rate" not in only

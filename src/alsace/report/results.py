@@ -191,7 +191,8 @@ def collapse_warning(collapsed: list[str], frozen_teacher: bool = False, unreada
         advice += ((" " if advice else "") + f"{', '.join(unreadable)}: the test rows tokenise to fewer distinct "
                    "inputs than half the rows (the tokenizer reads little of the script), so the model cannot tell "
                    "the items apart and training towards per-item targets ends at the most common class; leave "
-                   "such a language out (--languages, LANGUAGES) rather than change the recipe.")
+                   "such a language out of training (--skip_unreadable, SKIP_UNREADABLE=true) or out of the run "
+                   "(--languages, LANGUAGES) rather than change the recipe.")
     return (f"**WARNING: predictions collapsed in {', '.join(collapsed)}** (one class "
             f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows, or its share up by >= "
             f"{100 * COLLAPSE_RISE:.0f} points while accuracy did not rise): a narrower gap from collapsed "
