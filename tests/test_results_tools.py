@@ -237,6 +237,13 @@ def test_distillation_seeds_of_per_seed_checkpoints_are_told_apart_by_both_seeds
     with pytest.raises(UserError, match="seed 2/11 appears in several runs"):
         check_compatible([*runs, load_run(fake_run(tmp_path / "again", 11, BEFORE[2], AFTER[2],
                                                    init=str(tmp_path / "ft2")))])
+    # No starting checkpoint recorded, or a Hub name: no fine-tuning seed, the run's own seed alone.
+    bare = fake_run(tmp_path / "bare", 11, BEFORE[0], AFTER[0])
+    args = json.loads((bare / "run_args.json").read_text())
+    del args["model_args"]
+    (bare / "run_args.json").write_text(json.dumps(args))
+    assert load_run(bare)["init_seed"] is None and load_run(tmp_path / "again")["init_seed"] == 2
+    assert "fine_tuning_seeds" not in aggregate([load_run(fake_run(tmp_path / "hub", 3, BEFORE[0], AFTER[0]))])
     same = aggregate([runs[2]])  # distilled with its own fine-tuning seed: the header names one seed
     assert same["fine_tuning_seeds"] == [2] and ", seeds 2. " in aggregate_markdown(same)
 

@@ -68,8 +68,8 @@ def load_run(run_dir, ignore: frozenset[str] = frozenset()) -> dict:
     run_dir = Path(run_dir)
     comparison_path = run_dir / "comparison.json"
     args = _read_json(run_dir / "run_args.json")
-    init = Path(args.get("model_args", {}).get("model_name_or_path") or run_dir / "none")
-    init_args = _read_json(init / "run_args.json") if (init / "run_args.json").is_file() else {}
+    init = args.get("model_args", {}).get("model_name_or_path")  # a checkpoint folder, or a Hub name
+    init_args = _read_json(Path(init) / "run_args.json") if init and (Path(init) / "run_args.json").is_file() else {}
     return {"dir": str(run_dir), "results": _read_json(run_dir / "results.json"),
             "comparison": _read_json(comparison_path) if comparison_path.is_file() else None,
             "seed": args.get("training_args", {}).get("seed"), "config": run_config(run_dir, ignore),
@@ -91,7 +91,7 @@ def check_compatible(runs: list[dict], max_listed: int = 4) -> None:
         raise UserError("refusing to aggregate runs evaluated on different languages: "
                         + _by_run(runs, lambda r: ",".join(r["results"]["per_language"])))
     seeds = [_seed_label(r) for r in runs]  # a distillation run: its checkpoint's seed and its own
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1}, key=str)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise UserError(f"seed {repeated[0]} appears in several runs ({_by_run(runs, _seed_label)}): "
                         "the same run twice would understate the spread; pass each seed once")
