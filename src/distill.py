@@ -32,7 +32,7 @@ from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.metrics import accuracy
 from alsace.modeling import load_tokenizer_and_model
 from alsace.pairs import RECOMMENDED_PASSES, PairDataset, all_pairs, build_pairs, pool_passes, steps_for_passes
-from alsace.report.results import comparison_for_terminal, is_unreadable, save_results
+from alsace.report.results import collapse_warning, comparison_for_terminal, is_unreadable, save_results
 from alsace.report.run_report import comparison_report, write_run_report
 from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, restores_output_dir, run_cli,
                             stored_config)
@@ -203,14 +203,10 @@ def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, 
 def report_outcome(comparison: dict, frozen_teacher: bool) -> None:
     """The before -> after table in the log, and the two outcomes that are not a result, loudly."""
     logger.info("before -> after\n%s", comparison_for_terminal(comparison))
-    if comparison["collapsed_languages"]:
-        advice = ("the teacher was frozen already: lower --learning_rate or --max_steps, and check the selection "
-                  "quality in comparison.md" if frozen_teacher else
-                  "a moving teacher cannot anchor the student: try RECIPE=recommended, i.e. --frozen_teacher, or "
-                  "a lower --learning_rate")
-        logger.warning("PREDICTIONS COLLAPSED in %s: the distilled model predicts one class for most rows; "
-                       "a narrower gap from collapsed predictions is not a result (%s)",
-                       ", ".join(comparison["collapsed_languages"]), advice)
+    if comparison["collapsed_languages"]:  # the comparison's own warning, with the advice that fits each language
+        logger.warning(collapse_warning(comparison["collapsed_languages"], frozen_teacher,
+                                        comparison["unreadable_languages"], comparison.get("left_out"))
+                       .replace("**", "").replace("WARNING: predictions collapsed", "PREDICTIONS COLLAPSED"))
     if comparison.get("top_fell"):
         logger.warning("THE TOP FELL: %s fell significantly (paired-bootstrap CI below 0): a narrower gap from the "
                        "top falling is not a result", ", ".join(f["name"] for f in comparison["top_fell"]))

@@ -252,6 +252,31 @@ def test_unreadable_languages_are_named_with_their_own_advice():
     assert compare(before, after, ["en"], ["fr", "sw"], "en")["unreadable_languages"] == []
 
 
+def test_collapse_advice_for_a_language_left_out_of_training_and_in_the_log(caplog):
+    kept = collapse_warning(["chr"], True, ["chr"], ["chr"])  # unreadable and left out: no training advice
+    assert kept.endswith("is not a result. chr: left out of training (--skip_unreadable), so it moved only through "
+                         "the weights it shares with the trained languages; its rows are too few distinct inputs for "
+                         "its predicted classes to say anything about the method. Leave it out of the run "
+                         "(--languages, LANGUAGES) to drop it from the report.")
+    mixed = collapse_warning(["fr", "sw", "chr"], True, ["sw", "chr"], ["chr"])
+    advice = mixed.split("is not a result. ")[1]
+    assert advice.startswith("The teacher was already frozen") and "sw: the test rows tokenise" in advice
+    assert "chr: left out of training" in advice and "sw, chr" not in advice and "fr:" not in advice
+    assert advice.index("already frozen") < advice.index("sw: the test") < advice.index("chr: left out")
+    # distill.py logs the same warning, one line without Markdown, for what actually ran.
+    comparison = {"collapsed_languages": ["chr"], "unreadable_languages": ["chr"], "left_out": ["chr"],
+                  "per_language": {}, "summary": {}}
+    with caplog.at_level("WARNING", logger="alsace.distill"):
+        distill.report_outcome(comparison, True)
+    [line] = [r.getMessage() for r in caplog.records if "COLLAPSED" in r.getMessage()]
+    assert line == kept.replace("**WARNING: predictions collapsed in chr**", "PREDICTIONS COLLAPSED in chr")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="alsace.distill"):
+        distill.report_outcome({**comparison, "left_out": [], "unreadable_languages": []}, False)
+    [line] = [r.getMessage() for r in caplog.records if "COLLAPSED" in r.getMessage()]
+    assert "use RECIPE=recommended (--frozen_teacher)" in line and "**" not in line
+
+
 def test_collapse_advice_fits_the_recipe():
     moving = collapse_warning(["sw"], frozen_teacher=False)
     frozen = collapse_warning(["sw"], frozen_teacher=True)

@@ -175,28 +175,36 @@ def top_fell_warning(fell: list[dict]) -> str:
             "falling is not the method working; read the gap with this.")
 
 
-def collapse_warning(collapsed: list[str], frozen_teacher: bool = False, unreadable: list[str] | None = None) -> str:
-    """The Markdown warning that comparison.md and the distilled results.md carry when predictions collapsed;
-    collapsed languages among `unreadable` are named as such, with their own advice (the recipe's advice is
-    given only when some collapsed language is readable)."""
-    unreadable = [lang for lang in collapsed if lang in (unreadable or [])]
-    advice = ("The teacher was already frozen (RECIPE=recommended): lower --learning_rate or --max_steps, and "
-              "check the teacher selection (selection quality below; --selection_method dawid_skene)."
-              if frozen_teacher else
-              "A moving teacher cannot anchor the student: use RECIPE=recommended (--frozen_teacher) or a lower "
-              "learning rate.")
-    if len(unreadable) == len(collapsed):
-        advice = ""
+def collapse_warning(collapsed: list[str], frozen_teacher: bool = False, unreadable: list[str] | None = None,
+                     left_out: list[str] | None = None) -> str:
+    """The Markdown warning that comparison.md and the distilled results.md carry when predictions collapsed.
+    Each collapsed language gets the advice that fits it: one `--skip_unreadable` kept out of training moved only
+    through the shared weights; one among `unreadable` (test rows of few distinct inputs) is the tokenizer's
+    limit; the recipe's advice is given only when some collapsed language is neither."""
+    kept_out = [lang for lang in collapsed if lang in (left_out or [])]
+    unreadable = [lang for lang in collapsed if lang in (unreadable or []) and lang not in kept_out]
+    advice = []
+    if len(kept_out) + len(unreadable) < len(collapsed):
+        advice.append("The teacher was already frozen (RECIPE=recommended): lower --learning_rate or --max_steps, and "
+                      "check the teacher selection (selection quality below; --selection_method dawid_skene)."
+                      if frozen_teacher else
+                      "A moving teacher cannot anchor the student: use RECIPE=recommended (--frozen_teacher) or a "
+                      "lower learning rate.")
     if unreadable:
-        advice += ((" " if advice else "") + f"{', '.join(unreadable)}: the test rows tokenise to fewer distinct "
-                   "inputs than half the rows (the tokenizer reads little of the script), so the model cannot tell "
-                   "the items apart and training towards per-item targets ends at the most common class; leave "
-                   "such a language out of training (--skip_unreadable, SKIP_UNREADABLE=true) or out of the run "
-                   "(--languages, LANGUAGES) rather than change the recipe.")
+        advice.append(f"{', '.join(unreadable)}: the test rows tokenise to fewer distinct "
+                      "inputs than half the rows (the tokenizer reads little of the script), so the model cannot tell "
+                      "the items apart and training towards per-item targets ends at the most common class; leave "
+                      "such a language out of training (--skip_unreadable, SKIP_UNREADABLE=true) or out of the run "
+                      "(--languages, LANGUAGES) rather than change the recipe.")
+    if kept_out:
+        advice.append(f"{', '.join(kept_out)}: left out of training (--skip_unreadable), so it moved only through the "
+                      "weights it shares with the trained languages; its rows are too few distinct inputs for its "
+                      "predicted classes to say anything about the method. Leave it out of the run (--languages, "
+                      "LANGUAGES) to drop it from the report.")
     return (f"**WARNING: predictions collapsed in {', '.join(collapsed)}** (one class "
             f"predicted for >= {100 * COLLAPSE_SHARE:.0f}% of rows, or its share up by >= "
             f"{100 * COLLAPSE_RISE:.0f} points while accuracy did not rise): a narrower gap from collapsed "
-            f"predictions is not a result. {advice}")
+            f"predictions is not a result. {' '.join(advice)}")
 
 
 def comparison_markdown(comp: dict) -> str:
@@ -206,7 +214,7 @@ def comparison_markdown(comp: dict) -> str:
              f"Task `{comp['task']}`, split `{comp['split']}`. Accuracy in %, Δ in points.", ""]
     if comp["collapsed_languages"]:
         lines += [collapse_warning(comp["collapsed_languages"], comp.get("frozen_teacher", False),
-                                   comp.get("unreadable_languages")), ""]
+                                   comp.get("unreadable_languages"), comp.get("left_out")), ""]
     if comp.get("top_fell"):
         lines += [top_fell_warning(comp["top_fell"]), ""]
     if comp.get("skewed_languages"):

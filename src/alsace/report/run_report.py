@@ -71,7 +71,7 @@ def write_run_report(output_dir, args: dict, results: dict, evaluation: dict, ti
     warning = None
     if comparison is not None and comparison["collapsed_languages"]:  # results.md is read on its own too
         warning = collapse_warning(comparison["collapsed_languages"], comparison["frozen_teacher"],
-                                   comparison["unreadable_languages"])
+                                   comparison["unreadable_languages"], comparison.get("left_out"))
     markdown = {"results.md": results_markdown(results, title, warning)}
     if comparison is not None:
         write_json(output_dir / "comparison.json", comparison)
