@@ -277,6 +277,24 @@ def test_collapse_advice_for_a_language_left_out_of_training_and_in_the_log(capl
     assert "use RECIPE=recommended (--frozen_teacher)" in line and "**" not in line
 
 
+def test_comparison_names_the_languages_left_out_of_training():
+    before = results([0.8, 0.5, 0.4], [0.35, 0.30, 0.50])
+    after = results([0.8, 0.6, 0.35], [0.36, 0.95, 0.95])  # fr and sw collapse (95 % one class)
+    for res in (before, after):
+        for lang, distinct in (("en", 100), ("fr", 10), ("sw", 49)):
+            res["per_language"][lang]["distinct_inputs"] = distinct
+    comp = {**compare(before, after, ["en"], [], "en"), "frozen_teacher": True, "left_out": ["fr", "sw"]}
+    assert comp["collapsed_languages"] == ["fr", "sw"] and comp["per_language"]["sw"]["role"] == "-"
+    lines = comparison_markdown(comp).splitlines()
+    assert lines[4] == collapse_warning(["fr", "sw"], True, ["fr", "sw"], ["fr", "sw"]) and lines[5] == ""
+    assert "is not a result. fr, sw: left out of training (--skip_unreadable), so it moved" in lines[4]
+    assert lines[6].startswith("Few distinct inputs: fr (10 of 100 rows), sw (49 of 100 rows)")
+    assert lines[7:10] == ["", "Left out of training (`--skip_unreadable`: pool rows with fewer distinct inputs than "
+                           "half the items): fr, sw; their role is `-` and they changed only through the shared "
+                           "weights.", ""]
+    assert lines[10].startswith("| language |")
+
+
 def test_collapse_advice_fits_the_recipe():
     moving = collapse_warning(["sw"], frozen_teacher=False)
     frozen = collapse_warning(["sw"], frozen_teacher=True)
