@@ -442,15 +442,21 @@ cp -r "$TEMPLATES/$(basename "$0")-$SEED/." "$OUTPUT_DIR/"
 """
 
 
-def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
-    # The real stage scripts train models; stubs record their environment and write finished run records.
+def multiseed_with_stubs(tmp_path, stub: str):
+    """A copy of run_script/ whose stage scripts are `stub`, beside the real src/; returns the run_script folder."""
     scripts = tmp_path / "repo" / "run_script"
     scripts.mkdir(parents=True)
     shutil.copy(REPO / "run_script" / "multiseed.sh", scripts)
     shutil.copy(REPO / "run_script" / "launch.sh", scripts)
     for name in ("finetuning.sh", "distillation.sh"):
-        (scripts / name).write_text(STAGE_STUB)
+        (scripts / name).write_text(stub)
     (tmp_path / "repo" / "src").symlink_to(REPO / "src")
+    return scripts
+
+
+def test_multiseed_script_runs_both_stages_per_seed_then_aggregates(tmp_path):
+    # The real stage scripts train models; stubs record their environment and write finished run records.
+    scripts = multiseed_with_stubs(tmp_path, STAGE_STUB)
     out, templates = tmp_path / "out", tmp_path / "templates"
     for seed in (4, 5):
         fake_run(templates / f"finetuning.sh-{seed}", seed, BEFORE[seed % 3])
@@ -498,13 +504,7 @@ STAGE_STUB_BY_CHECKPOINT = STAGE_STUB.replace(
 
 
 def test_multiseed_distills_each_checkpoint_once_per_distillation_seed(tmp_path):
-    scripts = tmp_path / "repo" / "run_script"
-    scripts.mkdir(parents=True)
-    shutil.copy(REPO / "run_script" / "multiseed.sh", scripts)
-    shutil.copy(REPO / "run_script" / "launch.sh", scripts)
-    for name in ("finetuning.sh", "distillation.sh"):
-        (scripts / name).write_text(STAGE_STUB_BY_CHECKPOINT)
-    (tmp_path / "repo" / "src").symlink_to(REPO / "src")
+    scripts = multiseed_with_stubs(tmp_path, STAGE_STUB_BY_CHECKPOINT)
     out, templates = tmp_path / "out", tmp_path / "templates"
     afters = {}
     for i, seed in enumerate((4, 5)):
