@@ -195,7 +195,7 @@ def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, 
                                         task.source_language, **cache).to_list()
     teacher_logits = None
     if d_args.frozen_teacher:  # the targets, fixed from the starting checkpoint's pool predictions
-        teacher_logits = frozen_targets(pool_logits, languages, d_args.teacher_targets)
+        teacher_logits = frozen_targets(pool_logits, languages, d_args.teacher_targets, task.source_language)
     return PairDataset(pool_features, pairs, seed, teacher_logits=teacher_logits, anchor_features=anchor_features,
                        anchor_logits=anchor_logits)
 

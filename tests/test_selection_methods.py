@@ -166,6 +166,46 @@ def test_frozen_targets_mixture_is_each_language_and_dawid_skene_the_shared_post
     assert ds["en"] is ds["w5"]  # one target per item, whichever language is the teacher side
 
 
+def test_frozen_targets_source_is_the_source_language_s_distribution_for_every_language():
+    probs, langs, _, _ = weak_majority_probs()
+    logits = {lang: np.log(probs[t]).astype(np.float32) for t, lang in enumerate(langs)}
+    src = frozen_targets(logits, ["w3", "fr", "w1"], "source", "de")  # de is not itself in the pairs
+    assert set(src) == {"w3", "fr", "w1"} and all(src[lang] is logits["de"] for lang in src)
+    assert not np.allclose(logits["de"], logits["en"])  # the source named, not the first or a fixed language
+    with pytest.raises(ValueError, match="source language's pool logits \\(xx\\)"):
+        frozen_targets(logits, langs, "source", "xx")
+
+
+def test_distill_entry_point_feeds_the_source_language_s_pool_logits_as_every_target(tiny_finetuned, data_dir,
+                                                                                      tmp_path, monkeypatch):
+    """Through distill.main with --teacher_targets source (English third in --languages): every language's
+    frozen target is English's starting pool logits, the rows the self-anchor also holds English to."""
+    import alsace.pairs
+
+    seen = {}
+    real_init = alsace.pairs.PairDataset.__init__
+
+    def spy(self, pool_features, pairs, seed, **kwargs):
+        seen.update(kwargs)
+        real_init(self, pool_features, pairs, seed, **kwargs)
+
+    monkeypatch.setattr(alsace.pairs.PairDataset, "__init__", spy)
+    base = ["--model_name_or_path", str(tiny_finetuned), "--data_dir", str(data_dir), "--task", "xnli",
+            "--max_seq_length", "96", "--use_cpu", "--report_to", "none", "--max_steps", "1",
+            "--per_device_train_batch_size", "2", "--pool_size", "6", "--save_strategy", "no", "--frozen_teacher",
+            "--teacher_targets", "source", "--max_eval_samples", "4"]
+    distill.main(base + ["--languages", "fr,de,en", "--output_dir", str(tmp_path / "kd"),
+                         "--anchor_weight", "1", "--anchor_target", "self"])
+    english = seen["anchor_logits"]  # the starting checkpoint's English pool logits
+    assert set(seen["teacher_logits"]) == {"fr", "de", "en"}
+    assert all(np.array_equal(seen["teacher_logits"][lang], english) for lang in ("fr", "de", "en"))
+    assert english.shape == (6, 3) and not np.allclose(english, english[:1])  # per-item targets, not one row
+    # English is a source the targets need: without it the run stops before any work.
+    with pytest.raises(UserError, match="--teacher_targets source takes every target from the source language en"):
+        distill.main(base + ["--languages", "fr,de", "--output_dir", str(tmp_path / "no_en")])
+    assert not (tmp_path / "no_en").exists()
+
+
 def test_calibration_by_hand():
     logits = np.log(np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]]))
     labels = np.array([0, 1, 2, 0])

@@ -259,7 +259,8 @@ class DistillArguments(OutputArguments):
         "help": "This project's extension, with --frozen_teacher: mixture = each pair's target is its teacher "
                 "language's own starting distribution (a student paired with several teachers learns their "
                 "mixture); dawid_skene = every pair's target is the item's Dawid-Skene posterior over classes "
-                "from all languages' starting predictions."})
+                "from all languages' starting predictions; source = every pair's target is the source "
+                "language's starting distribution on the item."})
     kl_direction: str = field(default=LOSS_DEFAULTS["kl_direction"], metadata={
         "help": "teacher_target: KL(P_teacher || P_student), the paper; student_target: "
                 "KL(P_student || P_teacher), what the released code computes; symmetric: the mean."})
@@ -374,6 +375,10 @@ class DistillArguments(OutputArguments):
         if self.anchor_weight > 0 and self.anchor_target == "self" and task.source_language not in languages:
             raise UserError(f"--anchor_target self anchors the source language {task.source_language} on its pool "
                             f"items: add it to --languages, or pass --anchor_target labels")
+        if self.frozen_teacher and self.teacher_targets == "source" and task.source_language not in languages:
+            raise UserError(f"--teacher_targets source takes every target from the source language "
+                            f"{task.source_language}'s pool predictions: add it to --languages, or choose "
+                            f"--teacher_targets mixture or dawid_skene")
         high, low, uniform = max_normalized_score(len(languages)), min_normalized_score(len(languages)), 1 / len(languages)
         if self.teacher_threshold == "paper" and threshold > high:
             raise UserError(

@@ -75,7 +75,8 @@ def pseudo_labels(probs: np.ndarray) -> np.ndarray:
 
 
 SELECTION_METHODS = ("paper", "dawid_skene", "source_agreement")
-TEACHER_TARGETS = ("mixture", "dawid_skene")  # a frozen teacher's targets: its own distribution, or the posterior
+TEACHER_TARGETS = ("mixture", "dawid_skene", "source")  # a frozen teacher's targets: its own distribution, the
+# Dawid-Skene posterior, or the source language's distribution
 
 
 def dawid_skene(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,15 +103,22 @@ def dawid_skene(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return expected, posterior
 
 
-def frozen_targets(logits: dict[str, np.ndarray], languages: list[str], kind: str) -> dict[str, np.ndarray]:
+def frozen_targets(logits: dict[str, np.ndarray], languages: list[str], kind: str,
+                   source_language: str | None = None) -> dict[str, np.ndarray]:
     """The frozen teacher's target logits on the pool, `{lang: (N, C)}`, for `--teacher_targets kind`.
 
     `mixture`: each language's own starting logits (a student paired with several teachers learns their
     mixture). `dawid_skene`: for every language the log of the item's Dawid-Skene posterior from all
     languages' starting predictions (clipped at 1e-6, so a class the posterior rules out stays finite).
+    `source`: for every language the source language's starting logits on the same item (`logits` must hold
+    the source language even when it is not in `languages`).
     """
     if kind == "mixture":
         return {lang: logits[lang] for lang in languages}
+    if kind == "source":
+        if source_language not in logits:
+            raise ValueError(f"teacher targets 'source' need the source language's pool logits ({source_language})")
+        return {lang: logits[source_language] for lang in languages}
     probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
     posterior = np.log(np.clip(dawid_skene(probs)[1], 1e-6, None)).astype(np.float32)  # (N, C)
     return {lang: posterior for lang in languages}
