@@ -38,7 +38,7 @@ from alsace.run_dir import (RunStages, prepare_output_dir, remove_checkpoints, r
                             stored_config)
 from alsace.runs import check_training_numbers, evaluate, run_configuration, setup_logging, stop_cleanly, train
 from alsace.selection import (Selection, fixed_rank, frozen_targets, guard_source, leave_out, score_spread_warning,
-                              select_teachers, selection_table, softmax)
+                              select_teachers, selection_table, softmax, target_accuracy)
 from alsace.tasks import get_task
 from alsace.tracking import LanguageDevMetrics, quiet_evaluation_logs
 from alsace.trainer import AlsaceTrainer, compute_accuracy
@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
                          evaluation, "After self-distillation", selection.teachers, selection.students, markdown=False)
     if is_main_process():
         comparison = comparison_report(before, after, selection, task.source_language, baseline_dir, output_dir,
-                                       data_args.eval_split, languages, d_args.frozen_teacher)
+                                       data_args.eval_split, languages, d_args.frozen_teacher, d_args.teacher_targets)
         write_run_report(output_dir, stored_config(output_dir), after, evaluation, "After self-distillation",
                          task.source_language, before, comparison, selection)  # the config stored before any work
         report_outcome(comparison, d_args.frozen_teacher)
@@ -167,7 +167,9 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
                              d_args.pool_file)
         if labels is not None:  # evaluation only: what a ranking by the pool's own accuracy would give
             selection = replace(selection, pool_accuracy={
-                lang: accuracy(pool_logits[lang], np.asarray(labels[lang])) for lang in run.languages})
+                lang: accuracy(pool_logits[lang], np.asarray(labels[lang])) for lang in run.languages},
+                target_accuracy=target_accuracy(pool_logits, run.languages, task.source_language,
+                                                labels.get(task.source_language, labels[run.languages[0]])))
     # Every rank scored the same all-gathered logits; taking rank 0's answer makes "same teachers,
     # same pairs on every rank" a guarantee rather than a consequence of identical arithmetic.
     selection = broadcast_from_main(selection)

@@ -16,7 +16,7 @@ from alsace.report.results import (collapse_flags, collapse_warning, compare, co
                                    top_fell, top_fell_warning)
 from alsace.report.significance import paired_significance
 from alsace.selection import (dawid_skene, fixed_rank, frozen_targets, guard_source, language_estimates, leave_out,
-                              select_teachers, softmax)
+                              pseudo_labels, select_teachers, softmax, target_accuracy)
 
 
 def weak_majority_probs(seed: int = 0):
@@ -164,6 +164,23 @@ def test_frozen_targets_mixture_is_each_language_and_dawid_skene_the_shared_post
         assert np.allclose(softmax(ds[lang].astype(np.float64)), posterior / posterior.sum(-1, keepdims=True),
                            atol=1e-5)
     assert ds["en"] is ds["w5"]  # one target per item, whichever language is the teacher side
+
+
+def test_target_accuracy_by_hand():
+    """3 languages, 5 items, 3 classes, gold labels [0, 1, 2, 0, 1]. en predicts 0 1 2 0 2 (4 right); fr and sw
+    agree with each other on 1 1 2 2 1 (3 right), so the vote follows them except where all three differ."""
+    def onehot(preds, sure):
+        p = np.full((len(preds), 3), (1 - sure) / 2)
+        p[np.arange(len(preds)), preds] = sure
+        return np.log(p)
+    logits = {"en": onehot([0, 1, 2, 0, 2], 0.6), "fr": onehot([1, 1, 2, 2, 1], 0.9), "sw": onehot([1, 1, 2, 2, 1], 0.8)}
+    labels = np.array([0, 1, 2, 0, 1])
+    out = target_accuracy(logits, ["fr", "en", "sw"], "en", labels)
+    assert out["majority_vote"] == pytest.approx(3 / 5)  # the vote is fr/sw's 1 1 2 2 1
+    assert out["source"] == pytest.approx(4 / 5)  # English alone, not the first language listed (fr: 3 / 5)
+    probs = np.stack([softmax(logits[lang]) for lang in ["fr", "en", "sw"]])
+    assert out["dawid_skene"] == pytest.approx(float((dawid_skene(probs)[1].argmax(-1) == labels).mean()))
+    assert "source" not in target_accuracy(logits, ["fr", "sw"], "en", labels)
 
 
 def test_frozen_targets_source_is_the_source_language_s_distribution_for_every_language():
@@ -555,6 +572,14 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
               for lang in langs}
     pool_acc = {lang: float((logits[lang].argmax(1) == labels[lang]).mean()) for lang in langs}
     assert saved["pool_accuracy"] == pytest.approx(pool_acc)
+    # Each per-item target's accuracy on those labels: the majority vote, the posterior and English alone.
+    probs = np.stack([softmax(logits[lang]) for lang in langs])
+    assert saved["target_accuracy"] == pytest.approx({
+        "majority_vote": float((pseudo_labels(probs) == labels["en"]).mean()),
+        "dawid_skene": float((posterior.argmax(-1) == labels["en"]).mean()),
+        "source": pool_acc["en"]})
+    assert comp["pool_targets"] == {"accuracy": pytest.approx(saved["target_accuracy"]), "trained_on": "dawid_skene"}
+    assert "this run trained towards `dawid_skene`." in (out / "comparison.md").read_text()
     before_acc = [comp["per_language"][lang]["before"] for lang in langs]
     assert len(set(pool_acc.values())) > 1 and len(set(before_acc)) > 1  # a defined, non-trivial ρ
     assert comp["selection_quality"]["pool_accuracy_reference"] == pytest.approx(
@@ -650,6 +675,18 @@ def test_the_selection_quality_block_of_comparison_md():
         "Reference (uses the pool's labels, so not a selection method): ranking the languages by their accuracy "
         "on the pool's own labels gives ρ = 0.875 against the test accuracy; a label-free estimate from this pool "
         "can hardly rank better (both accuracies are noisy samples).")
+    assert "Per-item targets" not in comparison_markdown(comp)
+    comp["pool_targets"] = {"accuracy": {"majority_vote": 0.743, "dawid_skene": 0.8191, "source": 0.841},
+                            "trained_on": "source"}
+    assert "the source language alone 84.1 % right" in comparison_markdown(comp)  # none recorded
+    comp["source_language"] = "en"
+    lines = comparison_markdown(comp).splitlines()
+    assert lines[lines.index(lines[at + 2]) + 1] == "" and lines[lines.index(lines[at + 2]) + 2] == (
+        "Per-item targets on the pool's own labels (reported, never used): majority vote 74.3 % right, "
+        "Dawid–Skene posterior 81.9 % right, en alone 84.1 % right; this run trained towards `source`.")
+    comp["pool_targets"]["trained_on"] = None
+    assert comparison_markdown(comp).splitlines()[-1].endswith(
+        "en alone 84.1 % right; this run's targets were the moving network's own (no frozen teacher).")
 
 
 def test_distinct_inputs_count_token_sequences_not_rows(monkeypatch):

@@ -46,6 +46,7 @@ class Selection:
     source_guard: bool = False  # the source language was moved to the top of the ranking (a teacher)
     pool_accuracy: dict[str, float] | None = None  # accuracy on the pool's own labels (reported, never used)
     left_out: list[str] = field(default_factory=list)  # in no training pair (--skip_unreadable)
+    target_accuracy: dict[str, float] | None = None  # each kind of per-item target on the pool's labels (reported)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,6 +123,24 @@ def frozen_targets(logits: dict[str, np.ndarray], languages: list[str], kind: st
     probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
     posterior = np.log(np.clip(dawid_skene(probs)[1], 1e-6, None)).astype(np.float32)  # (N, C)
     return {lang: posterior for lang in languages}
+
+
+def target_accuracy(logits: dict[str, np.ndarray], languages: list[str], source_language: str,
+                    labels: np.ndarray) -> dict[str, float]:
+    """How often each label-free per-item target of the pool is the gold label (evaluation only, never used).
+
+    Over `languages`' starting logits `{lang: (N, C)}` and the pool's labels `(N,)` (the items are parallel):
+    `majority_vote` (the paper's pseudo label), `dawid_skene` (the posterior's argmax, `--teacher_targets
+    dawid_skene`) and, when the source language is among them, `source` (its own argmax, `--teacher_targets
+    source`). Tells whether the shared targets are better or worse than the source language alone.
+    """
+    probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
+    labels = np.asarray(labels)
+    out = {"majority_vote": float((pseudo_labels(probs) == labels).mean()),
+           "dawid_skene": float((dawid_skene(probs)[1].argmax(-1) == labels).mean())}
+    if source_language in languages:
+        out["source"] = float((logits[source_language].argmax(-1) == labels).mean())
+    return out
 
 
 def language_estimates(probs: np.ndarray, languages: list[str], source_language: str | None) -> dict:

@@ -21,9 +21,12 @@ from alsace.report.significance import significance_between_runs
 
 
 def comparison_report(before: dict, after: dict, selection, source_language: str, baseline_dir, output_dir,
-                      split: str, languages: list[str], frozen_teacher: bool) -> dict:
+                      split: str, languages: list[str], frozen_teacher: bool,
+                      teacher_targets: str | None = None) -> dict:
     """comparison.json: before -> after per language, the selection's quality, the paired bootstrap on the
-    saved per-row predictions of the same test rows, whether the top fell, and whether the teacher was frozen."""
+    saved per-row predictions of the same test rows, whether the top fell, whether the teacher was frozen, and
+    (when the pool has labels) how often each kind of per-item target is right on it and which one was trained
+    on (`teacher_targets`, with a frozen teacher)."""
     comparison = compare(before, after, selection.teachers, selection.students, source_language)
     if selection.normalized_scores:  # how well label-free scoring ranked the languages (reported, never used)
         # The deciding score: the chosen method's ŝ, or for a fixed ranking its order (best first).
@@ -36,6 +39,9 @@ def comparison_report(before: dict, after: dict, selection, source_language: str
                                                            source_language, teachers=selection.teachers)
     comparison["top_fell"] = top_fell(comparison, source_language)
     comparison["frozen_teacher"] = frozen_teacher
+    if getattr(selection, "target_accuracy", None):  # the pool's labels exist (evaluation only)
+        comparison["pool_targets"] = {"accuracy": dict(selection.target_accuracy),
+                                      "trained_on": teacher_targets if frozen_teacher else None}
     if getattr(selection, "left_out", None):  # --skip_unreadable: in no training pair
         comparison["left_out"] = list(selection.left_out)
     return comparison
