@@ -278,6 +278,49 @@ def test_significance_between_runs_passes_source_and_seed_through(tmp_path):
         significance_between_runs(tmp_path / "b", tmp_path / "o", "test", ["en", "fr"], "en", num_samples=20)
 
 
+def _save_classes(run_dir, lang, classes, labels):
+    logits = np.zeros((len(classes), 3), dtype=np.float32)
+    logits[np.arange(len(classes)), classes] = 2.0
+    (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    np.save(run_dir / "predictions" / f"{lang}_test_logits.npy", logits)
+    np.save(run_dir / "predictions" / f"{lang}_test_labels.npy", np.asarray(labels))
+
+
+def test_source_changes_by_hand(tmp_path):
+    """6 rows, labels 0 1 2 0 1 2. fr is the source (listed second). Before, fr predicts 0 1 2 1 1 0 (rows 3, 5
+    wrong); after 0 2 2 0 1 1: row 1 right -> wrong, row 3 wrong -> right, row 5 changed but still wrong,
+    so 3 changed. en and sw vote 1 1 2 2 0 1 after; the changed rows 1, 3, 5 predict 2, 0, 1 after: only
+    row 5 is on their majority. Their majority before, 0 1 2 0 0 1 (en and sw agree except row 4), is right
+    on rows 0-3: 4 of 6."""
+    from alsace.report.results import source_changes_line
+    from alsace.report.significance import source_changes
+
+    labels = [0, 1, 2, 0, 1, 2]
+    _save_classes(tmp_path / "b", "fr", [0, 1, 2, 1, 1, 0], labels)
+    _save_classes(tmp_path / "a", "fr", [0, 2, 2, 0, 1, 1], labels)
+    _save_classes(tmp_path / "b", "en", [0, 1, 2, 0, 0, 1], labels)
+    _save_classes(tmp_path / "b", "sw", [0, 1, 2, 0, 2, 1], labels)  # row 4: en 0, sw 2: a tie, broken towards 0
+    _save_classes(tmp_path / "a", "en", [1, 1, 2, 2, 0, 1], labels)
+    _save_classes(tmp_path / "a", "sw", [1, 1, 2, 2, 0, 1], labels)
+    got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "fr")
+    assert got == {"n": 6, "right_to_wrong": 1, "wrong_to_right": 1, "changed": 3, "to_others_majority": 1,
+                   "source_accuracy_before": pytest.approx(4 / 6), "others_majority_accuracy_before": pytest.approx(4 / 6)}
+    assert source_changes_line(got, "fr") == (
+        "fr's change is made of flipped rows: 1 right → wrong and 1 wrong → right of 6 (3 predictions changed; "
+        "1 of them now predict the other languages' majority vote, which was right on 66.7 % of the rows before, "
+        "fr on 66.7 %).")
+    # Another source, so other rows: en 0 1 2 0 0 1 -> 1 1 2 2 0 1 flips rows 0 and 3 right -> wrong.
+    got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "en")
+    assert (got["right_to_wrong"], got["wrong_to_right"], got["changed"]) == (2, 0, 2)
+    # A language with other rows (not a parallel test set): only the flips.
+    _save_classes(tmp_path / "b", "sw", [0, 1, 2], [0, 1, 2])
+    got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "fr")
+    assert set(got) == {"n", "right_to_wrong", "wrong_to_right", "changed"}
+    assert source_changes_line(got, "fr").endswith("of 6 (3 predictions changed).")
+    with pytest.raises(UserError, match=r"de_test_logits.npy: missing per-example predictions"):
+        source_changes(tmp_path / "b", tmp_path / "a", "test", ["de", "fr"], "fr")
+
+
 def test_load_correct_refuses_pickled_arrays_and_names_a_missing_file(tmp_path):
     _save_predictions(tmp_path, "en", np.array([True, False]), np.array([0, 1]))
     correct, labels = load_correct(tmp_path, "test", ["en"])

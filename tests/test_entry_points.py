@@ -116,9 +116,12 @@ def test_distillation_never_reads_gold_labels(finetuned, data_dir, tmp_path):
     distill.main(distill_args(model_dir, garbage, tmp_path / "b"))
     sel_a = json.loads((tmp_path / "a" / "teacher_selection.json").read_text())
     sel_b = json.loads((tmp_path / "b" / "teacher_selection.json").read_text())
-    # The one difference: the report-only pool accuracy, computed where the labels are readable, absent where not.
+    # The only differences: the report-only pool accuracies (of each language and of each kind of per-item
+    # target), computed where the labels are readable, absent where not.
     assert set(sel_a["selection"].pop("pool_accuracy")) == {"en", "fr", "de"}
     assert sel_b["selection"].pop("pool_accuracy") is None
+    assert set(sel_a["selection"].pop("target_accuracy")) == {"majority_vote", "dawid_skene", "source"}
+    assert sel_b["selection"].pop("target_accuracy") is None
     assert sel_a == sel_b
     wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -563,6 +563,15 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
         distinct = len({tuple(featurizer.encode_row(r, lang)["input_ids"]) for r in rows})
         assert after["per_language"][lang]["distinct_inputs"] == distinct == comp["per_language"][lang]["distinct_inputs"]
     assert comp["unreadable_languages"] == []
+    # English's flips, counted from the two saved prediction files of the run
+    y = np.load(out / "predictions" / "en_test_labels.npy")
+    b = np.load(out / "baseline" / "predictions" / "en_test_logits.npy").argmax(1)
+    a = np.load(out / "predictions" / "en_test_logits.npy").argmax(1)
+    assert {k: comp["source_changes"][k] for k in ("n", "right_to_wrong", "wrong_to_right", "changed")} == {
+        "n": len(y), "right_to_wrong": int(((b == y) & (a != y)).sum()), "wrong_to_right": int(((b != y) & (a == y)).sum()),
+        "changed": int((b != a).sum())}
+    assert comp["source_changes"]["source_accuracy_before"] == pytest.approx(comp["per_language"]["en"]["before"])
+    assert "en's change is made of flipped rows:" in (out / "comparison.md").read_text()
     assert set(comp["calibration"]) == {"mean_nll", "mean_ece"}
     assert "| selection method | Spearman ρ vs accuracy before |" in (out / "comparison.md").read_text()
 

@@ -276,11 +276,24 @@ def comparison_markdown(comp: dict) -> str:
                   + ", ".join(f"{names.get(k, k)} {100 * v:.1f} % right" for k, v in targets["accuracy"].items())
                   + (f"; this run trained towards `{used}`." if used else
                      "; this run's targets were the moving network's own (no frozen teacher).")]
+    if comp.get("source_changes"):
+        lines += ["", source_changes_line(comp["source_changes"], comp.get("source_language") or "the source language")]
     if sig:
         lines += ["", f"CI and p: {sig['method']} over the same test rows ({sig['num_samples']} resamples, "
                       f"seed {sig['seed']}, {sig['resampling']}); p tests 'no change'; Holm adjusts for testing "
                       "every language."]
     return "\n".join(lines) + "\n"
+
+
+def source_changes_line(c: dict, source: str) -> str:
+    """One sentence on what the source language's accuracy change is made of (`source_changes`)."""
+    line = (f"{source}'s change is made of flipped rows: {c['right_to_wrong']} right → wrong and "
+            f"{c['wrong_to_right']} wrong → right of {c['n']} ({c['changed']} predictions changed")
+    if "to_others_majority" in c:
+        line += (f"; {c['to_others_majority']} of them now predict the other languages' majority vote, which was "
+                 f"right on {100 * c['others_majority_accuracy_before']:.1f} % of the rows before, {source} on "
+                 f"{100 * c['source_accuracy_before']:.1f} %")
+    return line + ")."
 
 
 def _significance_cells(s: dict, holm: bool = False) -> str:

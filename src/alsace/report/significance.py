@@ -133,6 +133,39 @@ def load_correct(run_dir, split: str, languages: list[str]) -> tuple[dict, dict]
     return correct, labels
 
 
+def source_changes(before_dir, after_dir, split: str, languages: list[str], source_language: str) -> dict:
+    """What the source language's accuracy change is made of, from two runs' saved predictions on the same rows.
+
+    `right_to_wrong` / `wrong_to_right`: rows whose correctness flipped; `changed`: rows whose predicted class
+    changed. When every language has the same rows (a parallel test set) and there are others, also
+    `to_others_majority`: how many changed rows now predict the other languages' majority vote of the same
+    row after distillation (the consistency loss pulls every language towards a shared prediction, on unseen
+    rows too), and the accuracy of the source and of the others' majority vote before (fractions).
+    """
+    from alsace.selection import pseudo_labels, softmax
+
+    def logits(run_dir, lang):
+        base = Path(run_dir) / "predictions" / f"{lang}_{split}"
+        try:
+            return np.load(f"{base}_logits.npy", allow_pickle=False), np.load(f"{base}_labels.npy", allow_pickle=False)
+        except FileNotFoundError as err:
+            raise UserError(f"{err.filename}: missing per-example predictions; rerun the evaluation") from None
+
+    (before, labels), (after, _) = logits(before_dir, source_language), logits(after_dir, source_language)
+    b, a = before.argmax(1), after.argmax(1)
+    out = {"n": len(labels), "right_to_wrong": int(np.sum((b == labels) & (a != labels))),
+           "wrong_to_right": int(np.sum((b != labels) & (a == labels))), "changed": int(np.sum(b != a))}
+    others = [lang for lang in languages if lang != source_language]
+    rows = {lang: logits(before_dir, lang) for lang in others}
+    if others and all(len(r[1]) == len(labels) for r in rows.values()):
+        vote_before = pseudo_labels(np.stack([softmax(r[0]) for r in rows.values()]))
+        vote_after = pseudo_labels(np.stack([softmax(logits(after_dir, lang)[0]) for lang in others]))
+        out.update(to_others_majority=int(np.sum((b != a) & (a == vote_after))),
+                   source_accuracy_before=float(np.mean(b == labels)),
+                   others_majority_accuracy_before=float(np.mean(vote_before == labels)))
+    return out
+
+
 def significance_between_runs(before_dir, after_dir, split: str, languages: list[str], source_language: str,
                               num_samples: int = NUM_SAMPLES, seed: int = 0, teachers: list[str] | None = None) -> dict:
     """`paired_significance` from two run directories' saved predictions, checking they share rows."""
