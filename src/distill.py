@@ -14,6 +14,7 @@ the stages it completed (stages/*.done); a rerun with another configuration is r
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import replace
@@ -101,12 +102,15 @@ def main(argv=None) -> dict:
         logger.info(note)
     if warning := exposure_warning(training_args, len(languages), num_items):
         logger.warning(warning)
+    reference = None  # a frozen copy of the starting model, for --anchor_features_weight
+    if d_args.anchor_features_weight > 0:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
     trainer = AlsaceTrainer(
         model=model, args=training_args, train_dataset=train_dataset,
         eval_dataset=dev_by_lang and dev_by_lang[run.dev.checkpoint_language], data_collator=collator,
         train_collator=train_dataset.collator(tokenizer.pad_token_id), processing_class=tokenizer,
         compute_metrics=compute_accuracy, finetune_loss="label_words",  # dev evaluation loss only
-        loss_config=d_args.loss_config())
+        loss_config=d_args.loss_config(), reference_model=reference)
     if run.dev.per_language:  # every language's dev accuracy, over the same rows as the checkpoint language's
         trainer.add_callback(LanguageDevMetrics({lang: dev_by_lang[lang] for lang in languages},
                                                 collator, task.source_language, trainer.log))

@@ -151,6 +151,75 @@ def test_pair_loss_self_anchor_by_hand():
     assert loss.item() == pytest.approx(consistency, rel=1e-5)  # anchor weight 0: the anchor rows are ignored
 
 
+def test_feature_anchor_loss_by_hand(tiny_mlm):
+    """Two anchor rows, the second padded. Only token 6's embedding (in row 0) is moved, so row 1's hidden
+    states stay and row 0's move: the loss is the squared change over row 0's tokens, summed over layers'
+    units, divided by the 6 real tokens (not 8 positions) x the hidden size, averaged over the layers."""
+    import copy
+
+    from transformers import AutoModelForMaskedLM
+
+    from alsace.losses import feature_anchor_loss
+    from alsace.scoring import as_scorer
+
+    start = AutoModelForMaskedLM.from_pretrained(tiny_mlm)
+    assert start.config.hidden_dropout_prob > 0  # a train-mode forward would differ from the reference
+    model, reference = copy.deepcopy(start).train(), copy.deepcopy(start).eval().requires_grad_(False)
+    pad = start.config.pad_token_id
+    rows = {"input_ids": torch.tensor([[5, 6, 7, 8], [9, 10, pad, pad]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]), "labels": torch.tensor([0, 1])}
+    assert feature_anchor_loss(as_scorer(model), reference, rows).item() == 0.0
+    with torch.no_grad():
+        model.get_input_embeddings().weight[6] += 0.5
+    loss = feature_anchor_loss(as_scorer(model), reference, rows)
+    assert model.training  # the mode it had
+
+    def states(m, ids):  # one row alone, no padding: (layers, tokens, hidden)
+        with torch.no_grad():
+            return torch.stack(m.eval()(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states)[:, 0]
+
+    moved, still = states(copy.deepcopy(model), [5, 6, 7, 8]), states(reference, [5, 6, 7, 8])
+    layers, hidden = moved.shape[0], moved.shape[-1]
+    assert torch.allclose(states(copy.deepcopy(model), [9, 10]), states(reference, [9, 10]))
+    expected = sum(((moved[i] - still[i]) ** 2).sum().item() / (6 * hidden) for i in range(layers)) / layers
+    assert loss.item() == pytest.approx(expected, rel=1e-4) and expected > 0
+    loss.backward()
+    assert model.get_input_embeddings().weight.grad[6].abs().sum() > 0
+    assert all(p.grad is None for p in reference.parameters())
+
+
+def test_pair_loss_adds_the_weighted_feature_anchor_of_the_anchor_rows(monkeypatch):
+    import alsace.losses
+
+    seen = []
+
+    def fake(model, reference, rows):
+        seen.append((reference, rows["input_ids"].tolist()))
+        return torch.tensor(0.3)
+
+    monkeypatch.setattr(alsace.losses, "feature_anchor_loss", fake)
+    model, reference = Linear(), object()
+    collate = PairCollator(pad_token_id=9, frozen_teacher=True, anchors=True, anchor_targets=True)
+    batch = collate([{"b": {"input_ids": [1]}, "teacher_logits": [0.0, 0.0], "anchor": {"input_ids": [2]},
+                      "anchor_logits": [math.log(4.0), 0.0]}])
+    with_anchor, _ = pair_loss(model, batch, LossConfig(anchor_weight=0.5))
+    both, _ = pair_loss(model, batch, LossConfig(anchor_weight=0.5, anchor_features_weight=2.0), reference=reference)
+    assert both.item() == pytest.approx(with_anchor.item() + 2.0 * 0.3, rel=1e-6)
+    assert seen == [(reference, [[2]])]  # the anchor rows, not the pair's student side
+    with pytest.raises(ValueError, match="needs the frozen starting model"):
+        pair_loss(model, batch, LossConfig(anchor_weight=0.5, anchor_features_weight=2.0))
+
+
+def test_feature_anchor_flag_is_checked(tmp_path):
+    base = ["--model_name_or_path", "unused", "--output_dir", str(tmp_path / "o")]
+    with pytest.raises(UserError, match=r"--anchor_features_weight -1.0: must be >= 0"):
+        distill.main(base + ["--anchor_features_weight", "-1", "--anchor_weight", "1"])
+    with pytest.raises(UserError, match=r"--anchor_features_weight 2.0 holds the hidden states of the anchor rows, "
+                                        r"which --anchor_weight > 0 brings"):
+        distill.main(base + ["--anchor_features_weight", "2"])
+    assert not (tmp_path / "o").exists()
+
+
 def test_online_pair_loss_unchanged_by_the_extensions_when_off():
     model = Linear()
     batch = PairCollator(pad_token_id=9)([{"a": {"input_ids": [0]}, "b": {"input_ids": [1]}}])
@@ -177,9 +246,9 @@ def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monk
     seen = []
     real = alsace.trainer.pair_loss
 
-    def spy(model, inputs, *args):
-        seen.append((sorted(inputs), args))
-        return real(model, inputs, *args)
+    def spy(model, inputs, *args, **kwargs):
+        seen.append((sorted(inputs), args, kwargs))
+        return real(model, inputs, *args, **kwargs)
 
     monkeypatch.setattr(alsace.trainer, "pair_loss", spy)
     out = tmp_path / "kd"
@@ -187,10 +256,11 @@ def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monk
                           use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=4,
                           learning_rate="1e-4", pool_size=8, save_strategy="no", frozen_teacher=True,
                           anchor_weight="0.25", min_teacher_confidence="0.3", temperature="2.0",
-                          kl_direction="symmetric", teacher_temperature="0.5"))
-    keys, args = seen[0]
+                          kl_direction="symmetric", teacher_temperature="0.5", anchor_features_weight="1.5"))
+    keys, args, kwargs = seen[0]
     assert {"teacher_logits", "anchor", "num_pairs"} <= set(keys)
     assert args == (LossConfig(kl_direction="symmetric", detach_teacher=False, temperature=2.0, min_teacher_confidence=0.3,
-                               anchor_weight=0.25, teacher_temperature=0.5),)  # every value its own: a swap shows
+                               anchor_weight=0.25, teacher_temperature=0.5, anchor_features_weight=1.5),)  # every value its own: a swap shows
+    assert kwargs["reference"] is not None
     run_args = json.loads((out / "run_args.json").read_text())["distill_args"]
     assert run_args["frozen_teacher"] is True and run_args["anchor_weight"] == 0.25

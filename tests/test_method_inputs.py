@@ -57,7 +57,7 @@ class Recorder:
     """Spies on distill.py: the pair dataset it builds and every batch the loss receives."""
 
     def __init__(self, monkeypatch):
-        self.datasets, self.calls, self.outputs = [], [], []
+        self.datasets, self.calls, self.outputs, self.references = [], [], [], []
         recorder = self
 
         class RecordedPairDataset(PairDataset):
@@ -67,8 +67,9 @@ class Recorder:
 
         real = alsace.trainer.pair_loss
 
-        def spy(model, inputs, *args):
-            loss, student = real(model, inputs, *args)
+        def spy(model, inputs, *args, **kwargs):
+            loss, student = real(model, inputs, *args, **kwargs)
+            recorder.references.append(kwargs.get("reference"))
             recorder.calls.append(({k: (v if isinstance(v, dict) else v.clone()) for k, v in inputs.items()}, args))
             recorder.outputs.append((loss.item(), student.detach().clone()))
             return loss, student
@@ -188,6 +189,29 @@ def test_self_anchor_rows_are_english_pool_items_with_the_starting_checkpoints_l
             np.testing.assert_allclose(target.numpy(), english[ids], atol=ATOL)  # and the start's logits on it
             seen.append(ids)
     assert len(set(seen)) == POOL  # 12 anchor rows cycle through all 8 English pool items
+
+
+def test_the_hidden_state_anchor_compares_with_a_frozen_copy_of_the_starting_checkpoint(start_checkpoint, data_dir,
+                                                                                        tmp_path, monkeypatch):
+    """--anchor_features_weight: every loss call gets the same reference model, whose weights are the starting
+    checkpoint's (not the moving model's) in eval mode and without gradients; off, no reference at all."""
+    rec = Recorder(monkeypatch)
+    distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "kd", "--frozen_teacher", "--anchor_weight",
+                              "0.5", "--anchor_target", "self", "--anchor_features_weight", "3.5", "--max_steps", "3",
+                              "--save_strategy", "no"))
+    assert len(rec.calls) == 3 and all(args[0].anchor_features_weight == 3.5 for _, args in rec.calls)
+    reference = rec.references[0]
+    assert all(r is reference for r in rec.references) and not reference.training
+    assert not any(p.requires_grad for p in reference.parameters())
+    start = load_file(start_checkpoint / "model.safetensors")
+    state = reference.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in start.items() if k in state) and len(set(start) & set(state)) > 10
+    trained = load_file(tmp_path / "kd" / "model.safetensors")
+    assert any(not torch.equal(trained[k], start[k]) for k in start)  # the model moved, its reference did not
+    rec = Recorder(monkeypatch)
+    distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "off", "--frozen_teacher", "--anchor_weight",
+                              "0.5", "--anchor_target", "self", "--max_steps", "1", "--save_strategy", "no"))
+    assert rec.references == [None]
 
 
 def test_every_extension_flag_reaches_its_own_slot_of_the_loss(start_checkpoint, data_dir, tmp_path, monkeypatch):

@@ -279,6 +279,12 @@ class DistillArguments(OutputArguments):
                 "labels of the source language's training rows; self = KL from the starting checkpoint's own "
                 "class distribution on the source language's pool items to the model's (learning without "
                 "forgetting: keeps the source language's predictions on unseen inputs where they were)."})
+    anchor_features_weight: float = field(default=LOSS_DEFAULTS["anchor_features_weight"], metadata={
+        "help": "This project's extension, with --anchor_weight > 0: add this weight x the mean squared "
+                "difference between the model's hidden states (every layer, every token) on the anchor rows and "
+                "the starting checkpoint's, which a frozen copy of it computes (twice the model's memory); "
+                "holds the source language's whole representation, not only its class distribution on those "
+                "rows; 0 = off."})
     teacher_temperature: float | None = field(default=LOSS_DEFAULTS["teacher_temperature"], metadata={
         "help": "This project's extension: the teacher side's own softmax temperature (below 1 sharpens the "
                 "targets); default: --temperature, as the paper."})
@@ -316,6 +322,11 @@ class DistillArguments(OutputArguments):
             raise UserError("--teacher_temperature must be > 0 (omit it to use --temperature)")
         if self.anchor_weight < 0:
             raise UserError(f"--anchor_weight {self.anchor_weight}: must be >= 0 (0 turns the anchor off)")
+        if self.anchor_features_weight < 0:
+            raise UserError(f"--anchor_features_weight {self.anchor_features_weight}: must be >= 0 (0 turns it off)")
+        if self.anchor_features_weight > 0 and self.anchor_weight <= 0:
+            raise UserError(f"--anchor_features_weight {self.anchor_features_weight} holds the hidden states of "
+                            "the anchor rows, which --anchor_weight > 0 brings: set --anchor_weight (e.g. 1.0) too")
         if self.anchor_target not in ANCHOR_TARGETS:
             raise UserError(f"--anchor_target {self.anchor_target!r}: choose {' or '.join(ANCHOR_TARGETS)}")
         if not 0 <= self.min_teacher_confidence < 1:

@@ -40,7 +40,9 @@ class LossConfig:
       rows is added (the supervised cross-entropy, or with `anchor_logits` the KL from the starting checkpoint's
       distribution: `pair_loss`);
     - teacher_temperature (extension; None = `temperature`): the teacher side's own temperature, below 1 to
-      sharpen the targets.
+      sharpen the targets;
+    - anchor_features_weight (extension; 0 = off): this weight x `feature_anchor_loss` of the same anchor rows
+      is added (their hidden states held at the starting model's).
     """
 
     kl_direction: str = "teacher_target"
@@ -49,6 +51,7 @@ class LossConfig:
     min_teacher_confidence: float = 0.0
     anchor_weight: float = 0.0
     teacher_temperature: float | None = None
+    anchor_features_weight: float = 0.0
 
 
 def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, config: LossConfig = LossConfig()) -> torch.Tensor:
@@ -97,13 +100,45 @@ def supervised_loss(model, inputs: dict, finetune_loss: str = "label_words"):
     return F.cross_entropy(logits.float(), labels), logits
 
 
-def pair_loss(model, inputs: dict, config: LossConfig = LossConfig()):
+def feature_anchor_loss(model, reference, rows: dict) -> torch.Tensor:
+    """How far the model's hidden states on `rows` moved from the frozen starting model's `reference`.
+
+    The mean over the hidden-state layers (the embeddings' output and every layer's; an encoder-decoder's
+    encoder) of the squared difference per non-padding token and hidden unit. Both models run in eval mode
+    (no dropout), so the loss is 0 while the model still equals the start; the gradient flows into the model
+    only. The class logits' anchor holds a few numbers per row, and the network can keep those on the
+    anchored rows while the source language's unseen rows move; this holds the whole representation.
+    """
+    from accelerate.utils import extract_model_from_parallel
+
+    from alsace.scoring import MODEL_INPUTS, ClassScorer
+
+    inner = extract_model_from_parallel(model, keep_torch_compile=False)
+    inner = inner.model if isinstance(inner, ClassScorer) else inner
+    encoder = (lambda m: m.get_encoder() if m.config.is_encoder_decoder else m.base_model)
+    features = {k: v for k, v in rows.items() if k in MODEL_INPUTS}
+    reference.to(features["input_ids"].device)
+    with torch.no_grad():
+        start = encoder(reference.eval())(**features, output_hidden_states=True).hidden_states
+    training = inner.training
+    inner.eval()
+    try:
+        now = encoder(inner)(**features, output_hidden_states=True).hidden_states
+    finally:
+        inner.train(training)
+    mask = features["attention_mask"].unsqueeze(-1).float()  # (B, L, 1)
+    per_layer = [(((h.float() - h0.float()) ** 2) * mask).sum() / (mask.sum() * h.shape[-1]) for h, h0 in zip(now, start)]
+    return sum(per_layer) / len(per_layer)
+
+
+def pair_loss(model, inputs: dict, config: LossConfig = LossConfig(), reference=None):
     """Consistency loss of a pair batch (`alsace.pairs.PairCollator`: B higher-ranked sides, then B others).
 
     A frozen-teacher batch (`BatchKind.FROZEN_PAIRS`) holds only the B other sides and `teacher_logits` `(B, C)`. With
     `anchor` rows, `config.anchor_weight` x their supervised cross-entropy (over the class logits) is added, or,
     when the batch carries `anchor_logits` `(B, C)` (`--anchor_target self`), x KL(softmax(anchor_logits) ||
-    the model's distribution on the anchor rows) at temperature 1.
+    the model's distribution on the anchor rows) at temperature 1; with `config.anchor_features_weight`, also
+    that weight x `feature_anchor_loss` of the anchor rows against `reference`, the frozen starting model.
     Returns the loss and the `(B, C)` class logits of the lower-ranked sides.
     """
     kind = batch_kind(inputs)
@@ -122,4 +157,8 @@ def pair_loss(model, inputs: dict, config: LossConfig = LossConfig()):
         else:
             anchor_loss, _ = supervised_loss(model, inputs["anchor"])  # the class cross-entropy
         loss = loss + config.anchor_weight * anchor_loss
+        if config.anchor_features_weight > 0:  # and the rows' hidden states, at the starting model's
+            if reference is None:
+                raise ValueError("anchor_features_weight > 0 needs the frozen starting model (reference)")
+            loss = loss + config.anchor_features_weight * feature_anchor_loss(model, reference, inputs["anchor"])
     return loss, student

@@ -35,12 +35,13 @@ class AlsaceTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
 
     def __init__(self, *args, finetune_loss: str, loss_config: LossConfig = LossConfig(), train_collator=None,
-                 **kwargs):
+                 reference_model=None, **kwargs):
         # The stock column filter keeps only the forward's named parameters; the scorer takes `**batch`.
         kwargs["args"].remove_unused_columns = False
         kwargs["model"] = as_scorer(kwargs["model"])  # the module whose forward is class scoring
         self.finetune_loss = finetune_loss
         self.loss_config = loss_config  # the consistency loss's options (pair batches)
+        self.reference_model = reference_model  # the frozen starting model (--anchor_features_weight), or None
         # The training batches' collator when it differs from the evaluation one (`data_collator`): pairs.
         self.train_collator = train_collator or kwargs.get("data_collator")
         self._decide_unused_parameter_search(kwargs)  # before the accelerator (and its DDP settings) exists
@@ -129,7 +130,7 @@ class AlsaceTrainer(Trainer):
         return supervised_loss(model, inputs, self.finetune_loss)
 
     def _pair_loss(self, model, inputs):
-        return pair_loss(model, inputs, self.loss_config)
+        return pair_loss(model, inputs, self.loss_config, reference=self.reference_model)
 
 
 def compute_accuracy(eval_pred) -> dict:
