@@ -152,9 +152,10 @@ def test_pair_loss_self_anchor_by_hand():
 
 
 def test_feature_anchor_loss_by_hand(tiny_mlm):
-    """Two anchor rows, the second padded. Only token 6's embedding (in row 0) is moved, so row 1's hidden
-    states stay and row 0's move: the loss is the squared change over row 0's tokens, summed over layers'
-    units, divided by the 6 real tokens (not 8 positions) x the hidden size, averaged over the layers."""
+    """Two anchor rows, the second padded. Only token 6's embedding (in row 0) is moved, and not by a constant
+    (LayerNorm would remove a constant shift), so row 1's hidden states stay and row 0's move: the loss is the
+    squared change over row 0's tokens, summed over layers' units, divided by the 6 real tokens (not 8
+    positions) x the hidden size, averaged over the layers."""
     import copy
 
     from transformers import AutoModelForMaskedLM
@@ -170,7 +171,8 @@ def test_feature_anchor_loss_by_hand(tiny_mlm):
             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]), "labels": torch.tensor([0, 1])}
     assert feature_anchor_loss(as_scorer(model), reference, rows).item() == 0.0
     with torch.no_grad():
-        model.get_input_embeddings().weight[6] += 0.5
+        hidden = start.config.hidden_size
+        model.get_input_embeddings().weight[6] += torch.linspace(-1.0, 0.5, hidden)
     loss = feature_anchor_loss(as_scorer(model), reference, rows)
     assert model.training  # the mode it had
 
@@ -179,13 +181,44 @@ def test_feature_anchor_loss_by_hand(tiny_mlm):
             return torch.stack(m.eval()(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states)[:, 0]
 
     moved, still = states(copy.deepcopy(model), [5, 6, 7, 8]), states(reference, [5, 6, 7, 8])
-    layers, hidden = moved.shape[0], moved.shape[-1]
+    layers = moved.shape[0]
     assert torch.allclose(states(copy.deepcopy(model), [9, 10]), states(reference, [9, 10]))
     expected = sum(((moved[i] - still[i]) ** 2).sum().item() / (6 * hidden) for i in range(layers)) / layers
-    assert loss.item() == pytest.approx(expected, rel=1e-4) and expected > 0
+    assert expected > 1e-3  # a real move, far above float noise
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
     loss.backward()
     assert model.get_input_embeddings().weight.grad[6].abs().sum() > 0
     assert all(p.grad is None for p in reference.parameters())
+
+
+def test_feature_anchor_loss_of_an_encoder_decoder_holds_its_encoder(tmp_path_factory):
+    """mT5-style models: the encoder's hidden states (its embeddings' output and every encoder layer), the
+    decoder is never run; the model is passed bare, as well as wrapped."""
+    import copy
+
+    from transformers import AutoModelForSeq2SeqLM
+
+    from alsace.losses import feature_anchor_loss
+    from alsace.scoring import as_scorer
+    from taskdata import tiny_model
+
+    start = AutoModelForSeq2SeqLM.from_pretrained(tiny_model("t5", tmp_path_factory))
+    model, reference = copy.deepcopy(start).train(), copy.deepcopy(start).eval().requires_grad_(False)
+    hidden = start.config.d_model
+    with torch.no_grad():
+        model.get_input_embeddings().weight[7] += torch.linspace(-1.0, 0.5, hidden)
+    rows = {"input_ids": torch.tensor([[5, 7, 9], [6, 8, 0]]), "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]])}
+
+    def states(m):  # (layers, rows, tokens, hidden) of the encoder alone
+        with torch.no_grad():
+            return torch.stack(m.eval().get_encoder()(**rows, output_hidden_states=True).hidden_states)
+
+    diff = (states(copy.deepcopy(model)) - states(reference)) ** 2 * rows["attention_mask"][None, :, :, None]
+    expected = (diff.sum((1, 2, 3)) / (5 * hidden)).mean().item()
+    assert expected > 1e-3
+    assert feature_anchor_loss(as_scorer(model), reference, rows).item() == pytest.approx(expected, rel=1e-4)
+    assert feature_anchor_loss(model, reference, rows).item() == pytest.approx(expected, rel=1e-4)
+    assert model.training
 
 
 def test_pair_loss_adds_the_weighted_feature_anchor_of_the_anchor_rows(monkeypatch):
@@ -206,6 +239,8 @@ def test_pair_loss_adds_the_weighted_feature_anchor_of_the_anchor_rows(monkeypat
     both, _ = pair_loss(model, batch, LossConfig(anchor_weight=0.5, anchor_features_weight=2.0), reference=reference)
     assert both.item() == pytest.approx(with_anchor.item() + 2.0 * 0.3, rel=1e-6)
     assert seen == [(reference, [[2]])]  # the anchor rows, not the pair's student side
+    small, _ = pair_loss(model, batch, LossConfig(anchor_weight=0.5, anchor_features_weight=0.25), reference=reference)
+    assert small.item() == pytest.approx(with_anchor.item() + 0.25 * 0.3, rel=1e-6)  # any weight > 0, not only > 1
     with pytest.raises(ValueError, match="needs the frozen starting model"):
         pair_loss(model, batch, LossConfig(anchor_weight=0.5, anchor_features_weight=2.0))
 

@@ -111,10 +111,9 @@ def feature_anchor_loss(model, reference, rows: dict) -> torch.Tensor:
     """
     from accelerate.utils import extract_model_from_parallel
 
-    from alsace.scoring import MODEL_INPUTS, ClassScorer
+    from alsace.scoring import MODEL_INPUTS
 
-    inner = extract_model_from_parallel(model, keep_torch_compile=False)
-    inner = inner.model if isinstance(inner, ClassScorer) else inner
+    inner = extract_model_from_parallel(model)  # a ClassScorer passes config, base_model, get_encoder through
     encoder = (lambda m: m.get_encoder() if m.config.is_encoder_decoder else m.base_model)
     features = {k: v for k, v in rows.items() if k in MODEL_INPUTS}
     reference.to(features["input_ids"].device)
