@@ -289,9 +289,9 @@ def _save_classes(run_dir, lang, classes, labels):
 def test_source_changes_by_hand(tmp_path):
     """6 rows, labels 0 1 2 0 1 2. fr is the source (listed second). Before, fr predicts 0 1 2 1 1 0 (rows 3, 5
     wrong); after 0 2 2 0 1 1: row 1 right -> wrong, row 3 wrong -> right, row 5 changed but still wrong,
-    so 3 changed. en and sw vote 1 1 2 2 0 1 after; the changed rows 1, 3, 5 predict 2, 0, 1 after: only
-    row 5 is on their majority. Their majority before, 0 1 2 0 0 1 (en and sw agree except row 4), is right
-    on rows 0-3: 4 of 6."""
+    so 3 changed. en and sw vote 1 2 2 2 0 1 after; the changed rows 1, 3, 5 predict 2, 0, 1 after: rows
+    1 and 5 are on their majority (the unchanged row 2 is on it too, and is not counted). Their
+    majority before, 0 1 2 0 0 1 (en and sw agree except row 4), is right on rows 0-3: 4 of 6."""
     from alsace.report.results import source_changes_line
     from alsace.report.significance import source_changes
 
@@ -300,18 +300,18 @@ def test_source_changes_by_hand(tmp_path):
     _save_classes(tmp_path / "a", "fr", [0, 2, 2, 0, 1, 1], labels)
     _save_classes(tmp_path / "b", "en", [0, 1, 2, 0, 0, 1], labels)
     _save_classes(tmp_path / "b", "sw", [0, 1, 2, 0, 2, 1], labels)  # row 4: en 0, sw 2: a tie, broken towards 0
-    _save_classes(tmp_path / "a", "en", [1, 1, 2, 2, 0, 1], labels)
-    _save_classes(tmp_path / "a", "sw", [1, 1, 2, 2, 0, 1], labels)
+    _save_classes(tmp_path / "a", "en", [1, 2, 2, 2, 0, 1], labels)
+    _save_classes(tmp_path / "a", "sw", [1, 2, 2, 2, 0, 1], labels)
     got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "fr")
-    assert got == {"n": 6, "right_to_wrong": 1, "wrong_to_right": 1, "changed": 3, "to_others_majority": 1,
+    assert got == {"n": 6, "right_to_wrong": 1, "wrong_to_right": 1, "changed": 3, "to_others_majority": 2,
                    "source_accuracy_before": pytest.approx(4 / 6), "others_majority_accuracy_before": pytest.approx(4 / 6)}
     assert source_changes_line(got, "fr") == (
         "fr's change is made of flipped rows: 1 right → wrong and 1 wrong → right of 6 (3 predictions changed; "
-        "1 of them now predict the other languages' majority vote, which was right on 66.7 % of the rows before, "
+        "2 of them now predict the other languages' majority vote, which was right on 66.7 % of the rows before, "
         "fr on 66.7 %).")
-    # Another source, so other rows: en 0 1 2 0 0 1 -> 1 1 2 2 0 1 flips rows 0 and 3 right -> wrong.
+    # Another source, so other rows: en 0 1 2 0 0 1 -> 1 2 2 2 0 1 flips rows 0, 1, 3 right -> wrong.
     got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "en")
-    assert (got["right_to_wrong"], got["wrong_to_right"], got["changed"]) == (2, 0, 2)
+    assert (got["right_to_wrong"], got["wrong_to_right"], got["changed"]) == (3, 0, 3)
     # A language with other rows (not a parallel test set): only the flips.
     _save_classes(tmp_path / "b", "sw", [0, 1, 2], [0, 1, 2])
     got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "fr")

@@ -119,16 +119,20 @@ def paired_significance(correct_before: dict[str, np.ndarray], correct_after: di
     return out
 
 
+def load_predictions(run_dir, split: str, lang: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(N, C)` logits and `(N,)` labels from `predictions/<lang>_<split>_{logits,labels}.npy` (pickles refused)."""
+    base = Path(run_dir) / "predictions" / f"{lang}_{split}"
+    try:
+        return np.load(f"{base}_logits.npy", allow_pickle=False), np.load(f"{base}_labels.npy", allow_pickle=False)
+    except FileNotFoundError as err:
+        raise UserError(f"{err.filename}: missing per-example predictions; rerun the evaluation") from None
+
+
 def load_correct(run_dir, split: str, languages: list[str]) -> tuple[dict, dict]:
-    """Per-language `(N,)` correctness and labels from `predictions/<lang>_<split>_{logits,labels}.npy`."""
+    """Per-language `(N,)` correctness and labels, from `load_predictions`."""
     correct, labels = {}, {}
     for lang in languages:
-        base = Path(run_dir) / "predictions" / f"{lang}_{split}"
-        try:
-            logits = np.load(f"{base}_logits.npy", allow_pickle=False)  # (N, C)
-            labels[lang] = np.load(f"{base}_labels.npy", allow_pickle=False)  # (N,)
-        except FileNotFoundError as err:
-            raise UserError(f"{err.filename}: missing per-example predictions; rerun the evaluation") from None
+        logits, labels[lang] = load_predictions(run_dir, split, lang)
         correct[lang] = logits.argmax(1) == labels[lang]
     return correct, labels
 
@@ -145,11 +149,7 @@ def source_changes(before_dir, after_dir, split: str, languages: list[str], sour
     from alsace.selection import pseudo_labels, softmax
 
     def logits(run_dir, lang):
-        base = Path(run_dir) / "predictions" / f"{lang}_{split}"
-        try:
-            return np.load(f"{base}_logits.npy", allow_pickle=False), np.load(f"{base}_labels.npy", allow_pickle=False)
-        except FileNotFoundError as err:
-            raise UserError(f"{err.filename}: missing per-example predictions; rerun the evaluation") from None
+        return load_predictions(run_dir, split, lang)
 
     (before, labels), (after, _) = logits(before_dir, source_language), logits(after_dir, source_language)
     b, a = before.argmax(1), after.argmax(1)
