@@ -137,9 +137,9 @@ def target_accuracy(logits: dict[str, np.ndarray], languages: list[str], source_
     probs = np.stack([softmax(logits[lang]) for lang in languages])  # (T, N, C)
     labels = np.asarray(labels)
     out = {"majority_vote": float((pseudo_labels(probs) == labels).mean()),
-           "dawid_skene": float((dawid_skene(probs)[1].argmax(-1) == labels).mean())}
+           "dawid_skene": float((dawid_skene(probs)[1].argmax(1) == labels).mean())}
     if source_language in languages:
-        out["source"] = float((logits[source_language].argmax(-1) == labels).mean())
+        out["source"] = float((logits[source_language].argmax(1) == labels).mean())
     return out
 
 
