@@ -571,7 +571,7 @@ def test_distill_entry_point_feeds_the_dawid_skene_targets_and_guards_the_source
         "n": len(y), "right_to_wrong": int(((b == y) & (a != y)).sum()), "wrong_to_right": int(((b != y) & (a == y)).sum()),
         "changed": int((b != a).sum())}
     assert comp["source_changes"]["source_accuracy_before"] == pytest.approx(comp["per_language"]["en"]["before"])
-    assert "en's change is made of flipped rows:" in (out / "comparison.md").read_text()
+    assert "\n\nen's change is made of flipped rows:" in (out / "comparison.md").read_text()  # its own paragraph
     assert set(comp["calibration"]) == {"mean_nll", "mean_ece"}
     assert "| selection method | Spearman ρ vs accuracy before |" in (out / "comparison.md").read_text()
 

@@ -267,17 +267,17 @@ def comparison_markdown(comp: dict) -> str:
                           f"their accuracy on the pool's own labels gives ρ = "
                           f"{quality['pool_accuracy_reference']:.3f} against the test accuracy; a label-free "
                           "estimate from this pool can hardly rank better (both accuracies are noisy samples)."]
+    source = comp.get("source_language") or "the source language"  # a comparison may record none
     if comp.get("pool_targets"):
-        names = {"majority_vote": "majority vote", "dawid_skene": "Dawid–Skene posterior",
-                 "source": f"{comp.get('source_language') or 'the source language'} alone"}
+        names = {"majority_vote": "majority vote", "dawid_skene": "Dawid–Skene posterior", "source": f"{source} alone"}
         targets = comp["pool_targets"]
         used = targets.get("trained_on")
         lines += ["", "Per-item targets on the pool's own labels (reported, never used): "
-                  + ", ".join(f"{names.get(k, k)} {100 * v:.1f} % right" for k, v in targets["accuracy"].items())
+                  + ", ".join(f"{names[k]} {100 * v:.1f} % right" for k, v in targets["accuracy"].items())
                   + (f"; this run trained towards `{used}`." if used else
                      "; this run's targets were the moving network's own (no frozen teacher).")]
     if comp.get("source_changes"):
-        lines += ["", source_changes_line(comp["source_changes"], comp.get("source_language") or "the source language")]
+        lines += ["", source_changes_line(comp["source_changes"], source)]
     if sig:
         lines += ["", f"CI and p: {sig['method']} over the same test rows ({sig['num_samples']} resamples, "
                       f"seed {sig['seed']}, {sig['resampling']}); p tests 'no change'; Holm adjusts for testing "
