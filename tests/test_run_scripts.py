@@ -98,6 +98,7 @@ def test_recipes_set_the_extension_flags():
                 "--skip_unreadable") == "false"
     assert (flag(recommended, "--anchor_target"), flag(recommended, "--anchor_weight")) == ("self", "1.0")
     assert flag(original, "--anchor_target") == "labels"
+    assert (flag(original, "--anchor_features_weight"), flag(recommended, "--anchor_features_weight")) == ("0", "30")
     assert float(flag(recommended, "--learning_rate")) > 3e-8
     # Steps scale with the languages: POOL_PASSES decides, no fixed MAX_STEPS; the script's default is the one
     # distill.py's exposure warning names.
