@@ -148,18 +148,16 @@ def source_changes(before_dir, after_dir, split: str, languages: list[str], sour
     """
     from alsace.selection import pseudo_labels, softmax
 
-    def logits(run_dir, lang):
-        return load_predictions(run_dir, split, lang)
-
-    (before, labels), (after, _) = logits(before_dir, source_language), logits(after_dir, source_language)
+    before, labels = load_predictions(before_dir, split, source_language)
+    after = load_predictions(after_dir, split, source_language)[0]
     b, a = before.argmax(1), after.argmax(1)
     out = {"n": len(labels), "right_to_wrong": int(np.sum((b == labels) & (a != labels))),
            "wrong_to_right": int(np.sum((b != labels) & (a == labels))), "changed": int(np.sum(b != a))}
     others = [lang for lang in languages if lang != source_language]
-    rows = {lang: logits(before_dir, lang) for lang in others}
+    rows = {lang: load_predictions(before_dir, split, lang) for lang in others}
     if others and all(len(r[1]) == len(labels) for r in rows.values()):
         vote_before = pseudo_labels(np.stack([softmax(r[0]) for r in rows.values()]))
-        vote_after = pseudo_labels(np.stack([softmax(logits(after_dir, lang)[0]) for lang in others]))
+        vote_after = pseudo_labels(np.stack([softmax(load_predictions(after_dir, split, lang)[0]) for lang in others]))
         out.update(to_others_majority=int(np.sum((b != a) & (a == vote_after))),
                    source_accuracy_before=float(np.mean(b == labels)),
                    others_majority_accuracy_before=float(np.mean(vote_before == labels)))
