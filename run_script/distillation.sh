@@ -52,7 +52,7 @@ elif [[ "$RECIPE" == recommended ]]; then
   FROZEN_TEACHER=${FROZEN_TEACHER:-true}    # ours: targets fixed at the fine-tuned checkpoint's predictions
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
   ANCHOR_TARGET=${ANCHOR_TARGET:-self}      # self: the start's own English pool predictions | labels: English training rows' gold labels
-  ANCHOR_FEATURES_WEIGHT=${ANCHOR_FEATURES_WEIGHT:-30} # ours: also holds the anchor rows' hidden states, so English never falls (docs/real_encoder.md)
+  ANCHOR_FEATURES_WEIGHT=${ANCHOR_FEATURES_WEIGHT:-30} # ours: also holds the anchor rows' hidden states (English within a point at these steps; docs/real_encoder.md)
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
   SELECTION_METHOD=${SELECTION_METHOD:-dawid_skene} # ours: robust when most languages are weak (README)
