@@ -7,6 +7,7 @@ probabilities, options given different values, batches where a reduction over th
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -18,7 +19,7 @@ from alsace.errors import UserError
 from alsace.losses import LossConfig, consistency_loss, pair_loss, supervised_loss
 from alsace.metrics import accuracy, class_metrics, disparity, prediction_health, spearman
 from alsace.pairs import PairCollator, pool_passes, steps_for_passes
-from alsace.report.significance import (bootstrap_means, holm, load_correct, paired_significance,
+from alsace.report.significance import (RunPredictions, bootstrap_means, holm, paired_significance,
                                         significance_between_runs, summarize)
 from alsace.scoring import ClassScorer
 from alsace.selection import (fixed_rank, max_normalized_score, score_spread_warning, select_teachers, selection_table,
@@ -264,18 +265,21 @@ def test_significance_between_runs_passes_source_and_seed_through(tmp_path):
     for lang in labels:
         _save_predictions(tmp_path / "b", lang, before[lang], labels[lang])
         _save_predictions(tmp_path / "a", lang, after[lang], labels[lang])
-    got = significance_between_runs(tmp_path / "b", tmp_path / "a", "test", ["en", "fr"], "fr", num_samples=200, seed=7)
+    b, a = (RunPredictions.load(tmp_path / d, "test", ["en", "fr"]) for d in ("b", "a"))
+    got = significance_between_runs(b, a, "fr", num_samples=200, seed=7)
     assert got == paired_significance(before, after, "fr", num_samples=200, seed=7)
     assert got["seed"] == 7 and got["transfer_gap"]["delta"] == pytest.approx(
         (after["fr"].mean() - before["fr"].mean()) - (after["en"].mean() - before["en"].mean()))
-    default = significance_between_runs(tmp_path / "b", tmp_path / "a", "test", ["en", "fr"], "en", num_samples=200)
+    default = significance_between_runs(b, a, "en", num_samples=200)
     assert default["seed"] == 0 and default == paired_significance(before, after, "en", num_samples=200, seed=0)
     # Other rows: the message names both runs, the language and why.
     _save_predictions(tmp_path / "o", "en", after["en"], (labels["en"] + 1) % 3)
     _save_predictions(tmp_path / "o", "fr", after["fr"], labels["fr"])
-    with pytest.raises(UserError, match=r"en test predictions are not on the same rows \(labels differ\); a paired "
-                                        r"test needs both models scored on identical rows"):
-        significance_between_runs(tmp_path / "b", tmp_path / "o", "test", ["en", "fr"], "en", num_samples=20)
+    other = RunPredictions.load(tmp_path / "o", "test", ["en", "fr"])
+    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path / 'b'))} and {re.escape(str(tmp_path / 'o'))}: en test predictions are not on "
+                                        r"the same rows \(labels differ\); a paired test needs both models scored "
+                                        r"on identical rows$"):
+        significance_between_runs(b, other, "en", num_samples=20)
 
 
 def _save_classes(run_dir, lang, classes, labels):
@@ -302,7 +306,11 @@ def test_source_changes_by_hand(tmp_path):
     _save_classes(tmp_path / "b", "sw", [0, 1, 2, 0, 2, 1], labels)  # row 4: en 0, sw 2: a tie, broken towards 0
     _save_classes(tmp_path / "a", "en", [1, 2, 2, 2, 0, 1], labels)
     _save_classes(tmp_path / "a", "sw", [1, 2, 2, 2, 0, 1], labels)
-    got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "fr")
+    def changes(languages, source):
+        b, a = (RunPredictions.load(tmp_path / d, "test", languages) for d in ("b", "a"))
+        return source_changes(b, a, source)
+
+    got = changes(["en", "fr", "sw"], "fr")
     assert got == {"n": 6, "right_to_wrong": 1, "wrong_to_right": 1, "changed": 3, "to_others_majority": 2,
                    "source_accuracy_before": pytest.approx(4 / 6), "others_majority_accuracy_before": pytest.approx(4 / 6)}
     assert source_changes_line(got, "fr") == (
@@ -310,28 +318,30 @@ def test_source_changes_by_hand(tmp_path):
         "2 of them now predict the other languages' majority vote, which was right on 66.7 % of the rows before, "
         "fr on 66.7 %).")
     # Another source, so other rows: en 0 1 2 0 0 1 -> 1 2 2 2 0 1 flips rows 0, 1, 3 right -> wrong.
-    got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "en")
+    got = changes(["en", "fr", "sw"], "en")
     assert (got["right_to_wrong"], got["wrong_to_right"], got["changed"]) == (3, 0, 3)
     # A language with other rows (not a parallel test set): only the flips.
     _save_classes(tmp_path / "b", "sw", [0, 1, 2], [0, 1, 2])
-    got = source_changes(tmp_path / "b", tmp_path / "a", "test", ["en", "fr", "sw"], "fr")
+    got = changes(["en", "fr", "sw"], "fr")
     assert set(got) == {"n", "right_to_wrong", "wrong_to_right", "changed"}
     assert source_changes_line(got, "fr").endswith("of 6 (3 predictions changed).")
     with pytest.raises(UserError, match=r"de_test_logits.npy: missing per-example predictions"):
-        source_changes(tmp_path / "b", tmp_path / "a", "test", ["de", "fr"], "fr")
+        changes(["de", "fr"], "fr")
 
 
-def test_load_correct_refuses_pickled_arrays_and_names_a_missing_file(tmp_path):
+def test_run_predictions_refuse_pickled_arrays_and_name_a_missing_file(tmp_path):
     _save_predictions(tmp_path, "en", np.array([True, False]), np.array([0, 1]))
-    correct, labels = load_correct(tmp_path, "test", ["en"])
-    assert correct["en"].tolist() == [True, False] and labels["en"].tolist() == [0, 1]
-    with pytest.raises(UserError, match=r"fr_test_logits.npy: missing per-example predictions; rerun the evaluation"):
-        load_correct(tmp_path, "test", ["en", "fr"])
+    _save_predictions(tmp_path, "fr", np.array([False, False, True]), np.array([2, 0, 1]))
+    saved = RunPredictions.load(tmp_path, "test", ["en", "fr"])
+    assert {k: v.tolist() for k, v in saved.correct().items()} == {"en": [True, False], "fr": [False, False, True]}
+    assert saved.labels["fr"].tolist() == [2, 0, 1] and saved.logits["fr"].shape == (3, 3)
+    with pytest.raises(UserError, match=r"de_test_logits.npy: missing per-example predictions; rerun the evaluation"):
+        RunPredictions.load(tmp_path, "test", ["en", "de"])
     for name in ("en_test_logits.npy", "en_test_labels.npy"):
         _save_predictions(tmp_path, "en", np.array([True, False]), np.array([0, 1]))
         np.save(tmp_path / "predictions" / name, np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
         with pytest.raises(ValueError, match="allow_pickle"):
-            load_correct(tmp_path, "test", ["en"])
+            RunPredictions.load(tmp_path, "test", ["en"])
 
 
 # ---------------------------------------------------------------------------------------------- selection

@@ -20,7 +20,8 @@ from alsace.report.plots import (DOWN_COLOR, FLAT_COLOR, UP_COLOR, WARN_COLOR, c
                                  language_accuracy_figure, link_figure, plot_language_accuracy, plot_run,
                                  plot_teacher_selection, title_text)
 from alsace.report.results import compare, comparison_markdown, language_scalars
-from alsace.report.significance import bootstrap_means, holm, paired_significance, significance_between_runs
+from alsace.report.significance import (RunPredictions, bootstrap_means, holm, paired_significance,
+                                        significance_between_runs)
 from alsace.tracking import check_report_to
 from conftest import cli
 
@@ -111,11 +112,13 @@ def test_significance_between_runs_reads_predictions_and_refuses_other_rows(tmp_
     after = {lang: np.arange(40) < 30 for lang in LANGS}
     _write_predictions(tmp_path / "b", before, labels)
     _write_predictions(tmp_path / "a", after, labels)
-    sig = significance_between_runs(tmp_path / "b", tmp_path / "a", "test", list(LANGS), "en", num_samples=500)
+    b, a = (RunPredictions.load(tmp_path / d, "test", list(LANGS)) for d in ("b", "a"))
+    sig = significance_between_runs(b, a, "en", num_samples=500)
     assert sig["per_language"]["de"]["delta"] == pytest.approx(0.25)
     _write_predictions(tmp_path / "other", after, {lang: (labels[lang] + 1) % 3 for lang in LANGS})
+    other = RunPredictions.load(tmp_path / "other", "test", list(LANGS))
     with pytest.raises(UserError, match="not on the same rows"):
-        significance_between_runs(tmp_path / "b", tmp_path / "other", "test", list(LANGS), "en", num_samples=50)
+        significance_between_runs(b, other, "en", num_samples=50)
 
 
 # ---------------------------------------------------------------- fabricated runs

@@ -17,7 +17,7 @@ from alsace.report.plots import (ACCURACY_PNG, SELECTION_PNG, infer_num_classes,
                                  plot_teacher_selection)
 from alsace.report.results import collapse_warning, compare, comparison_markdown, results_markdown, top_fell
 from alsace.report.run_record import write_run_record
-from alsace.report.significance import significance_between_runs, source_changes
+from alsace.report.significance import RunPredictions, significance_between_runs, source_changes
 
 
 def comparison_report(before: dict, after: dict, selection, source_language: str, baseline_dir, output_dir,
@@ -35,10 +35,11 @@ def comparison_report(before: dict, after: dict, selection, source_language: str
         comparison["selection_quality"] = {**selection_quality(
             selection.languages, deciding, {lang: r["accuracy"] for lang, r in before["per_language"].items()},
             selection.estimates, selection.pool_accuracy), "method": selection.selection_method}
-    comparison["significance"] = significance_between_runs(baseline_dir, output_dir, split, languages,
-                                                           source_language, teachers=selection.teachers)
+    saved_before, saved_after = (RunPredictions.load(d, split, languages) for d in (baseline_dir, output_dir))
+    comparison["significance"] = significance_between_runs(saved_before, saved_after, source_language,
+                                                           teachers=selection.teachers)
     if source_language in languages:
-        comparison["source_changes"] = source_changes(baseline_dir, output_dir, split, languages, source_language)
+        comparison["source_changes"] = source_changes(saved_before, saved_after, source_language)
     comparison["top_fell"] = top_fell(comparison, source_language)
     comparison["frozen_teacher"] = frozen_teacher
     if getattr(selection, "target_accuracy", None):  # the pool's labels exist (evaluation only)

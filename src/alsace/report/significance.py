@@ -20,6 +20,7 @@ languages the p-values are also Holm-adjusted, since 15 languages are 15 tests.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,17 +129,27 @@ def load_predictions(run_dir, split: str, lang: str) -> tuple[np.ndarray, np.nda
         raise UserError(f"{err.filename}: missing per-example predictions; rerun the evaluation") from None
 
 
-def load_correct(run_dir, split: str, languages: list[str]) -> tuple[dict, dict]:
-    """Per-language `(N,)` correctness and labels, from `load_predictions`."""
-    correct, labels = {}, {}
-    for lang in languages:
-        logits, labels[lang] = load_predictions(run_dir, split, lang)
-        correct[lang] = logits.argmax(1) == labels[lang]
-    return correct, labels
+@dataclass(frozen=True)
+class RunPredictions:
+    """One run's saved per-row predictions on a split, every language read once (`load_predictions`)."""
+
+    run_dir: Path
+    split: str
+    logits: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, run_dir, split: str, languages: list[str]) -> RunPredictions:
+        rows = {lang: load_predictions(run_dir, split, lang) for lang in languages}
+        return cls(Path(run_dir), split, {k: v[0] for k, v in rows.items()}, {k: v[1] for k, v in rows.items()})
+
+    def correct(self) -> dict[str, np.ndarray]:
+        """Per-language `(N,)` booleans: the argmax class is the label."""
+        return {lang: self.logits[lang].argmax(1) == self.labels[lang] for lang in self.logits}
 
 
-def source_changes(before_dir, after_dir, split: str, languages: list[str], source_language: str) -> dict:
-    """What the source language's accuracy change is made of, from two runs' saved predictions on the same rows.
+def source_changes(before: RunPredictions, after: RunPredictions, source_language: str) -> dict:
+    """What the source language's accuracy change is made of, from two runs' predictions on the same rows.
 
     `right_to_wrong` / `wrong_to_right`: rows whose correctness flipped; `changed`: rows whose predicted class
     changed. When every language has the same rows (a parallel test set) and there are others, also
@@ -148,30 +159,26 @@ def source_changes(before_dir, after_dir, split: str, languages: list[str], sour
     """
     from alsace.selection import pseudo_labels, softmax
 
-    before, labels = load_predictions(before_dir, split, source_language)
-    after = load_predictions(after_dir, split, source_language)[0]
-    b, a = before.argmax(1), after.argmax(1)
+    labels = before.labels[source_language]
+    b, a = before.logits[source_language].argmax(1), after.logits[source_language].argmax(1)
     out = {"n": len(labels), "right_to_wrong": int(np.sum((b == labels) & (a != labels))),
            "wrong_to_right": int(np.sum((b != labels) & (a == labels))), "changed": int(np.sum(b != a))}
-    others = [lang for lang in languages if lang != source_language]
-    rows = {lang: load_predictions(before_dir, split, lang) for lang in others}
-    if others and all(len(r[1]) == len(labels) for r in rows.values()):
-        vote_before = pseudo_labels(np.stack([softmax(r[0]) for r in rows.values()]))
-        vote_after = pseudo_labels(np.stack([softmax(load_predictions(after_dir, split, lang)[0]) for lang in others]))
+    others = [lang for lang in before.logits if lang != source_language]
+    if others and all(len(before.labels[lang]) == len(labels) for lang in others):
+        vote_before = pseudo_labels(np.stack([softmax(before.logits[lang]) for lang in others]))
+        vote_after = pseudo_labels(np.stack([softmax(after.logits[lang]) for lang in others]))
         out.update(to_others_majority=int(np.sum((b != a) & (a == vote_after))),
                    source_accuracy_before=float(np.mean(b == labels)),
                    others_majority_accuracy_before=float(np.mean(vote_before == labels)))
     return out
 
 
-def significance_between_runs(before_dir, after_dir, split: str, languages: list[str], source_language: str,
+def significance_between_runs(before: RunPredictions, after: RunPredictions, source_language: str,
                               num_samples: int = NUM_SAMPLES, seed: int = 0, teachers: list[str] | None = None) -> dict:
-    """`paired_significance` from two run directories' saved predictions, checking they share rows."""
-    correct_before, labels_before = load_correct(before_dir, split, languages)
-    correct_after, labels_after = load_correct(after_dir, split, languages)
-    for lang in languages:
-        if not np.array_equal(labels_before[lang], labels_after[lang]):
-            raise UserError(f"{before_dir} and {after_dir}: {lang} {split} predictions are not on the same rows "
-                            "(labels differ); a paired test needs both models scored on identical rows")
-    return paired_significance(correct_before, correct_after, source_language, num_samples, seed,
+    """`paired_significance` from two runs' saved predictions, checking they share rows."""
+    for lang in before.labels:
+        if not np.array_equal(before.labels[lang], after.labels[lang]):
+            raise UserError(f"{before.run_dir} and {after.run_dir}: {lang} {before.split} predictions are not on the "
+                            "same rows (labels differ); a paired test needs both models scored on identical rows")
+    return paired_significance(before.correct(), after.correct(), source_language, num_samples, seed,
                                teachers=teachers)
