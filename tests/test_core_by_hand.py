@@ -276,9 +276,9 @@ def test_significance_between_runs_passes_source_and_seed_through(tmp_path):
     _save_predictions(tmp_path / "o", "en", after["en"], (labels["en"] + 1) % 3)
     _save_predictions(tmp_path / "o", "fr", after["fr"], labels["fr"])
     other = RunPredictions.load(tmp_path / "o", "test", ["en", "fr"])
-    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path / 'b'))} and {re.escape(str(tmp_path / 'o'))}: en test predictions are not on "
-                                        r"the same rows \(labels differ\); a paired test needs both models scored "
-                                        r"on identical rows$"):
+    runs = f"{re.escape(str(tmp_path / 'b'))} and {re.escape(str(tmp_path / 'o'))}"
+    with pytest.raises(UserError, match=rf"^{runs}: en test predictions are not on the same rows \(labels differ\); "
+                                        r"a paired test needs both models scored on identical rows$"):
         significance_between_runs(b, other, "en", num_samples=20)
 
 
