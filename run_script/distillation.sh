@@ -38,6 +38,7 @@ if [[ "$RECIPE" == original ]]; then
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-0}         # original: no supervised anchor
   ANCHOR_TARGET=${ANCHOR_TARGET:-labels}    # (only with ANCHOR_WEIGHT > 0)
   ANCHOR_FEATURES_WEIGHT=${ANCHOR_FEATURES_WEIGHT:-0} # (only with ANCHOR_WEIGHT > 0)
+  ANCHOR_TRAIN_ROWS=${ANCHOR_TRAIN_ROWS:-false} # (only with ANCHOR_TARGET=self)
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # original: every pair counts
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # original: the same temperature on both sides
   SELECTION_METHOD=${SELECTION_METHOD:-paper} # original: confidence in the majority-vote pseudo label
@@ -53,6 +54,7 @@ elif [[ "$RECIPE" == recommended ]]; then
   ANCHOR_WEIGHT=${ANCHOR_WEIGHT:-1.0}       # ours: keeps English from falling when most languages are weak (docs/real_encoder.md)
   ANCHOR_TARGET=${ANCHOR_TARGET:-self}      # self: the start's own English pool predictions | labels: English training rows' gold labels
   ANCHOR_FEATURES_WEIGHT=${ANCHOR_FEATURES_WEIGHT:-30} # ours: also holds the anchor rows' hidden states (English within a point at these steps; docs/real_encoder.md)
+  ANCHOR_TRAIN_ROWS=${ANCHOR_TRAIN_ROWS:-false} # true: the self-anchor covers English's training rows too, not only its pool items
   MIN_TEACHER_CONFIDENCE=${MIN_TEACHER_CONFIDENCE:-0} # ours: drop pairs whose teacher is less sure than this
   TEACHER_TEMPERATURE=${TEACHER_TEMPERATURE:-}  # ours: < 1 sharpens the teacher's targets; empty = TEMPERATURE
   SELECTION_METHOD=${SELECTION_METHOD:-dawid_skene} # ours: robust when most languages are weak (README)
@@ -89,7 +91,7 @@ args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
   --weight_decay "$WEIGHT_DECAY" --max_seq_length "$MAX_SEQ_LENGTH" --bf16 "$BF16"
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
-  --anchor_target "$ANCHOR_TARGET" --anchor_features_weight "$ANCHOR_FEATURES_WEIGHT"
+  --anchor_target "$ANCHOR_TARGET" --anchor_features_weight "$ANCHOR_FEATURES_WEIGHT" --anchor_train_rows "$ANCHOR_TRAIN_ROWS"
   --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --selection_method "$SELECTION_METHOD"
   --source_guard "$SOURCE_GUARD" --skip_unreadable "$SKIP_UNREADABLE" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS"
 )
@@ -107,7 +109,7 @@ script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=T
   max_steps=MAX_STEPS pool_passes=POOL_PASSES warmup_steps=WARMUP lr_scheduler_type=SCHEDULER weight_decay=WEIGHT_DECAY
   max_seq_length=MAX_SEQ_LENGTH bf16=BF16 teacher_threshold=TEACHER_THRESHOLD kl_direction=KL_DIRECTION
   detach_teacher=DETACH_TEACHER temperature=TEMPERATURE frozen_teacher=FROZEN_TEACHER anchor_weight=ANCHOR_WEIGHT anchor_target=ANCHOR_TARGET
-  anchor_features_weight=ANCHOR_FEATURES_WEIGHT
+  anchor_features_weight=ANCHOR_FEATURES_WEIGHT anchor_train_rows=ANCHOR_TRAIN_ROWS
   min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD skip_unreadable=SKIP_UNREADABLE
   teacher_targets=TEACHER_TARGETS save_steps=SAVE_STEPS data_dir=DATA_DIR pool_size=POOL_SIZE
   teacher_temperature=TEACHER_TEMPERATURE lang_rank=LANG_RANK num_students=NUM_STUDENTS output_dir=OUTPUT_DIR

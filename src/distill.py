@@ -95,8 +95,11 @@ def main(argv=None) -> dict:
     # Stage 2: self-distillation on parallel pairs; the loss never sees a gold label.
     dev_by_lang = (split_features(task, featurizer, data_args.data_dir, "validation", list(run.dev.languages),
                                   run.dev.max_rows, **cache) if run.dev.checkpoint_language else None)  # read once
+    score = (lambda rows: score_languages(  # the starting checkpoint's logits on more anchor rows (before training)
+        model, {"rows": rows}, collator, training_args.per_device_eval_batch_size, training_args.device,
+        bf16=eval_bf16(training_args), desc="anchor rows")["rows"])
     train_dataset = training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages,
-                                   data_args.data_dir, training_args.seed, cache)
+                                   data_args.data_dir, training_args.seed, cache, score)
     num_items = len(next(iter(pool_features.values())))
     if note := steps_from_passes(training_args, d_args.pool_passes, len(languages), num_items):
         logger.info(note)
@@ -188,14 +191,21 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
 
 
 def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages, data_dir, seed: int,
-                   cache) -> PairDataset:
+                   cache, score=None) -> PairDataset:
     """The pair dataset: with --frozen_teacher the starting checkpoint's targets, with --anchor_weight the
-    labelled source-language training rows, or with --anchor_target self its pool items and the starting
-    checkpoint's logits on them (this project's extensions)."""
+    labelled source-language training rows, or with --anchor_target self its pool items (and, with
+    --anchor_train_rows, its training rows without their labels) and the starting checkpoint's logits on them,
+    which `score(rows)` computes (this project's extensions)."""
     anchor_features = anchor_logits = None
     if d_args.anchors_on_pool:
         anchor_features = pool_features[task.source_language]
         anchor_logits = pool_logits[task.source_language]
+        if d_args.anchor_train_rows:  # the anchor never sees a gold label: the start's own distribution instead
+            rows = [{k: v for k, v in f.items() if k != "labels"} for f in encode_cached(
+                featurizer, load_split(task, "train", task.source_language, data_dir), task.source_language,
+                **cache).to_list()]
+            anchor_features = [*anchor_features, *rows]
+            anchor_logits = np.concatenate([anchor_logits, score(rows)])
     elif d_args.anchor_weight > 0:
         anchor_features = encode_cached(featurizer, load_split(task, "train", task.source_language, data_dir),
                                         task.source_language, **cache).to_list()

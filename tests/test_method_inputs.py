@@ -26,6 +26,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 import alsace.trainer
 import distill
 import finetune
+from alsace.errors import UserError
 from alsace.losses import LossConfig
 from alsace.pairs import PairDataset
 from conftest import run_argv
@@ -310,3 +311,38 @@ def test_extensions_killed_mid_training_then_rerun_equal_the_uninterrupted_run(s
     state = json.loads((out / "trainer_state.json").read_text())  # checkpoints are removed at the end
     ref_state = json.loads((reference / "trainer_state.json").read_text())
     assert [h.get("loss") for h in state["log_history"]] == [h.get("loss") for h in ref_state["log_history"]]
+
+
+def test_anchor_train_rows_add_english_training_rows_without_labels_and_with_the_starting_checkpoints_logits(
+        start_checkpoint, data_dir, tmp_path, monkeypatch):
+    """--anchor_train_rows: the self-anchor's rows are English's pool items and then its training rows (their gold
+    labels dropped), each with the starting checkpoint's eval-mode logits on it as the target; the batches draw
+    from both kinds."""
+    rec = Recorder(monkeypatch)
+    distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "kd", "--frozen_teacher", "--anchor_weight",
+                              "0.25", "--anchor_target", "self", "--anchor_train_rows", "--max_steps", "6",
+                              "--save_strategy", "no"))
+    (ds,) = rec.datasets
+    train_lines = (data_dir / "xnli" / "train" / "en.jsonl").read_text("utf-8").splitlines()
+    assert len(ds.anchor_features) == POOL + len(train_lines) and len(ds.anchor_logits) == len(ds.anchor_features)
+    assert [f["input_ids"] for f in ds.anchor_features[:POOL]] == [f["input_ids"] for f in ds.pool_features["en"]]
+    tokenizer = AutoTokenizer.from_pretrained(start_checkpoint)
+    premises = [json.loads(line)["premise"] for line in train_lines]
+    for f, premise in zip(ds.anchor_features[POOL:], premises):  # the training rows, in the file's order
+        assert "labels" not in f and premise.split()[0] in tokenizer.decode(f["input_ids"])
+    model = AutoModelForMaskedLM.from_pretrained(start_checkpoint).eval()
+    start = {tuple(f["input_ids"]): stock_class_logits(model, f) for f in ds.anchor_features}
+    pool_ids = {tuple(f["input_ids"]) for fs in ds.pool_features.values() for f in fs}
+    kinds = set()
+    for inputs, _ in rec.calls:
+        anchor = inputs["anchor"]
+        assert "labels" not in anchor
+        for row, mask, target in zip(anchor["input_ids"], anchor["attention_mask"], inputs["anchor_logits"]):
+            ids = tuple(row[mask.bool()].tolist())
+            np.testing.assert_allclose(target.numpy(), start[ids], atol=ATOL)
+            kinds.add(ids in pool_ids)
+    assert kinds == {True, False}  # English pool items and training rows both anchored
+    with pytest.raises(UserError, match="--anchor_train_rows .* needs --anchor_target self"):  # nothing to add to
+        distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "bad", "--anchor_weight", "0.25",
+                                  "--anchor_train_rows", "--max_steps", "1"))
+    assert not (tmp_path / "bad").exists()

@@ -279,6 +279,11 @@ class DistillArguments(OutputArguments):
                 "labels of the source language's training rows; self = KL from the starting checkpoint's own "
                 "class distribution on the source language's pool items to the model's (learning without "
                 "forgetting: keeps the source language's predictions on unseen inputs where they were)."})
+    anchor_train_rows: bool = field(default=False, metadata={
+        "help": "This project's extension, with --anchor_target self: anchor the source language's training rows "
+                "too (their labels unused: the starting checkpoint's own distribution on them is the target, and "
+                "--anchor_features_weight holds their hidden states), so the anchor covers more of the source "
+                "language than the pool items; off = the pool items only."})
     anchor_features_weight: float = field(default=LOSS_DEFAULTS["anchor_features_weight"], metadata={
         "help": "This project's extension, with --anchor_weight > 0: add this weight x the mean squared "
                 "difference between the model's hidden states (every layer, every token) on the anchor rows and "
@@ -329,6 +334,9 @@ class DistillArguments(OutputArguments):
                             "the anchor rows, which --anchor_weight > 0 brings: set --anchor_weight (e.g. 1.0) too")
         if self.anchor_target not in ANCHOR_TARGETS:
             raise UserError(f"--anchor_target {self.anchor_target!r}: choose {' or '.join(ANCHOR_TARGETS)}")
+        if self.anchor_train_rows and not self.anchors_on_pool:
+            raise UserError("--anchor_train_rows adds the source language's training rows to the self-anchor: "
+                            "it needs --anchor_target self and --anchor_weight > 0 (or drop --anchor_train_rows)")
         if not 0 <= self.min_teacher_confidence < 1:
             raise UserError(f"--min_teacher_confidence {self.min_teacher_confidence}: must be in [0, 1) "
                             "(0 keeps every pair)")
@@ -383,6 +391,9 @@ class DistillArguments(OutputArguments):
         if self.anchor_weight > 0 and self.anchor_target == "labels" and not task.has_train:
             raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
                             "pass --anchor_weight 0, or --anchor_target self")
+        if self.anchor_train_rows and not task.has_train:
+            raise UserError(f"--anchor_train_rows: task {task.name} has no training rows in the source language; "
+                            "drop --anchor_train_rows")
         if self.anchor_weight > 0 and self.anchor_target == "self" and task.source_language not in languages:
             raise UserError(f"--anchor_target self anchors the source language {task.source_language} on its pool "
                             f"items: add it to --languages, or pass --anchor_target labels")
