@@ -31,7 +31,7 @@ from alsace.distributed import broadcast_from_main, is_main_process
 from alsace.evaluation import distinct_inputs, eval_bf16, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.metrics import accuracy
-from alsace.modeling import load_tokenizer_and_model
+from alsace.modeling import load_tokenizer_and_model, train_only_new_token_embeddings
 from alsace.pairs import RECOMMENDED_PASSES, PairDataset, all_pairs, build_pairs, pool_passes, steps_for_passes
 from alsace.report.results import collapse_warning, comparison_for_terminal, is_unreadable, save_results
 from alsace.report.run_report import comparison_report, write_run_report
@@ -100,6 +100,13 @@ def main(argv=None) -> dict:
         bf16=eval_bf16(training_args), desc="anchor rows")["rows"])
     train_dataset = training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages,
                                    data_args.data_dir, training_args.seed, cache, score)
+    if d_args.train_only_embeddings:  # the source language's tokens (its pool items and training rows) stay put
+        source_rows = [*pool_features[task.source_language], *(encode_cached(
+            featurizer, load_split(task, "train", task.source_language, data_args.data_dir), task.source_language,
+            **cache).to_list() if task.has_train else [])]
+        trainable, rows = train_only_new_token_embeddings(model, source_rows)
+        logger.info("--train_only_embeddings: %d of %d embedding rows train (the %s rows' %d tokens and every "
+                    "other weight frozen)", trainable, rows, task.source_language, rows - trainable)
     num_items = len(next(iter(pool_features.values())))
     if note := steps_from_passes(training_args, d_args.pool_passes, len(languages), num_items):
         logger.info(note)

@@ -346,3 +346,35 @@ def test_anchor_train_rows_add_english_training_rows_without_labels_and_with_the
         distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "bad", "--anchor_weight", "0.25",
                                   "--anchor_train_rows", "--max_steps", "1"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_train_only_embeddings_moves_only_the_rows_of_tokens_english_never_uses(start_checkpoint, data_dir, tmp_path,
+                                                                                 monkeypatch):
+    """--train_only_embeddings: after training, every weight but the input embeddings equals the start's, the
+    embedding rows of every token in English's pool items and training rows (and the label words) are unchanged
+    while other rows moved, so English's pool items score exactly as before; weight decay is refused."""
+    rec = Recorder(monkeypatch)
+    out = tmp_path / "kd"
+    distill.main(distill_args(start_checkpoint, data_dir, out, "--frozen_teacher", "--train_only_embeddings",
+                              "--weight_decay", "0", "--learning_rate", "5e-2", "--max_steps", "4",
+                              "--save_strategy", "no"))
+    (ds,) = rec.datasets
+    start, trained = load_file(start_checkpoint / "model.safetensors"), load_file(out / "model.safetensors")
+    (name,) = [k for k in start if k.endswith("word_embeddings.weight")]
+    assert [k for k in start if not torch.equal(start[k], trained[k])] == [name]  # nothing else moved
+    train_rows = [json.loads(line) for line in (data_dir / "xnli" / "train" / "en.jsonl").read_text().splitlines()]
+    tokenizer = AutoTokenizer.from_pretrained(start_checkpoint)
+    english = {i for f in ds.pool_features["en"] for i in (*f["input_ids"], *f["label_token_ids"])}
+    english |= {i for r in train_rows for i in tokenizer(r["premise"], r["hypothesis"])["input_ids"]}
+    moved = {int(i) for i in torch.nonzero((start[name] != trained[name]).any(1)).flatten()}
+    assert moved and not moved & english  # the rows of English's tokens stayed put, others moved
+    others = {i for lang in LANGS[1:] for f in ds.pool_features[lang] for i in f["input_ids"]}
+    assert moved <= others  # and only tokens the trained languages' pool items use
+    before = AutoModelForMaskedLM.from_pretrained(start_checkpoint).eval()
+    after = AutoModelForMaskedLM.from_pretrained(out).eval()
+    for f in ds.pool_features["en"]:
+        np.testing.assert_array_equal(stock_class_logits(after, f), stock_class_logits(before, f))
+    with pytest.raises(UserError, match="--train_only_embeddings with --weight_decay 0.01: .* pass --weight_decay 0"):
+        distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "bad", "--train_only_embeddings",
+                                  "--weight_decay", "0.01", "--max_steps", "1"))
+    assert not (tmp_path / "bad").exists()

@@ -118,3 +118,16 @@ def test_unknown_recipe_is_a_one_line_error():
                          env={**os.environ, "MODEL_DIR": "m", "RECIPE": "best", "DRY_RUN": "1"},
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith("error: RECIPE=best")
+
+
+def test_train_only_embeddings_turns_the_default_weight_decay_off_and_an_explicit_one_through():
+    """TRAIN_ONLY_EMBEDDINGS=true needs --weight_decay 0 (decay would shrink the frozen rows): the script's default
+    follows it; a WEIGHT_DECAY the user sets is passed as given (distill.py then refuses it with one line)."""
+    for recipe in ("original", "recommended"):
+        plain = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": recipe})
+        assert (flag(plain, "--train_only_embeddings"), flag(plain, "--weight_decay")) == ("false", "5e-4")
+        only = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": recipe, "TRAIN_ONLY_EMBEDDINGS": "true"})
+        assert (flag(only, "--train_only_embeddings"), flag(only, "--weight_decay")) == ("true", "0")
+        given = dry_run("distillation.sh", {"MODEL_DIR": "m", "RECIPE": recipe, "TRAIN_ONLY_EMBEDDINGS": "true",
+                                            "WEIGHT_DECAY": "0.01"})
+        assert flag(given, "--weight_decay") == "0.01"

@@ -290,6 +290,11 @@ class DistillArguments(OutputArguments):
                 "the starting checkpoint's, which a frozen copy of it computes (twice the model's memory); "
                 "holds the source language's whole representation, not only its class distribution on those "
                 "rows; 0 = off."})
+    train_only_embeddings: bool = field(default=False, metadata={
+        "help": "This project's extension: train only the input-embedding rows of tokens that the source "
+                "language's training and pool rows never use; every other weight, and those rows, stay frozen, so "
+                "the source language's predictions on inputs made of its seen tokens cannot change (needs "
+                "--weight_decay 0). Off: the whole model trains, as in the paper."})
     teacher_temperature: float | None = field(default=LOSS_DEFAULTS["teacher_temperature"], metadata={
         "help": "This project's extension: the teacher side's own softmax temperature (below 1 sharpens the "
                 "targets); default: --temperature, as the paper."})
@@ -391,6 +396,9 @@ class DistillArguments(OutputArguments):
         if self.anchor_weight > 0 and self.anchor_target == "labels" and not task.has_train:
             raise UserError(f"--anchor_weight: task {task.name} has no labelled training rows to anchor on; "
                             "pass --anchor_weight 0, or --anchor_target self")
+        if self.train_only_embeddings and training_args.weight_decay > 0:
+            raise UserError(f"--train_only_embeddings with --weight_decay {training_args.weight_decay:g}: decay would "
+                            "shrink the frozen embedding rows too; pass --weight_decay 0 (WEIGHT_DECAY=0)")
         if self.anchor_train_rows and not task.has_train:
             raise UserError(f"--anchor_train_rows: task {task.name} has no training rows in the source language; "
                             "drop --anchor_train_rows")

@@ -188,3 +188,25 @@ def _load_masked_lm(path: str, config, kwargs):
                        "it starts at random, so "  # pragma: no mutate
                        "prompt scores mean nothing before fine-tuning", path, head_missing[0])  # pragma: no mutate
     return model
+
+
+def train_only_new_token_embeddings(model, kept_rows: list[dict]) -> tuple[int, int]:
+    """Freeze every weight of `model` but its input embeddings, and zero the gradient of the embedding row of
+    every token that `kept_rows` use (their `input_ids`, and `label_token_ids` where a head scores label words
+    with embeddings tied to the input ones), so those rows never change either: an input made only of such
+    tokens, e.g. a source-language row, is scored exactly as before (with weight decay 0, since decay would
+    shrink the kept rows). Returns (trainable rows, embedding rows)."""
+    weight = model.get_input_embeddings().weight
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    weight.requires_grad_(True)
+    kept = sorted({int(i) for row in kept_rows for key in ("input_ids", "label_token_ids")
+                   for i in _flat(row.get(key, []))})
+    trainable = torch.ones(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    trainable[kept] = 0
+    weight.register_hook(lambda grad: grad * trainable.to(grad.dtype))
+    return int(trainable.sum()), weight.shape[0]
+
+
+def _flat(ids):
+    return [j for i in ids for j in _flat(i)] if isinstance(ids, (list, tuple)) else [ids]
