@@ -204,7 +204,7 @@ def train_only_new_token_embeddings(model, kept_rows: list[dict]) -> tuple[int, 
                    for i in _flat(row.get(key, []))})
     trainable = torch.ones(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
     trainable[kept] = 0
-    weight.register_hook(lambda grad: grad * trainable.to(grad.dtype))
+    weight.register_hook(lambda grad: grad * trainable.to(grad.device, grad.dtype))  # the Trainer may move the model
     return int(trainable.sum()), weight.shape[0]
 
 
