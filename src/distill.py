@@ -101,9 +101,8 @@ def main(argv=None) -> dict:
     train_dataset = training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages,
                                    data_args.data_dir, training_args.seed, cache, score)
     if d_args.train_only_embeddings:  # the source language's tokens (its pool items and training rows) stay put
-        source_rows = [*pool_features[task.source_language], *(encode_cached(
-            featurizer, load_split(task, "train", task.source_language, data_args.data_dir), task.source_language,
-            **cache).to_list() if task.has_train else [])]
+        source_rows = [*pool_features[task.source_language],
+                       *(source_train_rows(featurizer, task, data_args.data_dir, cache) if task.has_train else [])]
         trainable, rows = train_only_new_token_embeddings(model, source_rows)
         logger.info("--train_only_embeddings: %d of %d embedding rows train (the %s rows' %d tokens and every "
                     "other weight frozen)", trainable, rows, task.source_language, rows - trainable)
@@ -197,6 +196,12 @@ def select_stage(model, featurizer, collator, task, d_args, run, training_args, 
     return pool_features, pool_logits, selection, pairs
 
 
+def source_train_rows(featurizer, task, data_dir, cache) -> list[dict]:
+    """The source language's training rows as features (tokenised once: cached)."""
+    return encode_cached(featurizer, load_split(task, "train", task.source_language, data_dir), task.source_language,
+                         **cache).to_list()
+
+
 def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages, data_dir, seed: int,
                    cache, score=None) -> PairDataset:
     """The pair dataset: with --frozen_teacher the starting checkpoint's targets, with --anchor_weight the
@@ -208,14 +213,12 @@ def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, 
         anchor_features = pool_features[task.source_language]
         anchor_logits = pool_logits[task.source_language]
         if d_args.anchor_train_rows:  # the anchor never sees a gold label: the start's own distribution instead
-            rows = [{k: v for k, v in f.items() if k != "labels"} for f in encode_cached(
-                featurizer, load_split(task, "train", task.source_language, data_dir), task.source_language,
-                **cache).to_list()]
+            rows = [{k: v for k, v in f.items() if k != "labels"}
+                    for f in source_train_rows(featurizer, task, data_dir, cache)]
             anchor_features = [*anchor_features, *rows]
             anchor_logits = np.concatenate([anchor_logits, score(rows)])
     elif d_args.anchor_weight > 0:
-        anchor_features = encode_cached(featurizer, load_split(task, "train", task.source_language, data_dir),
-                                        task.source_language, **cache).to_list()
+        anchor_features = source_train_rows(featurizer, task, data_dir, cache)
     teacher_logits = None
     if d_args.frozen_teacher:  # the targets, fixed from the starting checkpoint's pool predictions
         teacher_logits = frozen_targets(pool_logits, languages, d_args.teacher_targets, task.source_language)
