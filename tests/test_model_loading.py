@@ -155,3 +155,35 @@ def test_an_unreachable_hub_makes_every_loader_read_the_cache_only(tmp_path_fact
     with pytest.raises(UserError, match="no such local directory and not in the Hugging Face cache"):
         load_tokenizer_and_model("someorg/somemodel", "prompt", get_task("xnli"), 0)
     assert seen["config"]["local_files_only"] is True and seen["tokenizer"]["local_files_only"] is True
+
+
+def test_train_only_new_token_embeddings_zeroes_exactly_the_kept_rows_gradients_and_freezes_the_rest(
+        tmp_path_factory):
+    # --train_only_embeddings, by hand: the kept rows are every token id of the given rows' input_ids and
+    # (nested, as a prompt head stores them) label_token_ids; an AdamW step without weight decay moves every
+    # other embedding row and nothing else.
+    from transformers import AutoModelForMaskedLM
+
+    from alsace.modeling import train_only_new_token_embeddings
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_model("bert", tmp_path_factory))
+    weight = model.get_input_embeddings().weight
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    rows = [{"input_ids": [2, 11, 3], "label": 1}, {"input_ids": [2, 17, 11, 3], "label_token_ids": [[40], [41, 57]]}]
+    trainable, total = train_only_new_token_embeddings(model, rows)
+    kept = [2, 3, 11, 17, 40, 41, 57]
+    assert (trainable, total) == (weight.shape[0] - len(kept), weight.shape[0])
+    assert [name for name, p in model.named_parameters() if p.requires_grad] == ["bert.embeddings.word_embeddings.weight"]
+    torch.manual_seed(0)
+    direction = torch.randn_like(weight)
+    (weight * direction).sum().backward()  # d/dweight = direction, before the mask
+    expected = direction.clone()
+    expected[kept] = 0
+    assert torch.equal(weight.grad, expected)
+    optimizer = torch.optim.AdamW([weight], lr=0.1, weight_decay=0.0)
+    optimizer.step()
+    moved = (weight.detach() != before["bert.embeddings.word_embeddings.weight"]).any(dim=1)
+    assert moved.nonzero().flatten().tolist() == [i for i in range(weight.shape[0]) if i not in kept]
+    for name, p in model.named_parameters():
+        if name != "bert.embeddings.word_embeddings.weight":
+            assert torch.equal(p, before[name]), name
