@@ -73,3 +73,23 @@ def test_code_cites_only_documents_in_the_repository():
             if Path(name).name not in names:
                 missing.append(f"{path.relative_to(ROOT)}: {name}")
     assert not missing, missing
+
+
+def markdown_headings(text: str) -> list[str]:
+    """The heading lines of a Markdown text, leaving out fenced code (where `#` starts a shell comment)."""
+    headings, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            headings.append(line)
+    return headings
+
+
+def test_no_heading_swallowed_a_table_or_a_code_block():
+    # A paste into the middle of a heading once turned a section title into a 2,000-character line holding a
+    # table row; the heading's anchor and the table were both lost.
+    assert markdown_headings("# a\n```bash\n# not a heading\n```\n## b | c |\n") == ["# a", "## b | c |"]
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for heading in markdown_headings(path.read_text(encoding="utf-8")):
+            assert " | " not in heading and "```" not in heading and len(heading) < 250, (path.name, heading[:120])
