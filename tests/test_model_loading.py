@@ -157,8 +157,9 @@ def test_an_unreachable_hub_makes_every_loader_read_the_cache_only(tmp_path_fact
     assert seen["config"]["local_files_only"] is True and seen["tokenizer"]["local_files_only"] is True
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bf16: the mask must not change the gradient's dtype
 def test_train_only_new_token_embeddings_zeroes_exactly_the_kept_rows_gradients_and_freezes_the_rest(
-        tmp_path_factory):
+        dtype, tmp_path_factory):
     # --train_only_embeddings, by hand: the kept rows are every token id of the given rows' input_ids and
     # (nested, as a prompt head stores them) label_token_ids; an AdamW step without weight decay moves every
     # other embedding row and nothing else.
@@ -166,7 +167,7 @@ def test_train_only_new_token_embeddings_zeroes_exactly_the_kept_rows_gradients_
 
     from alsace.modeling import train_only_new_token_embeddings
 
-    model = AutoModelForMaskedLM.from_pretrained(tiny_model("bert", tmp_path_factory))
+    model = AutoModelForMaskedLM.from_pretrained(tiny_model("bert", tmp_path_factory)).to(dtype)
     weight = model.get_input_embeddings().weight
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rows = [{"input_ids": [2, 11, 3], "label": 1}, {"input_ids": [2, 17, 11, 3], "label_token_ids": [[40], [41, 57]]}]
@@ -176,7 +177,8 @@ def test_train_only_new_token_embeddings_zeroes_exactly_the_kept_rows_gradients_
     assert [name for name, p in model.named_parameters() if p.requires_grad] == ["bert.embeddings.word_embeddings.weight"]
     torch.manual_seed(0)
     direction = torch.randn_like(weight)
-    (weight * direction).sum().backward()  # d/dweight = direction, before the mask
+    (weight * direction).sum().backward()
+    assert weight.grad.dtype == dtype  # d/dweight = direction, before the mask
     expected = direction.clone()
     expected[kept] = 0
     assert torch.equal(weight.grad, expected)
