@@ -177,8 +177,8 @@ def test_train_only_new_token_embeddings_zeroes_exactly_the_kept_rows_gradients_
     assert [name for name, p in model.named_parameters() if p.requires_grad] == ["bert.embeddings.word_embeddings.weight"]
     torch.manual_seed(0)
     direction = torch.randn_like(weight)
-    (weight * direction).sum().backward()
-    assert weight.grad.dtype == dtype  # d/dweight = direction, before the mask
+    (weight * direction).sum().backward()  # d/dweight = direction, before the mask
+    assert weight.grad.dtype == dtype
     expected = direction.clone()
     expected[kept] = 0
     assert torch.equal(weight.grad, expected)
