@@ -70,6 +70,7 @@ REPORT_TO=${REPORT_TO:-none}                # none | tensorboard | wandb | all (
 WARMUP=${WARMUP:-0.2}                       # original: 20% warmup ...
 SCHEDULER=${SCHEDULER:-constant_with_warmup} # ... then constant (the original's DeepSpeed WarmupLR)
 TRAIN_ONLY_EMBEDDINGS=${TRAIN_ONLY_EMBEDDINGS:-false} # ours: true trains only the embeddings of tokens English never uses (English cannot change)
+SOURCE_ALIGNMENT_WEIGHT=${SOURCE_ALIGNMENT_WEIGHT:-0} # ours: > 0 also pulls each trained row's pooled hidden states to the start's on its English translation
 WEIGHT_DECAY=${WEIGHT_DECAY:-$([[ "$TRAIN_ONLY_EMBEDDINGS" == true ]] && echo 0 || echo 5e-4)}  # original: 5e-4 (0 with TRAIN_ONLY_EMBEDDINGS)
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-512}       # original
 BF16=${BF16:-auto}                          # original trained in bf16; auto = where the GPU supports it
@@ -93,7 +94,7 @@ args=(  # every flag that changes results (the default OUTPUT_DIR hashes them)
   --teacher_threshold "$TEACHER_THRESHOLD" --kl_direction "$KL_DIRECTION" --detach_teacher "$DETACH_TEACHER"
   --temperature "$TEMPERATURE" --frozen_teacher "$FROZEN_TEACHER" --anchor_weight "$ANCHOR_WEIGHT"
   --anchor_target "$ANCHOR_TARGET" --anchor_features_weight "$ANCHOR_FEATURES_WEIGHT" --anchor_train_rows "$ANCHOR_TRAIN_ROWS" --train_only_embeddings "$TRAIN_ONLY_EMBEDDINGS"
-  --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --selection_method "$SELECTION_METHOD"
+  --source_alignment_weight "$SOURCE_ALIGNMENT_WEIGHT" --min_teacher_confidence "$MIN_TEACHER_CONFIDENCE" --selection_method "$SELECTION_METHOD"
   --source_guard "$SOURCE_GUARD" --skip_unreadable "$SKIP_UNREADABLE" --teacher_targets "$TEACHER_TARGETS" --save_strategy steps --save_steps "$SAVE_STEPS"
 )
 [[ -n "$TASK" ]] && args+=(--task "$TASK")
@@ -111,7 +112,7 @@ script_variables run_script/distillation.sh "model_name_or_path=MODEL_DIR task=T
   max_seq_length=MAX_SEQ_LENGTH bf16=BF16 teacher_threshold=TEACHER_THRESHOLD kl_direction=KL_DIRECTION
   detach_teacher=DETACH_TEACHER temperature=TEMPERATURE frozen_teacher=FROZEN_TEACHER anchor_weight=ANCHOR_WEIGHT anchor_target=ANCHOR_TARGET
   anchor_features_weight=ANCHOR_FEATURES_WEIGHT anchor_train_rows=ANCHOR_TRAIN_ROWS train_only_embeddings=TRAIN_ONLY_EMBEDDINGS
-  min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD skip_unreadable=SKIP_UNREADABLE
+  source_alignment_weight=SOURCE_ALIGNMENT_WEIGHT min_teacher_confidence=MIN_TEACHER_CONFIDENCE selection_method=SELECTION_METHOD source_guard=SOURCE_GUARD skip_unreadable=SKIP_UNREADABLE
   teacher_targets=TEACHER_TARGETS save_steps=SAVE_STEPS data_dir=DATA_DIR pool_size=POOL_SIZE
   teacher_temperature=TEACHER_TEMPERATURE lang_rank=LANG_RANK num_students=NUM_STUDENTS output_dir=OUTPUT_DIR
   report_to=REPORT_TO deepspeed=DEEPSPEED_CONFIG" "$@"

@@ -28,7 +28,8 @@ from alsace.arguments import (POOL_SIZE_WARNING, DataArguments, DistillArguments
 from alsace.checkpoint import CheckpointInfo, placeholder_count, settings_from_checkpoint
 from alsace.data import load_pool, load_split, pool_labels
 from alsace.distributed import broadcast_from_main, is_main_process
-from alsace.evaluation import distinct_inputs, eval_bf16, score_languages
+from alsace.errors import UserError
+from alsace.evaluation import distinct_inputs, eval_bf16, pooled_features, score_languages
 from alsace.features import Collator, Featurizer, encode_cached, split_features
 from alsace.metrics import accuracy
 from alsace.modeling import load_tokenizer_and_model, train_only_new_token_embeddings
@@ -98,8 +99,16 @@ def main(argv=None) -> dict:
     score = (lambda rows: score_languages(  # the starting checkpoint's logits on more anchor rows (before training)
         model, {"rows": rows}, collator, training_args.per_device_eval_batch_size, training_args.device,
         bf16=eval_bf16(training_args), desc="anchor rows")["rows"])
+    source_features = None  # the starting checkpoint's pooled hidden states on the source's pool items
+    if d_args.source_alignment_weight > 0:
+        if model.config.is_encoder_decoder:
+            raise UserError("--source_alignment_weight aligns an encoder's hidden states: it does not support an "
+                            "encoder-decoder model yet; pass --source_alignment_weight 0")
+        source_features = pooled_features(model, pool_features[task.source_language], collator,
+                                          training_args.per_device_eval_batch_size, training_args.device,
+                                          bf16=eval_bf16(training_args))
     train_dataset = training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages,
-                                   data_args.data_dir, training_args.seed, cache, score)
+                                   data_args.data_dir, training_args.seed, cache, score, source_features)
     if d_args.train_only_embeddings:  # the source language's tokens (its pool items and training rows) stay put
         source_rows = [*pool_features[task.source_language],
                        *(source_train_rows(featurizer, task, data_args.data_dir, cache) if task.has_train else [])]
@@ -203,11 +212,12 @@ def source_train_rows(featurizer, task, data_dir, cache) -> list[dict]:
 
 
 def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages, data_dir, seed: int,
-                   cache, score=None) -> PairDataset:
+                   cache, score=None, source_features=None) -> PairDataset:
     """The pair dataset: with --frozen_teacher the starting checkpoint's targets, with --anchor_weight the
     labelled source-language training rows, or with --anchor_target self its pool items (and, with
     --anchor_train_rows, its training rows without their labels) and the starting checkpoint's logits on them,
-    which `score(rows)` computes (this project's extensions)."""
+    which `score(rows)` computes; with --source_alignment_weight the source language's pooled features per
+    item, `source_features` (this project's extensions)."""
     anchor_features = anchor_logits = None
     if d_args.anchors_on_pool:
         anchor_features = pool_features[task.source_language]
@@ -223,7 +233,7 @@ def training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, 
     if d_args.frozen_teacher:  # the targets, fixed from the starting checkpoint's pool predictions
         teacher_logits = frozen_targets(pool_logits, languages, d_args.teacher_targets, task.source_language)
     return PairDataset(pool_features, pairs, seed, teacher_logits=teacher_logits, anchor_features=anchor_features,
-                       anchor_logits=anchor_logits)
+                       anchor_logits=anchor_logits, source_features=source_features)
 
 
 def report_outcome(comparison: dict, frozen_teacher: bool) -> None:

@@ -245,6 +245,68 @@ def test_pair_loss_adds_the_weighted_feature_anchor_of_the_anchor_rows(monkeypat
         pair_loss(model, batch, LossConfig(anchor_weight=0.5, anchor_features_weight=2.0))
 
 
+class Encoder(torch.nn.Module):
+    """Stands in for an encoder classifier with two hidden-state layers: the embeddings e = `emb[id]`, then 2e + 1;
+    class logits = the first input id's row of `Linear`'s table."""
+
+    config = type("Config", (), {"is_encoder_decoder": False})()
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Parameter(torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, -1.0], [5.0, 5.0]]))
+        self.table = Linear().table
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False):
+        e = self.emb[input_ids]  # (B, L, 2)
+        hidden = (e, 2 * e + 1) if output_hidden_states else None
+        return type("Out", (), {"logits": self.table[input_ids[:, 0]], "hidden_states": hidden})()
+
+
+def test_source_alignment_loss_by_hand():
+    """Student rows [1, 2] and [2] (padded with id 3, whose embedding (5, 5) must not count). Pooled states:
+    row 1 layer 0 ((1, 2) + (3, -1)) / 2 = (2, 0.5), layer 1 (5, 2); row 2 (3, -1) and (7, -1). Against the
+    source features [(2, 1), (5, 2)] and [(3, -1), (6, 1)] the squared differences are 0.25 (row 1, layer 0) and
+    1 + 4 (row 2, layer 1): 5.25 over 2 rows x 2 layers x 2 units = 0.65625."""
+    from alsace.losses import pooled_hidden_states, source_alignment_loss
+
+    model = Encoder()
+    source = [[[2.0, 1.0], [5.0, 2.0]], [[3.0, -1.0], [6.0, 1.0]]]
+    examples = [{"b": {"input_ids": [1, 2]}, "teacher_logits": [0.0, 0.0], "source_features": np.array(source[0])},
+                {"b": {"input_ids": [2]}, "teacher_logits": [math.log(4.0), 0.0], "source_features": np.array(source[1])}]
+    batch = PairCollator(pad_token_id=3, frozen_teacher=True, source_features=True)(examples)
+    assert batch["source_features"].dtype == torch.float32 and batch["source_features"].shape == (2, 2, 2)
+    out = model(batch["input_ids"], output_hidden_states=True)
+    pooled = pooled_hidden_states(out.hidden_states, batch["attention_mask"])
+    assert pooled.tolist() == [[[2.0, 0.5], [5.0, 2.0]], [[3.0, -1.0], [7.0, -1.0]]]
+    assert source_alignment_loss(pooled, batch["source_features"]).item() == pytest.approx(0.65625)
+    consistency = (kl([0.5, 0.5], [0.75, 0.25]) + kl([0.8, 0.2], [0.25, 0.75])) / 2
+    plain = PairCollator(pad_token_id=3, frozen_teacher=True)(examples)  # the same batch without the features
+    assert "source_features" not in plain
+    off, student = pair_loss(model, plain)
+    assert off.item() == pytest.approx(consistency, rel=1e-5)
+    for weight in (0.5, 2.0):  # the weight multiplies the alignment term, and only it
+        loss, same = pair_loss(model, batch, LossConfig(source_alignment_weight=weight))
+        assert loss.item() == pytest.approx(consistency + weight * 0.65625, rel=1e-5)
+        assert torch.equal(same, student)
+    loss.backward()  # the gradient reaches the embeddings through the pooled states
+    assert model.emb.grad[1].abs().sum() > 0 and model.emb.grad[3].abs().sum() == 0  # not the padding's row
+    with pytest.raises(ValueError, match="needs the batch's source_features"):
+        pair_loss(model, plain, LossConfig(source_alignment_weight=1.0))
+
+
+def test_source_alignment_of_an_online_pair_batch_reads_the_lower_ranked_sides():
+    """Both sides in one forward pass (no frozen teacher): the alignment is of the B lower-ranked rows (the
+    second half), not of the teacher sides [0] and [0], whose pooled states are (0, 0) and (1, 1)."""
+    model = Encoder()
+    source = np.array([[[2.0, 1.0], [5.0, 2.0]], [[3.0, -1.0], [6.0, 1.0]]])
+    examples = [{"a": {"input_ids": [0]}, "b": {"input_ids": [1, 2]}, "source_features": source[0]},
+                {"a": {"input_ids": [0]}, "b": {"input_ids": [2]}, "source_features": source[1]}]
+    batch = PairCollator(pad_token_id=3, source_features=True)(examples)
+    consistency = (kl([0.5, 0.5], [0.75, 0.25]) + kl([0.5, 0.5], [0.25, 0.75])) / 2
+    loss, _ = pair_loss(model, batch, LossConfig(source_alignment_weight=1.0))
+    assert loss.item() == pytest.approx(consistency + 0.65625, rel=1e-5)
+
+
 def test_feature_anchor_flag_is_checked(tmp_path):
     base = ["--model_name_or_path", "unused", "--output_dir", str(tmp_path / "o")]
     with pytest.raises(UserError, match=r"--anchor_features_weight -1.0: must be >= 0"):
@@ -267,6 +329,7 @@ def test_online_pair_loss_unchanged_by_the_extensions_when_off():
     ("--min_teacher_confidence", "1.5", "--min_teacher_confidence"),
     ("--teacher_temperature", "0", "--teacher_temperature"),
     ("--anchor_target", "gold", "--anchor_target 'gold': choose labels or self"),
+    ("--source_alignment_weight", "-1", "--source_alignment_weight -1.0: must be >= 0"),
 ])
 def test_bad_extension_values_fail_before_work(flag, value, message, tmp_path):
     with pytest.raises(UserError, match=message):
@@ -291,11 +354,13 @@ def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monk
                           use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=4,
                           learning_rate="1e-4", pool_size=8, save_strategy="no", frozen_teacher=True,
                           anchor_weight="0.25", min_teacher_confidence="0.3", temperature="2.0",
-                          kl_direction="symmetric", teacher_temperature="0.5", anchor_features_weight="1.5"))
+                          kl_direction="symmetric", teacher_temperature="0.5", anchor_features_weight="1.5",
+                          source_alignment_weight="0.75"))
     keys, args, kwargs = seen[0]
-    assert {"teacher_logits", "anchor", "num_pairs"} <= set(keys)
+    assert {"teacher_logits", "anchor", "num_pairs", "source_features"} <= set(keys)
     assert args == (LossConfig(kl_direction="symmetric", detach_teacher=False, temperature=2.0, min_teacher_confidence=0.3,
-                               anchor_weight=0.25, teacher_temperature=0.5, anchor_features_weight=1.5),)  # every value its own: a swap shows
+                               anchor_weight=0.25, teacher_temperature=0.5, anchor_features_weight=1.5,
+                               source_alignment_weight=0.75),)  # every value its own: a swap shows
     assert kwargs["reference"] is not None
     run_args = json.loads((out / "run_args.json").read_text())["distill_args"]
     assert run_args["frozen_teacher"] is True and run_args["anchor_weight"] == 0.25

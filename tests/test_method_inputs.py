@@ -378,3 +378,53 @@ def test_train_only_embeddings_moves_only_the_rows_of_tokens_english_never_uses(
         distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "bad", "--train_only_embeddings",
                                   "--weight_decay", "0.01", "--max_steps", "1"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_source_alignment_targets_are_the_starting_checkpoints_pooled_english_states_of_the_same_item(
+        start_checkpoint, data_dir, tmp_path, monkeypatch):
+    """--source_alignment_weight: the dataset's features are the starting checkpoint's eval-mode hidden states
+    of each English pool item, every layer averaged over its tokens, recomputed here with the stock forward of
+    one unpadded row; every batch row carries the features of its own item in English (not of its own language,
+    not of another item), and the loss gets the weight. Off: no features at all."""
+    rec = Recorder(monkeypatch)
+    distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "kd", "--frozen_teacher", "--source_guard",
+                              "--source_alignment_weight", "0.75", "--max_steps", "3", "--save_strategy", "no"))
+    (ds,) = rec.datasets
+    model = AutoModelForMaskedLM.from_pretrained(start_checkpoint).eval()
+
+    def pooled(feature):  # (layers, H)
+        with torch.no_grad():
+            ids = torch.tensor([feature["input_ids"]])
+            states = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True).hidden_states
+        return torch.stack([h[0].mean(0) for h in states]).numpy()
+
+    expected = {lang: np.stack([pooled(f) for f in ds.pool_features[lang]]) for lang in LANGS}
+    assert ds.source_features.shape == expected["en"].shape == (POOL, model.config.num_hidden_layers + 1,
+                                                                model.config.hidden_size)
+    np.testing.assert_allclose(ds.source_features, expected["en"], atol=1e-5)
+    flat = np.concatenate([expected[lang] for lang in LANGS]).reshape(len(LANGS) * POOL, -1)
+    assert (np.abs(flat[:, None] - flat[None]).max(-1) + 1e3 * np.eye(len(flat))).min() > 1e-3  # all distinct
+    by_ids = {tuple(f["input_ids"]): (lang, i) for lang in LANGS for i, f in enumerate(ds.pool_features[lang])}
+    rows = 0
+    for inputs, args in rec.calls:
+        assert args[0].source_alignment_weight == 0.75
+        assert inputs["source_features"].shape[0] == inputs["num_pairs"] == inputs["input_ids"].shape[0]
+        for row, mask, target in zip(inputs["input_ids"], inputs["attention_mask"], inputs["source_features"]):
+            lang, i = by_ids[tuple(row[mask.bool()].tolist())]
+            assert lang != "en"  # --source_guard ranks English first: never the side being aligned
+            np.testing.assert_allclose(target.numpy(), expected["en"][i], atol=1e-5)
+            rows += 1
+    assert rows == 12
+    rec = Recorder(monkeypatch)
+    distill.main(distill_args(start_checkpoint, data_dir, tmp_path / "off", "--frozen_teacher", "--max_steps", "1",
+                              "--save_strategy", "no"))
+    assert rec.datasets[0].source_features is None and "source_features" not in rec.calls[0][0]
+
+
+def test_source_alignment_needs_the_source_language(start_checkpoint, data_dir, tmp_path):
+    out = tmp_path / "kd"
+    argv = distill_args(start_checkpoint, data_dir, out, "--source_alignment_weight", "1")
+    argv[argv.index("--languages") + 1] = "fr,de"
+    with pytest.raises(UserError, match=r"--source_alignment_weight pulls every language to the source language en"):
+        distill.main(argv)
+    assert not out.exists()

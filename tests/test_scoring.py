@@ -90,3 +90,24 @@ def test_unreachable_hub_model_is_a_user_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(UserError, match="not in the Hugging Face cache, and HF_HUB_OFFLINE=1 is set.*pass its directory"):
         load_tokenizer_and_model("xlm-roberta-base", "prompt", XNLI, 6)
+
+
+@pytest.mark.parametrize("head", ["prompt", "classification"])
+def test_return_hidden_gives_the_encoders_hidden_states_from_the_same_pass(tiny_mlm, head):
+    """`return_hidden`: the same class logits, plus the encoder's hidden states (embeddings' output, then every
+    layer) exactly as the stock forward with `output_hidden_states` gives them; refused where no single encoder
+    input exists (a multiple-choice batch `(B, C, L)`)."""
+    tokenizer, model, batch = batch_for(tiny_mlm, head)
+    with torch.no_grad():
+        plain = class_logits(model, batch)
+        logits, hidden = class_logits(model, batch, return_hidden=True)
+        stock = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 output_hidden_states=True).hidden_states
+    torch.testing.assert_close(logits, plain, rtol=0, atol=0)
+    assert len(hidden) == model.config.num_hidden_layers + 1 == len(stock)
+    for ours, theirs in zip(hidden, stock):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert not torch.equal(hidden[0], hidden[-1])
+    three_d = dict(batch, input_ids=batch["input_ids"][:, None], attention_mask=batch["attention_mask"][:, None])
+    with pytest.raises(ValueError, match="return_hidden needs"):
+        class_logits(model, three_d, return_hidden=True)

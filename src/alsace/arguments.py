@@ -290,6 +290,13 @@ class DistillArguments(OutputArguments):
                 "the starting checkpoint's, which a frozen copy of it computes (twice the model's memory); "
                 "holds the source language's whole representation, not only its class distribution on those "
                 "rows; 0 = off."})
+    source_alignment_weight: float = field(default=LOSS_DEFAULTS["source_alignment_weight"], metadata={
+        "help": "This project's extension: add this weight x the mean squared difference between each trained "
+                "row's hidden states, averaged over its tokens (every layer), and the starting checkpoint's on "
+                "the same pool item in the source language (computed once, before training), so that a "
+                "language's representation is pulled to the source language's, not only its class distribution; "
+                "needs the source language among --languages and an encoder's classification or prompt head on a "
+                "one-input task; 0 = off (the paper)."})
     train_only_embeddings: bool = field(default=False, metadata={
         "help": "This project's extension: train only the input-embedding rows of tokens that the source "
                 "language's training and pool rows never use; every other weight, and those rows, stay frozen, so "
@@ -337,6 +344,8 @@ class DistillArguments(OutputArguments):
         if self.anchor_features_weight > 0 and self.anchor_weight <= 0:
             raise UserError(f"--anchor_features_weight {self.anchor_features_weight} holds the hidden states of "
                             "the anchor rows, which --anchor_weight > 0 brings: set --anchor_weight (e.g. 1.0) too")
+        if self.source_alignment_weight < 0:
+            raise UserError(f"--source_alignment_weight {self.source_alignment_weight}: must be >= 0 (0 turns it off)")
         if self.anchor_target not in ANCHOR_TARGETS:
             raise UserError(f"--anchor_target {self.anchor_target!r}: choose {' or '.join(ANCHOR_TARGETS)}")
         if self.anchor_train_rows and not self.anchors_on_pool:
@@ -405,6 +414,15 @@ class DistillArguments(OutputArguments):
         if self.anchor_weight > 0 and self.anchor_target == "self" and task.source_language not in languages:
             raise UserError(f"--anchor_target self anchors the source language {task.source_language} on its pool "
                             f"items: add it to --languages, or pass --anchor_target labels")
+        if self.source_alignment_weight > 0 and task.source_language not in languages:
+            raise UserError(f"--source_alignment_weight pulls every language to the source language "
+                            f"{task.source_language}'s features on the same pool items: add it to --languages, or "
+                            f"pass --source_alignment_weight 0")
+        if self.source_alignment_weight > 0 and (task.candidate_field or (model_args.head == "classification"
+                                                                          and task.choice_fields)):
+            raise UserError(f"--source_alignment_weight: task {task.name} with --head {model_args.head} scores one "
+                            f"input per {'candidate' if task.candidate_field else 'choice'}, which has no single "
+                            f"pooled representation to align; pass --source_alignment_weight 0")
         if self.frozen_teacher and self.teacher_targets == "source" and task.source_language not in languages:
             raise UserError(f"--teacher_targets source takes every target from the source language "
                             f"{task.source_language}'s pool predictions: add it to --languages, or choose "

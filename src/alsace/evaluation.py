@@ -60,6 +60,29 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
     return out
 
 
+def pooled_features(model, features: list[dict], collator: Collator, batch_size: int, device,
+                    bf16: bool = False) -> np.ndarray:
+    """`(N, layers, H)` float32: each row's hidden states averaged over its tokens, every layer, in row order
+    (`alsace.losses.pooled_hidden_states` of `class_logits`'s pass); every rank computes all rows."""
+    from alsace.losses import pooled_hidden_states
+
+    model = model.model if isinstance(model, ClassScorer) else model
+    was_training = model.training
+    model.to(device)
+    model.eval()
+    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+                if bf16 else contextlib.nullcontext())
+    out = []
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(features), batch_size):
+            batch = collator([_without_labels(f) for f in features[start : start + batch_size]])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            _, hidden = class_logits(model, batch, return_hidden=True)
+            out.append(pooled_hidden_states(hidden, batch["attention_mask"]).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out)
+
+
 def _num_tokens(ids: list) -> int:
     # Multiple-choice and candidate features hold one sequence per class: sort by their total length.
     return sum(len(x) for x in ids) if ids and isinstance(ids[0], list) else len(ids)

@@ -43,6 +43,9 @@ class LossConfig:
       sharpen the targets;
     - anchor_features_weight (extension; 0 = off): this weight x `feature_anchor_loss` of the same anchor rows
       is added (their hidden states held at the starting model's).
+    - source_alignment_weight (extension; 0 = off): this weight x `source_alignment_loss` of the lower-ranked
+      sides is added (each row's pooled hidden states pulled to the starting model's on the same item in the
+      source language; the batch carries those as `source_features`).
     """
 
     kl_direction: str = "teacher_target"
@@ -52,6 +55,7 @@ class LossConfig:
     anchor_weight: float = 0.0
     teacher_temperature: float | None = None
     anchor_features_weight: float = 0.0
+    source_alignment_weight: float = 0.0
 
 
 def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, config: LossConfig = LossConfig()) -> torch.Tensor:
@@ -130,6 +134,23 @@ def feature_anchor_loss(model, reference, rows: dict) -> torch.Tensor:
     return sum(per_layer) / len(per_layer)
 
 
+def pooled_hidden_states(hidden_states, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`(B, layers, H)` float32: each layer's hidden states `(B, L, H)` averaged over the row's non-padding tokens."""
+    mask = attention_mask.unsqueeze(-1).float()  # (B, L, 1)
+    return torch.stack([(h.float() * mask).sum(1) / mask.sum(1) for h in hidden_states], dim=1)
+
+
+def source_alignment_loss(pooled: torch.Tensor, source_features: torch.Tensor) -> torch.Tensor:
+    """Mean over rows, layers and hidden units of the squared difference between the rows' pooled hidden
+    states `(B, layers, H)` and the starting model's pooled hidden states on the same items in the source language.
+
+    A class distribution gives a row 7 numbers to match; the pooled hidden states of its source-language
+    translation give every layer's whole summary (cross-lingual alignment by distilling representations, as in
+    Reimers and Gurevych 2020), so a language's token embeddings learn where the source language's meaning sits.
+    """
+    return ((pooled - source_features.float()) ** 2).mean()
+
+
 def pair_loss(model, inputs: dict, config: LossConfig = LossConfig(), reference=None):
     """Consistency loss of a pair batch (`alsace.pairs.PairCollator`: B higher-ranked sides, then B others).
 
@@ -137,7 +158,9 @@ def pair_loss(model, inputs: dict, config: LossConfig = LossConfig(), reference=
     `anchor` rows, `config.anchor_weight` x their supervised cross-entropy (over the class logits) is added, or,
     when the batch carries `anchor_logits` `(B, C)` (`--anchor_target self`), x KL(softmax(anchor_logits) ||
     the model's distribution on the anchor rows) at temperature 1; with `config.anchor_features_weight`, also
-    that weight x `feature_anchor_loss` of the anchor rows against `reference`, the frozen starting model.
+    that weight x `feature_anchor_loss` of the anchor rows against `reference`, the frozen starting model. With
+    `source_features` `(B, layers, H)` (`--source_alignment_weight`), `config.source_alignment_weight` x
+    `source_alignment_loss` of the lower-ranked sides, from the same forward pass.
     Returns the loss and the `(B, C)` class logits of the lower-ranked sides.
     """
     kind = batch_kind(inputs)
@@ -146,10 +169,19 @@ def pair_loss(model, inputs: dict, config: LossConfig = LossConfig(), reference=
                          "got a plain one")  # pragma: no mutate
     n = int(inputs["num_pairs"])
     sides = {k: v for k, v in inputs.items() if k not in PAIR_KEYS}
-    logits = as_scorer(model)(**sides)  # (2B, C): both sides in one forward pass; (B, C) when frozen
+    source = inputs.get("source_features")  # (B, layers, H): the items' source-language features, when aligned
+    if source is None and config.source_alignment_weight > 0:
+        raise ValueError("source_alignment_weight > 0 needs the batch's source_features (PairDataset)")  # pragma: no mutate
+    if source is None:
+        logits = as_scorer(model)(**sides)  # (2B, C): both sides in one forward pass; (B, C) when frozen
+    else:
+        logits, hidden = as_scorer(model)(**sides, return_hidden=True)
     teacher = inputs["teacher_logits"] if kind is BatchKind.FROZEN_PAIRS else logits[:n]
     student = logits[-n:]
     loss = consistency_loss(teacher, student, config)
+    if source is not None:
+        pooled = pooled_hidden_states([h[-n:] for h in hidden], sides["attention_mask"][-n:])
+        loss = loss + config.source_alignment_weight * source_alignment_loss(pooled, source)
     if config.anchor_weight > 0 and inputs.get("anchor") is not None:  # the batch's anchor rows, when it has them
         if inputs.get("anchor_logits") is not None:  # --anchor_target self: KL from the starting distribution
             anchor_loss = consistency_loss(inputs["anchor_logits"], as_scorer(model)(**inputs["anchor"]))

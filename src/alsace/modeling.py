@@ -202,10 +202,10 @@ def train_only_new_token_embeddings(model, kept_rows: list[dict]) -> tuple[int, 
     weight.requires_grad_(True)
     kept = sorted({int(i) for row in kept_rows for key in ("input_ids", "label_token_ids")
                    for i in _flat(row.get(key, []))})
-    trainable = torch.ones(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-    trainable[kept] = 0
-    weight.register_hook(lambda grad: grad * trainable.to(grad.device, grad.dtype))  # the Trainer may move the model
-    return int(trainable.sum()), weight.shape[0]
+    kept_ids = torch.tensor(kept, dtype=torch.long)
+    # The Trainer may move the model after this: the ids follow the gradient's device (a no-op once there).
+    weight.register_hook(lambda grad: grad.index_fill(0, kept_ids.to(grad.device), 0))
+    return weight.shape[0] - len(kept), weight.shape[0]
 
 
 def _flat(ids):

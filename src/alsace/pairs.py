@@ -63,18 +63,23 @@ class PairDataset(Dataset):
       k mod len(anchor_features) (in a seeded order) for the supervised anchor loss.
     - `anchor_logits` `(len(anchor_features), C)`: the anchor rows' targets instead of their labels
       (`--anchor_target self`: the source language's pool items and the starting checkpoint's logits on them).
+    - `source_features` `(N, layers, H)`: the starting checkpoint's pooled hidden states on each pool item in
+      the source language (`--source_alignment_weight`); example (a, b, i) carries row i.
     """
 
     def __init__(self, pool_features: dict[str, list[dict]], pairs: list[tuple[str, str]], seed: int,
                  teacher_logits: dict[str, np.ndarray] | None = None, anchor_features: list[dict] | None = None,
-                 anchor_logits: np.ndarray | None = None):
+                 anchor_logits: np.ndarray | None = None, source_features: np.ndarray | None = None):
         if anchor_logits is not None and (not anchor_features or len(anchor_logits) != len(anchor_features)):
             raise ValueError("anchor_logits needs one row per anchor feature")
+        num_items = len(next(iter(pool_features.values())))
+        if source_features is not None and len(source_features) != num_items:
+            raise ValueError(f"source_features has {len(source_features)} rows for {num_items} pool items")
+        self.source_features = source_features
         self.pool_features = pool_features
         self.anchor_logits = anchor_logits
         self.teacher_logits = teacher_logits
         self.anchor_features = anchor_features
-        num_items = len(next(iter(pool_features.values())))
         index = [(a, b, i) for a, b in pairs for i in range(num_items)]
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(index))
@@ -89,7 +94,8 @@ class PairDataset(Dataset):
     def collator(self, pad_token_id: int) -> PairCollator:
         """The collator of this dataset's examples (frozen teacher or not, anchor rows or not)."""
         return PairCollator(pad_token_id, frozen_teacher=self.frozen_teacher, anchors=bool(self.anchor_features),
-                            anchor_targets=self.anchor_logits is not None)
+                            anchor_targets=self.anchor_logits is not None,
+                            source_features=self.source_features is not None)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -108,17 +114,19 @@ class PairDataset(Dataset):
             if self.anchor_logits is not None:  # unlabeled anchor rows with fixed targets
                 example["anchor"] = strip(example["anchor"])
                 example["anchor_logits"] = self.anchor_logits[j].tolist()
+        if self.source_features is not None:
+            example["source_features"] = self.source_features[i]
         return example
 
 
 # What a pair batch carries beside the sides' model inputs (never fed to the model).
-PAIR_KEYS = ("num_pairs", "teacher_logits", "anchor", "anchor_logits")
+PAIR_KEYS = ("num_pairs", "teacher_logits", "anchor", "anchor_logits", "source_features")
 
 
 class PairBatch(Batch):
     """B pairs, both sides stacked into one `(2B, ...)` batch, the B higher-ranked sides first, so that both
-    go through the model in a single forward pass; `num_pairs` = B, and `anchor` (anchor rows) and
-    `anchor_logits` (their targets) when given."""
+    go through the model in a single forward pass; `num_pairs` = B, and `anchor` (anchor rows), `anchor_logits`
+    (their targets) and `source_features` (the items' source-language features) when given."""
 
     kind = BatchKind.PAIRS
 
@@ -133,15 +141,17 @@ class PairCollator:
     """Collates `PairDataset` examples into a `PairBatch` (or a `FrozenPairBatch` with `frozen_teacher`).
 
     The sides are padded together by the plain `Collator`; anchor rows (`anchors`) become a nested plain batch
-    `anchor`, and their target logits (`anchor_targets`) `anchor_logits` `(B, C)`.
+    `anchor`, their target logits (`anchor_targets`) `anchor_logits` `(B, C)`, and the items' source-language
+    features (`source_features`) `source_features` `(B, layers, H)`.
     """
 
     def __init__(self, pad_token_id: int, frozen_teacher: bool = False, anchors: bool = False,
-                 anchor_targets: bool = False):
+                 anchor_targets: bool = False, source_features: bool = False):
         self.collate = Collator(pad_token_id)
         self.frozen_teacher = frozen_teacher
         self.anchors = anchors
         self.anchor_targets = anchor_targets
+        self.source_features = source_features
 
     def __call__(self, features: list[dict]) -> PairBatch:
         teachers = [] if self.frozen_teacher else [f["a"] for f in features]
@@ -154,4 +164,6 @@ class PairCollator:
             batch["anchor"] = self.collate([f["anchor"] for f in features])
         if self.anchor_targets:
             batch["anchor_logits"] = torch.tensor([f["anchor_logits"] for f in features], dtype=torch.float32)
+        if self.source_features:
+            batch["source_features"] = torch.from_numpy(np.stack([f["source_features"] for f in features])).float()
         return batch

@@ -26,23 +26,42 @@ import torch.nn.functional as F
 from alsace.errors import UserError
 
 
-def class_logits(model, batch: dict, return_vocab: bool = False):
-    """Class logits `(B, C)` for a batch; with `return_vocab`, also the `(B, V)` logits at the mask.
+def class_logits(model, batch: dict, return_vocab: bool = False, return_hidden: bool = False):
+    """Class logits `(B, C)` for a batch; with `return_vocab`, also the `(B, V)` logits at the mask; with
+    `return_hidden` (an encoder's classification or prompt head on `(B, L)` inputs), also the encoder's hidden
+    states from the same pass, a tuple of `(B, L, H)` (the embeddings' output, then every layer's).
 
     The batch holds `input_ids`, `attention_mask` `(B, L)` and, for prompt heads, `mask_pos` `(B,)` and
     `label_token_ids` `(B, C)` (the verbalizer's token id per class, per example, so that per-language
     label words can share a batch). Candidate batches: see `_candidate_scores`.
     """
+    if return_hidden and ("candidate_token_ids" in batch or model.config.is_encoder_decoder
+                          or batch["input_ids"].dim() != 2):
+        raise ValueError("return_hidden needs an encoder's classification or prompt head on (B, L) inputs")  # pragma: no mutate
     if "candidate_token_ids" in batch:  # probing with per-row candidate answers
         return _candidate_scores(model, batch)
     if "label_token_ids" not in batch:  # classification or multiple-choice head
-        return model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).logits
+        inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
+        if return_hidden:
+            out = model(**inputs, output_hidden_states=True)
+            return out.logits, out.hidden_states
+        return model(**inputs).logits
     label_ids = batch["label_token_ids"]  # (B, C)
     if model.config.is_encoder_decoder:
         vocab = _first_decoder_step_logits(model, batch)  # (B, V)
         cls = vocab.gather(1, label_ids)
         return (cls, vocab) if return_vocab else cls
-    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+    out = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           output_hidden_states=return_hidden)
+    hidden = out[0]
+    if return_hidden:
+        return _prompt_class_logits(model, batch, hidden, return_vocab), out.hidden_states
+    return _prompt_class_logits(model, batch, hidden, return_vocab)
+
+
+def _prompt_class_logits(model, batch: dict, hidden: torch.Tensor, return_vocab: bool):
+    """A masked LM's class logits (and with `return_vocab` the vocabulary's) from its last hidden states."""
+    label_ids = batch["label_token_ids"]  # (B, C)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     at_mask = hidden[rows, batch["mask_pos"]]  # (B, H)
     transform, weight, bias = mlm_head_parts(model)
@@ -80,9 +99,9 @@ class ClassScorer(torch.nn.Module):
                 raise
             return getattr(self.model, name)
 
-    def forward(self, labels=None, return_vocab: bool = False, **batch):
+    def forward(self, labels=None, return_vocab: bool = False, return_hidden: bool = False, **batch):
         # `labels` belong to the loss, not to scoring; naming them lets the Trainer find the labels.
-        return class_logits(self.model, batch, return_vocab)
+        return class_logits(self.model, batch, return_vocab, return_hidden)
 
     def state_dict(self, *args, **kwargs):
         return self.model.state_dict(*args, **kwargs)
