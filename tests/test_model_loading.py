@@ -189,3 +189,18 @@ def test_train_only_new_token_embeddings_zeroes_exactly_the_kept_rows_gradients_
     for name, p in model.named_parameters():
         if name != "bert.embeddings.word_embeddings.weight":
             assert torch.equal(p, before[name]), name
+
+
+def test_train_only_new_token_embeddings_with_nothing_kept_leaves_the_gradient_whole(tmp_path_factory):
+    # No kept rows (an empty id list, a float tensor unless its dtype is given): every row trains, the gradient
+    # passes unchanged.
+    from transformers import AutoModelForMaskedLM
+
+    from alsace.modeling import train_only_new_token_embeddings
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_model("bert", tmp_path_factory))
+    weight = model.get_input_embeddings().weight
+    assert train_only_new_token_embeddings(model, [{"input_ids": []}]) == (weight.shape[0], weight.shape[0])
+    direction = torch.linspace(-1.0, 1.0, weight.numel()).reshape(weight.shape)
+    (weight * direction).sum().backward()
+    assert torch.equal(weight.grad, direction)
