@@ -51,12 +51,11 @@ def class_logits(model, batch: dict, return_vocab: bool = False, return_hidden: 
         vocab = _first_decoder_step_logits(model, batch)  # (B, V)
         cls = vocab.gather(1, label_ids)
         return (cls, vocab) if return_vocab else cls
-    out = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           output_hidden_states=return_hidden)
-    hidden = out[0]
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if return_hidden:
-        return _prompt_class_logits(model, batch, hidden, return_vocab), out.hidden_states
-    return _prompt_class_logits(model, batch, hidden, return_vocab)
+        out = model.base_model(**inputs, output_hidden_states=True)
+        return _prompt_class_logits(model, batch, out[0], return_vocab), out.hidden_states
+    return _prompt_class_logits(model, batch, model.base_model(**inputs)[0], return_vocab)
 
 
 def _prompt_class_logits(model, batch: dict, hidden: torch.Tensor, return_vocab: bool):
