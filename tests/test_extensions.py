@@ -88,6 +88,18 @@ def test_self_anchor_rows_carry_their_own_fixed_targets_without_labels():
                         anchor_logits=bad_targets)
 
 
+def test_source_features_are_one_row_per_pool_item_and_example_k_carries_its_items():
+    pool = {lang: [{"input_ids": [0, i]} for i in range(3)] for lang in ("en", "fr")}
+    features = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4)  # (items, layers, H), every row different
+    ds = PairDataset(pool, [("en", "fr")], seed=5, source_features=features)
+    for k in range(len(ds)):
+        _, _, i = ds.index[k]
+        assert np.array_equal(ds[k]["source_features"], features[i]) and ds[k]["b"]["input_ids"] == [0, i]
+    assert ds.collator(pad_token_id=1).source_features is True
+    with pytest.raises(ValueError, match="^source_features has 2 rows for 3 pool items$"):
+        PairDataset(pool, [("en", "fr")], seed=5, source_features=features[:2])
+
+
 def test_pair_order_is_the_seeds():
     """The shuffled pair order and the anchor order follow the seed: equal for one seed, not for another."""
     pool = {lang: [{"input_ids": [0, i]} for i in range(40)] for lang in ("en", "fr", "de")}
