@@ -72,6 +72,9 @@ def main(argv=None) -> dict:
 
     tokenizer, model = load_tokenizer_and_model(model_args.model_name_or_path, model_args.head, task,
                                                 num_placeholders, model_args.trust_remote_code, check_task=True)
+    if d_args.source_alignment_weight > 0 and model.config.is_encoder_decoder:
+        raise UserError(f"--source_alignment_weight aligns an encoder's hidden states: {model_args.model_name_or_path} "
+                        "is an encoder-decoder model, not supported yet; pass --source_alignment_weight 0")
     featurizer = Featurizer(tokenizer, task, model_args.head, data_args.max_seq_length, num_placeholders,
                             prompt_args.prompt_language, is_seq2seq=model.config.is_encoder_decoder,
                             languages=tuple(dict.fromkeys([*languages, d_args.dev_language, task.source_language])))
@@ -101,9 +104,6 @@ def main(argv=None) -> dict:
         bf16=eval_bf16(training_args), desc="anchor rows")["rows"])
     source_features = None  # the starting checkpoint's pooled hidden states on the source's pool items
     if d_args.source_alignment_weight > 0:
-        if model.config.is_encoder_decoder:
-            raise UserError("--source_alignment_weight aligns an encoder's hidden states: it does not support an "
-                            "encoder-decoder model yet; pass --source_alignment_weight 0")
         source_features = pooled_features(model, pool_features[task.source_language], collator,
                                           training_args.per_device_eval_batch_size, training_args.device,
                                           bf16=eval_bf16(training_args))

@@ -376,3 +376,16 @@ def test_extension_flags_reach_the_loss(tiny_finetuned, data_dir, tmp_path, monk
     assert kwargs["reference"] is not None
     run_args = json.loads((out / "run_args.json").read_text())["distill_args"]
     assert run_args["frozen_teacher"] is True and run_args["anchor_weight"] == 0.25
+
+
+def test_source_alignment_refuses_an_encoder_decoder_before_any_work(data_dir, tmp_path, tmp_path_factory):
+    from taskdata import tiny_model
+
+    out = tmp_path / "kd"
+    argv = run_argv(tiny_model("t5", tmp_path_factory), data_dir, out, task="xnli", languages="en,fr",
+                    head="prompt", use_cpu=True, report_to="none", max_steps=1, pool_size=8,
+                    allow_untuned_checkpoint="true", source_alignment_weight="1")
+    with pytest.raises(UserError, match=r"--source_alignment_weight aligns an encoder's hidden states: .* is an "
+                                        r"encoder-decoder model"):
+        distill.main(argv)
+    assert not out.exists()
