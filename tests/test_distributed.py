@@ -122,14 +122,16 @@ def test_two_processes_train_evaluate_and_select_like_one(tmp_path, data_dir, no
 
 
 def test_two_processes_distil_like_one_with_a_frozen_teacher_and_an_anchor(tmp_path, data_dir, no_dropout_mlm):
-    """2 ranks x 2 pairs per step = 1 process x 4 pairs: the same distilled weights, and DDP runs without
+    """2 ranks x 2 pairs per step = 1 process x 4 pairs: the same distilled weights (with the source-alignment
+    features computed by both ranks together), and DDP runs without
     the unused-parameter search (every parameter gets a gradient), so no rank warns about it."""
     import distill
 
     common = ["--model_name_or_path", str(no_dropout_mlm), "--task", "xnli", "--data_dir", str(data_dir),
               "--languages", ",".join(LANGS), "--max_steps", "3", "--learning_rate", "1e-3", "--report_to", "none",
               "--max_seq_length", "64", "--use_cpu", "--save_strategy", "no", "--seed", "3", "--pool_size", "8",
-              "--frozen_teacher", "--anchor_weight", "0.5", "--allow_untuned_checkpoint"]
+              "--frozen_teacher", "--anchor_weight", "0.5", "--allow_untuned_checkpoint",
+              "--source_alignment_weight", "2.0"]  # its English features are split across ranks and gathered
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     distill.main(common + ["--output_dir", str(single), "--per_device_train_batch_size", "4"])
     log = torchrun("distill.py", common + ["--output_dir", str(ddp), "--per_device_train_batch_size", "2"])

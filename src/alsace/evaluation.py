@@ -32,6 +32,28 @@ def eval_bf16(training_args) -> bool:
 def predict_logits(model, features: list[dict], collator: Collator, batch_size: int,
                    device, bf16: bool = False, desc: str = "scoring") -> np.ndarray:
     """Class logits `(N, C)` float32 for `features`, in their original order."""
+    return _score_rows(model, features, collator, batch_size, device, bf16, desc,
+                       lambda m, batch: class_logits(m, batch))
+
+
+def pooled_features(model, features: list[dict], collator: Collator, batch_size: int, device,
+                    bf16: bool = False) -> np.ndarray:
+    """`(N, layers, H)` float32: each row's hidden states averaged over its tokens, every layer, in row order
+    (`alsace.losses.pooled_hidden_states` of `class_logits`'s pass)."""
+    from alsace.losses import pooled_hidden_states
+
+    def pooled(m, batch):
+        _, hidden = class_logits(m, batch, return_hidden=True)
+        return pooled_hidden_states(hidden, batch["attention_mask"])
+
+    return _score_rows(model, features, collator, batch_size, device, bf16, "pooling", pooled)
+
+
+def _score_rows(model, features: list[dict], collator: Collator, batch_size: int, device, bf16: bool,
+                desc: str, fn) -> np.ndarray:
+    """`fn(model, batch)` float32 per row of `features`, in their original order: length-sorted batches in
+    eval mode under `inference_mode` (and bf16 autocast when asked), each rank scoring every
+    world_size-th batch, all-gathered so that every rank returns every row exactly once."""
     order = sorted(range(len(features)), key=lambda i: _num_tokens(features[i]["input_ids"]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rank, world = rank_and_world()
@@ -47,40 +69,16 @@ def predict_logits(model, features: list[dict], collator: Collator, batch_size: 
         for idx in tqdm(mine, desc=desc, disable=not show_progress(), leave=False):
             batch = collator([_without_labels(features[i]) for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
-            results.append((idx, class_logits(model, batch).float().cpu().numpy()))
+            results.append((idx, fn(model, batch).float().cpu().numpy()))
     model.train(was_training)
     if world > 1:
         gathered = [None] * world
         torch.distributed.all_gather_object(gathered, results)
         results = [r for part in gathered for r in part]
-    num_classes = results[0][1].shape[1]
-    out = np.empty((len(features), num_classes), dtype=np.float32)
-    for idx, logits in results:
-        out[idx] = logits
+    out = np.empty((len(features), *results[0][1].shape[1:]), dtype=np.float32)
+    for idx, rows in results:
+        out[idx] = rows
     return out
-
-
-def pooled_features(model, features: list[dict], collator: Collator, batch_size: int, device,
-                    bf16: bool = False) -> np.ndarray:
-    """`(N, layers, H)` float32: each row's hidden states averaged over its tokens, every layer, in row order
-    (`alsace.losses.pooled_hidden_states` of `class_logits`'s pass); every rank computes all rows."""
-    from alsace.losses import pooled_hidden_states
-
-    model = model.model if isinstance(model, ClassScorer) else model
-    was_training = model.training
-    model.to(device)
-    model.eval()
-    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-                if bf16 else contextlib.nullcontext())
-    out = []
-    with torch.inference_mode(), autocast:
-        for start in range(0, len(features), batch_size):
-            batch = collator([_without_labels(f) for f in features[start : start + batch_size]])
-            batch = {k: v.to(device) for k, v in batch.items()}
-            _, hidden = class_logits(model, batch, return_hidden=True)
-            out.append(pooled_hidden_states(hidden, batch["attention_mask"]).cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(out)
 
 
 def _num_tokens(ids: list) -> int:
