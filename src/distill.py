@@ -112,9 +112,10 @@ def main(argv=None) -> dict:
     if d_args.train_only_embeddings:  # the source language's tokens (its pool items and training rows) stay put
         source_rows = [*pool_features[task.source_language],
                        *(source_train_rows(featurizer, task, data_args.data_dir, cache) if task.has_train else [])]
-        trainable, rows = train_only_new_token_embeddings(model, source_rows)
-        logger.info("--train_only_embeddings: %d of %d embedding rows train (the %s rows' %d tokens and every "
-                    "other weight frozen)", trainable, rows, task.source_language, rows - trainable)
+        trainable, rows = train_only_new_token_embeddings(model, source_rows, tokenizer.all_special_ids)
+        logger.info("--train_only_embeddings: %d of %d embedding rows train (the %d tokens of the %s rows and the "
+                    "special tokens, and every other weight, frozen)", trainable, rows, rows - trainable,
+                    task.source_language)
     num_items = len(next(iter(pool_features.values())))
     if note := steps_from_passes(training_args, d_args.pool_passes, len(languages), num_items):
         logger.info(note)

@@ -354,6 +354,10 @@ def test_train_only_embeddings_moves_only_the_rows_of_tokens_english_never_uses(
     embedding rows of every token in English's pool items and training rows (and the label words) are unchanged
     while other rows moved, so English's pool items score exactly as before; weight decay is refused."""
     rec = Recorder(monkeypatch)
+    passed = []  # the special-token ids the entry point keeps as well (<unk>: every language's unreadable piece)
+    keep = distill.train_only_new_token_embeddings
+    monkeypatch.setattr(distill, "train_only_new_token_embeddings",
+                        lambda model, rows, ids=(): passed.append(list(ids)) or keep(model, rows, ids))
     out = tmp_path / "kd"
     distill.main(distill_args(start_checkpoint, data_dir, out, "--frozen_teacher", "--train_only_embeddings",
                               "--weight_decay", "0", "--learning_rate", "5e-2", "--max_steps", "4",
@@ -364,6 +368,7 @@ def test_train_only_embeddings_moves_only_the_rows_of_tokens_english_never_uses(
     assert [k for k in start if not torch.equal(start[k], trained[k])] == [name]  # nothing else moved
     train_rows = [json.loads(line) for line in (data_dir / "xnli" / "train" / "en.jsonl").read_text().splitlines()]
     tokenizer = AutoTokenizer.from_pretrained(start_checkpoint)
+    assert passed == [tokenizer.all_special_ids] and tokenizer.unk_token_id in passed[0]
     english = {i for f in ds.pool_features["en"] for i in (*f["input_ids"], *f["label_token_ids"])}
     english |= {i for r in train_rows for i in tokenizer(r["premise"], r["hypothesis"])["input_ids"]}
     moved = {int(i) for i in torch.nonzero((start[name] != trained[name]).any(1)).flatten()}

@@ -299,7 +299,8 @@ class DistillArguments(OutputArguments):
                 "one-input task; 0 = off (the paper)."})
     train_only_embeddings: bool = field(default=False, metadata={
         "help": "This project's extension: train only the input-embedding rows of tokens that the source "
-                "language's training and pool rows never use; every other weight, and those rows, stay frozen, so "
+                "language's training and pool rows never use; every other weight, those rows and the special tokens' "
+                "rows (<unk> included) stay frozen, so "
                 "the source language's predictions on inputs made of its seen tokens cannot change (needs "
                 "--weight_decay 0). Off: the whole model trains, as in the paper."})
     teacher_temperature: float | None = field(default=LOSS_DEFAULTS["teacher_temperature"], metadata={
