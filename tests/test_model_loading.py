@@ -171,7 +171,7 @@ def test_train_only_new_token_embeddings_zeroes_exactly_the_kept_rows_gradients_
     weight = model.get_input_embeddings().weight
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rows = [{"input_ids": [2, 11, 3], "label": 1}, {"input_ids": [2, 17, 11, 3], "label_token_ids": [[40], [41, 57]]}]
-    trainable, total = train_only_new_token_embeddings(model, rows, kept_ids=[1, 11])  # e.g. <unk>, and a repeat
+    trainable, total = train_only_new_token_embeddings(model, rows, special_ids=[1, 11])  # e.g. <unk>, and a repeat
     kept = [1, 2, 3, 11, 17, 40, 41, 57]
     assert (trainable, total) == (weight.shape[0] - len(kept), weight.shape[0])
     assert [name for name, p in model.named_parameters() if p.requires_grad] == ["bert.embeddings.word_embeddings.weight"]

@@ -190,10 +190,10 @@ def _load_masked_lm(path: str, config, kwargs):
     return model
 
 
-def train_only_new_token_embeddings(model, kept_rows: list[dict], kept_ids=()) -> tuple[int, int]:
+def train_only_new_token_embeddings(model, kept_rows: list[dict], special_ids=()) -> tuple[int, int]:
     """Freeze every weight of `model` but its input embeddings, and zero the gradient of the embedding row of
     every token that `kept_rows` use (their `input_ids`, and `label_token_ids` where a head scores label words
-    with embeddings tied to the input ones), and of `kept_ids` (the tokenizer's special tokens: `<unk>` stands
+    with embeddings tied to the input ones), and of `special_ids` (the tokenizer's special tokens: `<unk>` stands
     for a different unreadable piece in every language, so no language's pairs should move it), so those rows
     never change either: an input made only of such tokens, e.g. a source-language row, is scored exactly as
     before (with weight decay 0, since decay would shrink the kept rows). Returns (trainable rows, embedding
@@ -203,7 +203,7 @@ def train_only_new_token_embeddings(model, kept_rows: list[dict], kept_ids=()) -
         parameter.requires_grad_(False)
     weight.requires_grad_(True)
     kept = sorted({int(i) for row in kept_rows for key in ("input_ids", "label_token_ids")
-                   for i in _flat(row.get(key, []))} | {int(i) for i in kept_ids})
+                   for i in _flat(row.get(key, []))} | {int(i) for i in special_ids})
     kept_ids = torch.tensor(kept, dtype=torch.long)
     # The Trainer may move the model after this: the ids follow the gradient's device (a no-op once there).
     weight.register_hook(lambda grad: grad.index_fill(0, kept_ids.to(grad.device), 0))
