@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
                                           bf16=eval_bf16(training_args))
     train_dataset = training_pairs(pool_features, pool_logits, pairs, featurizer, task, d_args, languages,
                                    data_args.data_dir, training_args.seed, cache, score, source_features)
-    if d_args.train_only_embeddings:  # the source language's tokens (its pool items and training rows) stay put
+    if d_args.train_only_embeddings:  # the source language's tokens (pool items, training rows) and specials stay put
         source_rows = [*pool_features[task.source_language],
                        *(source_train_rows(featurizer, task, data_args.data_dir, cache) if task.has_train else [])]
         trainable, rows = train_only_new_token_embeddings(model, source_rows, tokenizer.all_special_ids)

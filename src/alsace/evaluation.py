@@ -32,8 +32,7 @@ def eval_bf16(training_args) -> bool:
 def predict_logits(model, features: list[dict], collator: Collator, batch_size: int,
                    device, bf16: bool = False, desc: str = "scoring") -> np.ndarray:
     """Class logits `(N, C)` float32 for `features`, in their original order."""
-    return _score_rows(model, features, collator, batch_size, device, bf16, desc,
-                       lambda m, batch: class_logits(m, batch))
+    return _score_rows(model, features, collator, batch_size, device, bf16, desc, class_logits)
 
 
 def pooled_features(model, features: list[dict], collator: Collator, batch_size: int, device,
